@@ -1,0 +1,3 @@
+from smsctl.cli import main
+
+main()

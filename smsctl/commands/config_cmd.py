@@ -1,0 +1,28 @@
+"""`smsctl config`: every setting, where it came from, secrets redacted."""
+
+from __future__ import annotations
+
+from smsctl.commands import JsonOption
+
+
+def config(json_output: JsonOption = False) -> None:
+    """Show every setting and where it came from (flag, environment, .env, default); secrets redacted.
+
+    Example: smsctl config --json
+    """
+    from smsctl.config import VARIABLES_BY_NAME, load_settings, redacted
+    from smsctl.output import emit_json, out, reporting
+
+    with reporting(json_output):
+        settings = load_settings()
+        rows = redacted(settings)
+        if json_output:
+            emit_json({name: {"value": value, "source": source} for name, value, source in rows})
+            return
+        from rich.table import Table
+
+        table = Table("variable", "value", "source", "meaning", box=None, pad_edge=False)
+        for name, value, source in rows:
+            style = "dim" if source in ("default", "unset") else ""
+            table.add_row(name, value, source, VARIABLES_BY_NAME[name].meaning, style=style)
+        out().print(table)

@@ -1,0 +1,117 @@
+"""`smsctl status` and `smsctl log`: what happened to the messages you sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from smsctl.commands import DebugOption, JsonOption
+
+
+def _when(epoch: float | None) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S") if epoch else ""
+
+
+def status(
+    message: Annotated[str, typer.Argument(help="Message UUID (or its first 8+ characters).")],
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show one message and its whole timeline of status events.
+
+    Example: smsctl status 5b3c0d7e-…
+    """
+    from smsctl.config import load_settings
+    from smsctl.history import message_status
+    from smsctl.output import emit_json, reporting
+    from smsctl.store import Store
+
+    with reporting(json_output, debug):
+        store = Store(load_settings().db_path)
+        try:
+            result = message_status(store, message)
+        finally:
+            store.close()
+        if json_output:
+            emit_json(result)
+        else:
+            _render_status(result)
+
+
+def _render_status(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from smsctl.output import out
+    from smsctl.view import STATUS_STYLE
+
+    style = STATUS_STYLE.get(result["status"], "magenta")
+    out().print(f"[bold]{result['message_uuid']}[/]  [{style}]{result['status']}[/]"
+                + ("  [bold red]conflicting final statuses[/]" if result["conflict"] else ""))  # fmt: skip
+    out().print(f"to {result['to'] or '?'}  from {result['from'] or '?'}  client_ref "
+                f"{result['client_ref'] or '-'}  segments {result['segments'] or '?'}  "
+                f"sent {_when(result['sent_at']) or 'not by smsctl'}  duplicates {result['duplicates']}")  # fmt: skip
+    table = Table("status", "vonage timestamp", "received", "error", "price", "note", box=None)
+    for event in result["events"]:
+        error = f"{event['error_code']} {event['error_meaning'] or ''}" if event["error_code"] else ""
+        price = f"{event['price']} {event['currency'] or ''}" if event["price"] else ""
+        table.add_row(f"[{STATUS_STYLE.get(event['status'], 'magenta')}]{event['status']}[/]",
+                      event["timestamp"], _when(event["received_at"]), error, price,
+                      event["anomaly"] or "")  # fmt: skip
+    out().print(table)
+
+
+def log(
+    limit: Annotated[int, typer.Option(min=1, help="How many messages.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only messages in this status.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only newer than this, e.g. 15m, 2h, 7d.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Only messages of this bulk batch.")] = None,
+    inbound: Annotated[bool, typer.Option("--inbound", help="Received messages instead.")] = False,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """List recent messages, newest first, with their current status.
+
+    Example: smsctl log --since 1h --status rejected
+    """
+    from smsctl.config import load_settings
+    from smsctl.history import recent, recent_inbound
+    from smsctl.output import emit_json, reporting
+    from smsctl.store import Store
+
+    with reporting(json_output, debug):
+        store = Store(load_settings().db_path)
+        try:
+            if inbound:
+                rows = recent_inbound(store, limit=limit, since=since)
+            else:
+                rows = recent(store, limit=limit, status=status, since=since, batch=batch)
+        finally:
+            store.close()
+        if json_output:
+            emit_json(rows)
+        else:
+            _render_log(rows, inbound)
+
+
+def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
+    from rich.table import Table
+
+    from smsctl.output import note, out
+    from smsctl.view import STATUS_STYLE
+
+    if not rows:
+        note("no messages yet")
+        return
+    if inbound:
+        table = Table("received", "from", "to", "text", box=None)
+        for r in rows:
+            table.add_row(_when(r["received_at"]), r["from"], r["to"], r["text"])
+    else:
+        table = Table("sent", "message", "to", "client_ref", "status", "error", box=None)
+        for r in rows:
+            style = STATUS_STYLE.get(r["status"], "magenta")
+            table.add_row(_when(r["sent_at"]), r["message_uuid"] or "-", r["to"], r["client_ref"],
+                          f"[{style}]{r['status']}[/]", r["error"] or "")  # fmt: skip
+    out().print(table)

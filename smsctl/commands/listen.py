@@ -1,0 +1,80 @@
+"""`smsctl listen`: the verified, durable webhook receiver with a live status table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from smsctl.commands import DebugOption, JsonOption, flags
+
+
+def listen(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep loopback behind ngrok.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port [env PORT, default 3000].")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Public URL of this listener [env BASE_URL, else ngrok's].")
+    ] = None,
+    max_token_age: Annotated[
+        float | None,
+        typer.Option(min=1, help="Reject authentic tokens older than this (default: accept, count)."),
+    ] = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Receive, verify and store status and inbound webhooks, and show them live.
+
+    Run it alongside `ngrok http 3000`. Not on a terminal (or with --json) it writes JSON Lines.
+
+    Example: smsctl listen --port 3000
+    """
+    import asyncio
+
+    from smsctl.config import load_settings
+    from smsctl.listening import run_listener, secret_warnings
+    from smsctl.output import reporting, warn
+
+    with reporting(json_output, debug):
+        settings = load_settings(flags(PORT=port, BASE_URL=public_url))
+        for message in secret_warnings(settings):
+            warn(message)
+        view = _view(json_output or not sys.stdout.isatty())
+        asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
+                                 max_token_age=max_token_age))  # fmt: skip
+
+
+def _view(json_lines: bool) -> Any:
+    from smsctl.view import JsonLinesView
+
+    if json_lines:
+        return JsonLinesView()
+    return LiveTerminal()
+
+
+class LiveTerminal:
+    """Drives a Rich Live display with the LiveView's rendering."""
+
+    def __init__(self) -> None:
+        self._live: Any = None
+        self._view: Any = None
+
+    def ready(self, info: dict[str, Any], counters: Any) -> None:
+        from rich.live import Live
+
+        from smsctl.output import out
+        from smsctl.view import LiveView
+
+        self._view = LiveView(counters)
+        self._view.ready(info)
+        self._live = Live(get_renderable=self._view.render, console=out(), refresh_per_second=4,
+                          screen=False, redirect_stderr=False)  # fmt: skip
+        self._live.start()
+
+    def handle(self, event: Any) -> None:
+        if self._view is not None:
+            self._view.handle(event)
+
+    def stopped(self, counters: Any) -> None:
+        if self._live is not None:
+            self._live.stop()

@@ -1,0 +1,222 @@
+"""Settings and where each came from: flag > environment > `.env` in the working directory > default."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from smsctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+DEFAULT_API_URL = "https://api.nexmo.com"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One configuration variable: its name, default, whether it is secret, and what it means."""
+
+    name: str
+    default: str | None
+    secret: bool
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("VONAGE_API_KEY", None, False, "API key (Basic auth; checked against webhook `api_key`)"),
+    Variable("VONAGE_API_SECRET", None, True, "API secret (Basic auth when there is no application)"),
+    Variable("VONAGE_APPLICATION_ID", None, False, "application ID (JWT auth, with a private key)"),
+    Variable("VONAGE_PRIVATE_KEY_PATH", None, False, "path of the application's private key (PEM)"),
+    Variable("VONAGE_PRIVATE_KEY", None, True, "the private key PEM text itself (CI, containers)"),
+    Variable("VONAGE_SIGNATURE_SECRET", None, True, "signature secret that signs webhooks (HS256)"),
+    Variable(
+        "VONAGE_SIGNATURE_SECRET_PREVIOUS",
+        None,
+        True,
+        "the previous secret, accepted while rotating",
+    ),
+    Variable("VONAGE_NUMBER", None, False, "default sender: your Vonage number or sender ID"),
+    Variable("PORT", "3000", False, "port of `smsctl listen` and of the embedded --wait listener"),
+    Variable("BASE_URL", None, False, "public URL of the listener (e.g. your ngrok URL)"),
+    Variable("VONAGE_API_URL", DEFAULT_API_URL, False, "Messages API base URL (http:// loopback only)"),
+    Variable("SMSCTL_DB", None, False, "path of the SQLite store (default: user data directory)"),
+    Variable("SMSCTL_HTTP_TIMEOUT", "15", False, "seconds to wait for the API to answer a request"),
+)
+VARIABLES_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def default_db_path() -> Path:
+    """The store's default path: `$XDG_DATA_HOME/smsctl/smsctl.db` (or ~/.local/share/…)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "smsctl" / "smsctl.db"
+
+
+def _read_dotenv(directory: Path) -> dict[str, str]:
+    path = directory / ".env"
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values  # lazily: only when a .env exists
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; `sources` says where each value came from."""
+
+    values: Mapping[str, str | None]
+    sources: Mapping[str, str]
+
+    def get(self, name: str) -> str | None:
+        """The value of one variable, or None when unset or empty."""
+        value = self.values.get(name)
+        return value if value else None
+
+    def require(self, name: str, why: str) -> str:
+        """The value of one variable, or a ConfigError that says how to set it."""
+        value = self.get(name)
+        if value is None:
+            raise ConfigError(
+                f"{name} is not set; it is needed {why}",
+                hint=f"export {name}=… or add it to .env (see .env.example)",
+            )
+        return value
+
+    @property
+    def api_url(self) -> str:
+        """The validated Messages API base URL, without a trailing slash."""
+        return validate_api_url(self.get("VONAGE_API_URL") or DEFAULT_API_URL)
+
+    @property
+    def db_path(self) -> Path:
+        """Where the store lives."""
+        configured = self.get("SMSCTL_DB")
+        return Path(configured).expanduser() if configured else default_db_path()
+
+    @property
+    def port(self) -> int:
+        """The listener port."""
+        return _parse_number("PORT", self.get("PORT") or "3000", int, 0, 65535)
+
+    @property
+    def http_timeout(self) -> float:
+        """Seconds to wait for one API request."""
+        return _parse_number("SMSCTL_HTTP_TIMEOUT", self.get("SMSCTL_HTTP_TIMEOUT") or "15", float, 0.01, 600)
+
+    def signature_secrets(self) -> list[bytes]:
+        """The signature secrets to verify webhooks with: current first, then the previous one."""
+        current = self.require("VONAGE_SIGNATURE_SECRET", "to verify signed webhooks")
+        secrets = [current.encode()]
+        previous = self.get("VONAGE_SIGNATURE_SECRET_PREVIOUS")
+        if previous:
+            secrets.append(previous.encode())
+        return secrets
+
+
+def _parse_number(name: str, raw: str, kind: type[int] | type[float], low: float, high: float) -> int:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} is out of range ({low}–{high})")
+    return value  # type: ignore[return-value]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses, the only hosts allowed over plain http."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_api_url(url: str) -> str:
+    """Accept https URLs, and http only for loopback hosts (the local emulator)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"VONAGE_API_URL={url!r} is not an http(s) URL",
+            hint="use https://api.nexmo.com, or http://127.0.0.1:PORT for `smsctl sandbox`",
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(
+            f"VONAGE_API_URL={url!r} uses plain http for a non-loopback host",
+            hint="credentials would cross the network unencrypted: use https://",
+        )
+    return url.rstrip("/")
+
+
+def load_settings(
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve every variable: flag > environment > `.env` > default."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    dotenv = _read_dotenv(cwd or Path.cwd())
+    values: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for var in VARIABLES:
+        for source, layer in (("flag", flags), ("environment", environ), (".env", dotenv)):
+            value = layer.get(var.name)
+            if value not in (None, ""):
+                values[var.name], sources[var.name] = value, source
+                break
+        else:
+            values[var.name] = var.default
+            sources[var.name] = "default" if var.default is not None else "unset"
+    return Settings(values, sources)
+
+
+def load_private_key(settings: Settings) -> RSAPrivateKey | None:
+    """Parse the application's private key once, from VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pem_text, name = settings.get("VONAGE_PRIVATE_KEY"), "VONAGE_PRIVATE_KEY"
+    if pem_text is not None:
+        pem = pem_text.replace("\\n", "\n").encode()
+    else:
+        path, name = settings.get("VONAGE_PRIVATE_KEY_PATH"), "VONAGE_PRIVATE_KEY_PATH"
+        if path is None:
+            return None
+        try:
+            pem = Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"{name}={path!r} cannot be read: {exc.strerror}",
+                hint="point it at the private.key file you downloaded when creating the application",
+            ) from None
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{name} does not hold a usable PEM private key",
+            hint="it must be the unencrypted private key (-----BEGIN PRIVATE KEY-----) of the application",
+        ) from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigError(f"{name} is not an RSA key; Vonage application keys are RSA")
+    return key
+
+
+def redacted(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, shown value, source) for every variable, with secrets masked."""
+    rows = []
+    for var in VARIABLES:
+        value = settings.values.get(var.name)
+        if value and var.secret:
+            shown = "•••• (set)"
+        else:
+            shown = value or ""
+        rows.append((var.name, shown, settings.sources[var.name]))
+    return rows

@@ -1,0 +1,143 @@
+"""The one error tree of smsctl, and the exit codes it maps to.
+
+Core modules raise these; `cli.py` turns them into `error: …` / `hint: …` (or JSON) in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in the README and in `smsctl --help`."""
+
+    OK = 0
+    MESSAGE_FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    API_REFUSED = 4
+    API_UNAVAILABLE = 5
+    WAIT_TIMEOUT = 6
+    NOT_FOUND = 7
+    INTERRUPTED = 130
+
+
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success (with --wait: the message was delivered)",
+    ExitCode.MESSAGE_FAILED: "the message failed: rejected or undeliverable (with --wait)",
+    ExitCode.USAGE: "usage error: a bad argument, number or text; nothing was sent",
+    ExitCode.CONFIG: "configuration error: missing or unusable settings, or the store",
+    ExitCode.API_REFUSED: "the API refused the request (401, 402, 403, 404, 422)",
+    ExitCode.API_UNAVAILABLE: "the API was unreachable or failing (429 after retries, 5xx, timeout)",
+    ExitCode.WAIT_TIMEOUT: "timed out waiting for a final status (with --wait)",
+    ExitCode.NOT_FOUND: "no such message in the local history",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+class SmsctlError(Exception):
+    """Base of every error smsctl reports to the user."""
+
+    exit_code: ExitCode = ExitCode.MESSAGE_FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed under `--json`."""
+        return {"code": int(self.exit_code), "message": self.message, "hint": self.hint}
+
+
+class UsageError(SmsctlError):
+    """A bad argument (number, text, option value); nothing was sent."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(SmsctlError):
+    """Missing or unusable configuration."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class StoreError(SmsctlError):
+    """The local store cannot be opened or written."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class StoreUnavailable(StoreError):
+    """A transient store failure (busy, disk full, read-only): try again later."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 7807 problem+json body as the Messages API returns it."""
+
+    status: int
+    type: str = ""
+    title: str = ""
+    detail: str = ""
+    instance: str = ""
+    invalid_parameters: list[dict[str, str]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One readable paragraph: title, detail and each invalid parameter."""
+        parts = [f"{self.status} {self.title}".strip()]
+        if self.detail:
+            parts.append(self.detail)
+        for param in self.invalid_parameters:
+            parts.append(f"  {param.get('name', '?')}: {param.get('reason', '?')}")
+        if self.instance:
+            parts.append(f"(instance {self.instance})")
+        return "\n".join(parts)
+
+
+class ApiRefused(SmsctlError):
+    """The API answered with a 4xx: the request itself is wrong; retrying will not help."""
+
+    exit_code = ExitCode.API_REFUSED
+
+    def __init__(self, problem: Problem, hint: str | None = None) -> None:
+        super().__init__(problem.describe(), hint)
+        self.problem = problem
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["status"] = self.problem.status
+        data["problem"] = {
+            "type": self.problem.type,
+            "title": self.problem.title,
+            "detail": self.problem.detail,
+            "instance": self.problem.instance,
+            "invalid_parameters": self.problem.invalid_parameters,
+        }
+        return data
+
+
+class ApiUnavailable(SmsctlError):
+    """The API could not be reached, kept throttling, failed, or timed out."""
+
+    exit_code = ExitCode.API_UNAVAILABLE
+
+
+class MessageFailed(SmsctlError):
+    """The message reached a failed final status (rejected or undeliverable)."""
+
+    exit_code = ExitCode.MESSAGE_FAILED
+
+
+class WaitTimeout(SmsctlError):
+    """No final status arrived within the timeout."""
+
+    exit_code = ExitCode.WAIT_TIMEOUT
+
+
+class NotFound(SmsctlError):
+    """No such message in the local history."""
+
+    exit_code = ExitCode.NOT_FOUND

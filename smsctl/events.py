@@ -1,0 +1,161 @@
+"""Webhook bodies turned into typed events: status updates and inbound SMS, or a dead-letter reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+FINAL_STATUSES = frozenset({"delivered", "rejected", "undeliverable"})
+FAILED_STATUSES = frozenset({"rejected", "undeliverable"})
+KNOWN_STATUSES = FINAL_STATUSES | {"submitted"}
+
+
+def status_rank(status: str) -> int:
+    """Order used so a status never regresses: unknown 0 < submitted 1 < final 2."""
+    if status in FINAL_STATUSES:
+        return 2
+    return 1 if status == "submitted" else 0
+
+
+class Unusable(Exception):
+    """A signed body that cannot be used: kept as a dead letter with this reason."""
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One status webhook."""
+
+    message_uuid: str
+    status: str
+    timestamp: str
+    to: str | None
+    from_: str | None
+    client_ref: str | None
+    error_code: str | None
+    error_detail: str | None
+    price: str | None
+    currency: str | None
+    segments: str | None
+    body: str
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def event_time(self) -> float | None:
+        """Vonage's timestamp as epoch seconds, or None when it is malformed."""
+        return parse_timestamp(self.timestamp)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One inbound SMS webhook."""
+
+    message_uuid: str
+    from_: str | None
+    to: str | None
+    text: str | None
+    timestamp: str | None
+    body: str
+
+
+def parse_timestamp(value: str) -> float | None:
+    """ISO 8601 in the forms Vonage uses (`Z`, fractional seconds, `… UTC`) to epoch seconds."""
+    text = value.strip().replace(" UTC", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo else None
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unusable("body is not valid UTF-8") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise Unusable("body is nested too deeply") from None
+    except ValueError as exc:  # includes JSONDecodeError and the >4300-digit integer limit
+        raise Unusable(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Unusable(f"body is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _text(data: dict[str, Any], *path: str) -> str | None:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _required(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise Unusable(f"no usable `{key}`")
+    return value
+
+
+def parse_status(raw: bytes) -> StatusEvent:
+    """A status webhook body; raises Unusable for what can only be a dead letter."""
+    data = _object(raw)
+    return StatusEvent(
+        message_uuid=_required(data, "message_uuid"),
+        status=_required(data, "status"),
+        timestamp=_text(data, "timestamp") or "",
+        to=_text(data, "to"),
+        from_=_text(data, "from"),
+        client_ref=_text(data, "client_ref"),
+        error_code=_text(data, "error", "title"),
+        error_detail=_text(data, "error", "detail"),
+        price=_text(data, "usage", "price"),
+        currency=_text(data, "usage", "currency"),
+        # The spec says sms.count_total; one docs example says sms.total_count.
+        segments=_text(data, "sms", "count_total") or _text(data, "sms", "total_count"),
+        body=raw.decode("utf-8"),
+    )
+
+
+def parse_inbound(raw: bytes) -> InboundMessage:
+    """An inbound SMS body (v1, or the legacy v0.1 shape); raises Unusable otherwise."""
+    data = _object(raw)
+    legacy = isinstance(data.get("from"), dict)
+    return InboundMessage(
+        message_uuid=_required(data, "message_uuid"),
+        from_=_text(data, "from", "number") if legacy else _text(data, "from"),
+        to=_text(data, "to", "number") if legacy else _text(data, "to"),
+        text=_text(data, "message", "content", "text") if legacy else _text(data, "text"),
+        timestamp=_text(data, "timestamp"),
+        body=raw.decode("utf-8"),
+    )
+
+
+def error_meaning(code: str | None) -> str | None:
+    """The Messages API's description of a numeric error code (from the spec's x-errors table)."""
+    if not code:
+        return None
+    return _error_codes().get(code)
+
+
+_ERROR_CODES: dict[str, str] | None = None
+
+
+def _error_codes() -> dict[str, str]:
+    global _ERROR_CODES
+    if _ERROR_CODES is None:
+        from importlib.resources import files
+
+        data = json.loads(files("smsctl").joinpath("data/error_codes.json").read_text())
+        _ERROR_CODES = {k: " ".join(v.split()) for k, v in data["codes"].items()}
+    return _ERROR_CODES

@@ -1,0 +1,102 @@
+"""Reading the history: one message's timeline, and recent messages."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from smsctl.errors import NotFound, UsageError
+from smsctl.events import error_meaning
+from smsctl.store import Store
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `2h`, `7d` → seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(f"--since {text!r} is not a duration", hint="use e.g. 30s, 15m, 2h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _event(row: Any) -> dict[str, Any]:
+    return {
+        "status": row["status"],
+        "timestamp": row["timestamp"],
+        "received_at": row["received_at"],
+        "error_code": row["error_code"],
+        "error_meaning": error_meaning(row["error_code"]) or row["error_detail"],
+        "price": row["price"],
+        "currency": row["currency"],
+        "segments": row["segments"],
+        "anomaly": row["anomaly"],
+    }
+
+
+def message_status(store: Store, ref: str) -> dict[str, Any]:
+    """A message (by UUID or unique prefix) with its whole timeline; NotFound otherwise."""
+    found = store.find_message(ref)
+    if found is None:
+        raise NotFound(
+            f"no message {ref!r} in the local history",
+            hint="give the full message UUID (or 8+ characters of it); `smsctl log` lists recent ones",
+        )
+    uuid = found["uuid"]
+    return {
+        "message_uuid": uuid,
+        "status": found["status"],
+        "final": bool(found["final"]),
+        "conflict": bool(found["conflict"]),
+        "duplicates": found["duplicates"],
+        "to": found["to_number"],
+        "from": found["from_number"],
+        "client_ref": found["client_ref"],
+        "segments": found["segments"],
+        "encoding": found["encoding"],
+        "sent_at": found["created_at"],
+        "local_state": found["state"],
+        "events": [_event(row) for row in store.timeline(uuid)],
+    }
+
+
+def recent(
+    store: Store, *, limit: int, status: str | None, since: str | None, batch: str | None
+) -> list[dict[str, Any]]:
+    """Messages sent, newest first, with their current status."""
+    after = time.time() - parse_duration(since) if since else None
+    rows = store.recent_messages(limit, status=status, since=after, batch=batch)
+    return [
+        {
+            "message_uuid": row["message_uuid"],
+            "to": row["to_number"],
+            "from": row["from_number"],
+            "client_ref": row["client_ref"],
+            "status": row["status"],
+            "final": bool(row["final"]),
+            "segments": row["segments"],
+            "sent_at": row["created_at"],
+            "error": row["error"],
+            "batch_id": row["batch_id"],
+            "batch_row": row["batch_row"],
+        }  # fmt: skip
+        for row in rows
+    ]
+
+
+def recent_inbound(store: Store, *, limit: int, since: str | None) -> list[dict[str, Any]]:
+    """Inbound SMS, newest first."""
+    after = time.time() - parse_duration(since) if since else None
+    return [
+        {
+            "message_uuid": r["message_uuid"],
+            "from": r["from_number"],
+            "to": r["to_number"],
+            "text": r["text"],
+            "timestamp": r["timestamp"],
+            "received_at": r["received_at"],
+        }  # fmt: skip
+        for r in store.recent_inbound(limit, since=after)
+    ]

@@ -1,0 +1,176 @@
+"""Running a listener: the verifier from settings, the store writer, the public URL, and the lifecycle.
+
+Used by `smsctl listen` and, unchanged, by the listener `send --wait` embeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+from smsctl.config import Settings
+from smsctl.server import (
+    INBOUND_PATH,
+    STATUS_PATH,
+    Counters,
+    EventSink,
+    ListenerEvent,
+    create_app,
+    start_serving,
+)
+from smsctl.signing import Verifier
+from smsctl.writer import StoreWriter
+
+NGROK_API = "http://127.0.0.1:4040/api/tunnels"
+HEARTBEAT_EVERY = 2.0
+SHORT_SECRET = 32
+
+
+def build_verifier(settings: Settings, max_token_age: float | None = None) -> Verifier:
+    """A verifier over the configured signature secret(s); ConfigError when there is none."""
+    secrets = settings.signature_secrets()
+    return Verifier(secrets, api_key=settings.get("VONAGE_API_KEY"), max_token_age=max_token_age)
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    """Warnings about the configured secrets (never their values)."""
+    warnings = []
+    for name in ("VONAGE_SIGNATURE_SECRET", "VONAGE_SIGNATURE_SECRET_PREVIOUS"):
+        value = settings.get(name)
+        if value and len(value.encode()) < SHORT_SECRET:
+            warnings.append(
+                f"{name} is {len(value.encode())} bytes; HS256 wants at least {SHORT_SECRET}: "
+                "generate a longer one in the Vonage dashboard"
+            )
+    return warnings
+
+
+async def discover_ngrok(port: int, api: str = NGROK_API) -> str | None:
+    """The https URL of a running ngrok agent's tunnel to this port, if there is one."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
+            session.get(api) as response,
+        ):
+            data = json.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    for tunnel in data.get("tunnels", []) if isinstance(data, dict) else []:
+        addr = str(tunnel.get("config", {}).get("addr", ""))
+        url = str(tunnel.get("public_url", ""))
+        if url.startswith("https://") and addr.rstrip("/").endswith(f":{port}"):
+            return url.rstrip("/")
+    return None
+
+
+@dataclass
+class Listener:
+    """A running listener; `async with Listener(...) as listener:` serves until the block ends."""
+
+    settings: Settings
+    writer: StoreWriter
+    sink: EventSink
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    max_token_age: float | None = None
+    counters: Counters = field(default_factory=Counters)
+    local_url: str = ""
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def status_url(self) -> str:
+        return f"{self.public_url or self.local_url}{STATUS_PATH}"
+
+    @property
+    def inbound_url(self) -> str:
+        return f"{self.public_url or self.local_url}{INBOUND_PATH}"
+
+    async def __aenter__(self) -> Listener:
+        verifier = build_verifier(self.settings, self.max_token_age)
+        app = create_app(self.writer, verifier, self.sink, self.counters)
+        self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
+        self._tasks.append(server)
+        if self.public_url is None:
+            self.public_url = self.settings.get("BASE_URL") or await discover_ngrok(
+                int(self.local_url.rsplit(":", 1)[1])
+            )
+        self.public_url = self.public_url.rstrip("/") if self.public_url else None
+        await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url))
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        return self
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            with contextlib.suppress(Exception):  # a busy store must not stop the listener
+                await self.writer.run(lambda s: s.heartbeat())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        heartbeat = self._tasks[-1]
+        heartbeat.cancel()
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.writer.run(lambda s: s.unregister_listener())
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set `stop`: stop accepting, drain in-flight commits, exit 0."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+class ListenerView(Protocol):
+    """What `run_listener` reports to: the ready URLs, each event, and the final counters."""
+
+    def ready(self, info: dict[str, Any], counters: Counters) -> None: ...
+
+    def handle(self, event: ListenerEvent) -> None: ...
+
+    def stopped(self, counters: Counters) -> None: ...
+
+
+async def run_listener(
+    settings: Settings,
+    view: ListenerView,
+    *,
+    host: str,
+    port: int,
+    public_url: str | None,
+    max_token_age: float | None,
+    stop: asyncio.Event | None = None,
+) -> Counters:
+    """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
+    build_verifier(settings)  # refuse to start without a secret, before opening anything
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    writer = StoreWriter(settings.db_path)
+    try:
+        listener = Listener(settings, writer, view.handle, host=host, port=port,
+                            public_url=public_url, max_token_age=max_token_age)  # fmt: skip
+        async with listener:
+            view.ready({
+                "local_url": listener.local_url, "public_url": listener.public_url,
+                "status_url": listener.status_url, "inbound_url": listener.inbound_url,
+                "store": str(settings.db_path),
+            }, listener.counters)  # fmt: skip
+            await stop.wait()
+    finally:
+        writer.close()  # after the server drained: every acknowledged event is committed
+    view.stopped(listener.counters)
+    return listener.counters

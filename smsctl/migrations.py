@@ -1,0 +1,126 @@
+"""Named, ordered schema migrations; each runs once and is recorded in `_smsctl_migrations`."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Messages sent, status events, current status, dead letters, inbound SMS, listeners."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            client_ref TEXT NOT NULL UNIQUE,
+            message_uuid TEXT UNIQUE,
+            to_number TEXT NOT NULL,
+            from_number TEXT NOT NULL,
+            text TEXT NOT NULL,
+            encoding TEXT NOT NULL,
+            segments INTEGER NOT NULL,
+            batch_id TEXT,
+            batch_row INTEGER,
+            state TEXT NOT NULL,           -- local: pending | accepted | refused | unsent | unknown
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX messages_batch ON messages (batch_id, batch_row);
+        CREATE INDEX messages_created ON messages (created_at);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            message_uuid TEXT NOT NULL,
+            status TEXT NOT NULL,
+            timestamp TEXT NOT NULL,       -- Vonage's event time, as sent
+            received_at REAL NOT NULL,
+            to_number TEXT,
+            from_number TEXT,
+            client_ref TEXT,
+            error_code TEXT,
+            error_detail TEXT,
+            price TEXT,
+            currency TEXT,
+            segments TEXT,
+            anomaly TEXT,                  -- late | conflicting_final | unknown_status | bad_timestamp
+            body TEXT NOT NULL,
+            UNIQUE (message_uuid, status, timestamp)
+        );
+
+        CREATE TABLE message_status (
+            message_uuid TEXT PRIMARY KEY,
+            status TEXT NOT NULL,          -- current status, never regresses
+            final INTEGER NOT NULL,
+            conflict INTEGER NOT NULL DEFAULT 0,
+            duplicates INTEGER NOT NULL DEFAULT 0,
+            first_seen REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX message_status_updated ON message_status (updated_at);
+
+        CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            route TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            body BLOB NOT NULL
+        );
+
+        CREATE TABLE inbound (
+            id INTEGER PRIMARY KEY,
+            message_uuid TEXT NOT NULL UNIQUE,
+            from_number TEXT,
+            to_number TEXT,
+            text TEXT,
+            timestamp TEXT,
+            received_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+
+        CREATE TABLE listeners (
+            pid INTEGER PRIMARY KEY,
+            local_url TEXT NOT NULL,
+            public_url TEXT,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        """,
+    )
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it COMMITs first, which would break the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this database has not had yet; return their names."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _smsctl_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT name FROM _smsctl_migrations")}
+    done = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in applied:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migration(conn)
+            conn.execute(
+                "INSERT INTO _smsctl_migrations (name, applied_at) VALUES (?, ?)",
+                (migration.__name__, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done.append(migration.__name__)
+    return done

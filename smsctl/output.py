@@ -1,0 +1,69 @@
+"""Terminal output: data to stdout, everything else to stderr, and errors turned into messages here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from smsctl.errors import ExitCode, SmsctlError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def out() -> Console:
+    """The stdout console (data)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def err() -> Console:
+    """The stderr console (progress, warnings, errors)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document (or JSON Lines record) on stdout."""
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    err().print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    err().print(message, soft_wrap=True)
+
+
+@contextmanager
+def reporting(json_mode: bool = False, debug: bool = False) -> Iterator[None]:
+    """The one place an SmsctlError or Ctrl-C becomes a message, a hint and an exit code."""
+    try:
+        yield
+    except SmsctlError as exc:
+        if debug:
+            raise
+        if json_mode:
+            emit_json({"error": exc.to_dict()})
+        else:
+            from rich.markup import escape
+
+            err().print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            if exc.hint:
+                err().print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        err().print("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

@@ -1,0 +1,430 @@
+"""A local emulator of the Messages API (SMS): real validation and errors, then signed status webhooks.
+
+Vonage's own sandbox has no SMS. This one accepts `POST /v1/messages` as the real API does and
+then POSTs `submitted` and a final status to the message's `webhook_url` (or `--status-url`),
+signed exactly as Vonage signs them. Magic recipient numbers choose what happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hmac
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.resources import files
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from smsctl.config import Settings
+from smsctl.errors import ConfigError
+from smsctl.numbers import text_cost
+from smsctl.server import start_serving
+from smsctl.signing import sign
+
+if TYPE_CHECKING:
+    import ssl
+
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+HANG_SECONDS = 60.0
+_DIGITS = re.compile(r"^[1-9]\d{6,14}$")
+_SENDER = re.compile(r"^([1-9]\d{6,14}|[A-Za-z0-9]{1,11})$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One status webhook `delay` seconds after the 202."""
+
+    delay: float
+    status: str
+    error_code: str | None = None
+    copies: int = 1  # >1: the same webhook delivered again (a duplicate)
+    unsigned_first: bool = False  # first attempt without Authorization, as Vonage rarely does
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the emulator does for a recipient."""
+
+    name: str
+    meaning: str
+    steps: tuple[Step, ...] = ()
+    http_status: int | None = None  # answer with this error instead of 202
+    segments: int | None = None  # force a multi-segment aggregate with per-segment results
+
+
+_DELIVERED = (Step(0.2, "submitted"), Step(1.0, "delivered"))
+SCENARIOS: dict[str, Scenario] = {
+    "14155550100": Scenario("delivered", "submitted, then delivered after ~1 s (any unlisted number)", _DELIVERED),
+    "14155550110": Scenario("rejected", "submitted, then rejected with 1240 (Illegal Number: opted out)",
+                            (Step(0.2, "submitted"), Step(1.0, "rejected", "1240"))),
+    "14155550120": Scenario("undeliverable", "submitted, then undeliverable with 1260",
+                            (Step(0.2, "submitted"), Step(1.0, "undeliverable", "1260"))),
+    "14155550130": Scenario("slow", "submitted, then delivered after 30 s",
+                            (Step(0.2, "submitted"), Step(30.0, "delivered"))),
+    "14155550140": Scenario("silent", "submitted, then no final status ever", (Step(0.2, "submitted"),)),
+    "14155550150": Scenario("duplicate", "delivered twice: the same webhook re-delivered",
+                            (Step(0.2, "submitted"), Step(1.0, "delivered", copies=2))),
+    "14155550160": Scenario("out-of-order", "delivered arrives before submitted",
+                            (Step(0.5, "delivered"), Step(1.0, "submitted"))),
+    "14155550170": Scenario("multipart", "a 3-segment message, one aggregated delivered status",
+                            _DELIVERED, segments=3),
+    "14155550180": Scenario("unsigned", "first callback unsigned (answer 5xx), then retried signed",
+                            (Step(0.2, "submitted", unsigned_first=True), Step(1.0, "delivered"))),
+    "14155550190": Scenario("server-error", "the API answers 500 Internal error", http_status=500),
+    "14155550191": Scenario("low-balance", "the API answers 402 Low balance", http_status=402),
+    "14155550192": Scenario("no-answer", f"the API never answers (hangs {HANG_SECONDS:.0f} s)", http_status=0),
+}  # fmt: skip
+DEFAULT_SCENARIO = SCENARIOS["14155550100"]
+
+
+def retry_delays(time_scale: float) -> list[float]:
+    """Vonage's webhook retry schedule: 5 s doubling to 15 min, for 24 h (scaled)."""
+    delays, delay, total = [], 5.0, 0.0
+    while total + delay <= 24 * 3600:
+        delays.append(delay * time_scale)
+        total += delay
+        delay = min(delay * 2, 900.0)
+    return delays
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Credentials the emulator accepts and the secret it signs webhooks with."""
+
+    signature_secret: str
+    application_id: str | None = None
+    public_key: RSAPublicKey | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
+    status_url: str | None = None
+    time_scale: float = 1.0
+    rate: float | None = 30.0  # requests per second; None = unlimited
+
+
+@dataclass
+class Received:
+    """One request to POST /v1/messages, as the emulator saw it."""
+
+    at: float
+    status: int
+    auth: str | None
+    body: dict[str, Any] | None
+    message_uuid: str | None = None
+
+
+@dataclass
+class SandboxStats:
+    requests: list[Received] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _load_errors() -> dict[str, dict[str, str]]:
+    data = json.loads(files("smsctl").joinpath("data/api_errors.json").read_text())
+    return {name: entry["body"] for name, entry in data["errors"].items()}
+
+
+class Sandbox:
+    """The emulator; `async with Sandbox(config) as sandbox:` serves on `sandbox.url`."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.on_event = on_event or (lambda event: None)
+        self.stats = SandboxStats()
+        self.url = ""
+        self._errors = _load_errors()
+        self._recent: collections.deque[float] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._stop = asyncio.Event()
+        self._server: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Sandbox:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/v1/messages", self._handle)
+        self.url, self._server = await start_serving(
+            app, self.host, self.port, self._stop, ssl_context=self.ssl_context, shutdown_timeout=1.0
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stop.set()
+        if self._server is not None:
+            await self._server
+        if self._session is not None:
+            await self._session.close()
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every scheduled webhook has been delivered or given up."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- the API ---------------------------------------------------------------------------------
+
+    def _problem(
+        self,
+        status: int,
+        name: str,
+        headers: dict[str, str] | None = None,
+        invalid: list[dict[str, str]] | None = None,
+        detail: str | None = None,
+    ) -> web.Response:
+        body: dict[str, Any] = dict(self._errors[name], instance=uuid.uuid4().hex)
+        if detail:
+            body["detail"] = detail
+        if invalid:
+            body["invalid_parameters"] = invalid
+        content_type = "application/json" if status == 422 else "application/problem+json"
+        return web.Response(status=status, text=json.dumps(body), content_type=content_type,
+                            headers={"X-Request-Id": str(uuid.uuid4()), **(headers or {})})  # fmt: skip
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        auth = self._authenticate(request.headers.get("Authorization", ""))
+        received = Received(time.time(), 0, auth, None)
+        self.stats.requests.append(received)
+        response, uuid_ = await self._respond(auth, raw, received)
+        received.status, received.message_uuid = response.status, uuid_
+        self.on_event({"kind": "request", "status": response.status, "message_uuid": uuid_,
+                       "to": (received.body or {}).get("to")})  # fmt: skip
+        return response
+
+    async def _respond(
+        self, auth: str | None, raw: bytes, received: Received
+    ) -> tuple[web.Response, str | None]:
+        if auth is None:
+            return self._problem(401, "unauthorized"), None
+        if throttled := self._throttle():
+            return throttled, None
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return self._problem(422, "invalid_json", detail=str(exc)), None
+        received.body = body if isinstance(body, dict) else None
+        if invalid := self._validate(body):
+            return invalid, None
+        scenario = SCENARIOS.get(body["to"], DEFAULT_SCENARIO)
+        if scenario.http_status == 0:
+            await asyncio.sleep(HANG_SECONDS)
+        if scenario.http_status == 500:
+            return self._problem(500, "internal"), None
+        if scenario.http_status == 402:
+            return self._problem(402, "low_balance"), None
+        message_uuid = str(uuid.uuid4())
+        self._schedule(message_uuid, body, scenario)
+        return web.json_response({"message_uuid": message_uuid}, status=202,
+                                 headers={"X-Request-Id": str(uuid.uuid4())}), message_uuid  # fmt: skip
+
+    def _authenticate(self, header: str) -> str | None:
+        scheme, _, credentials = header.partition(" ")
+        if scheme == "Bearer" and self.config.public_key is not None:
+            try:
+                claims = jwt.decode(credentials, self.config.public_key, algorithms=["RS256"],
+                                    options={"require": ["iat", "jti", "application_id"]})  # fmt: skip
+            except jwt.PyJWTError:
+                return None
+            return "jwt" if claims["application_id"] == self.config.application_id else None
+        if scheme == "Basic" and self.config.api_key and self.config.api_secret:
+            try:
+                given = base64.b64decode(credentials, validate=True)
+            except ValueError:
+                return None
+            expected = f"{self.config.api_key}:{self.config.api_secret}".encode()
+            return "basic" if hmac.compare_digest(given, expected) else None
+        return None
+
+    def _throttle(self) -> web.Response | None:
+        rate = self.config.rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - 1.0:
+            self._recent.popleft()
+        if len(self._recent) < rate:
+            self._recent.append(now)
+            return None
+        reset = self._recent[0] + 1.0 - now
+        return self._problem(429, "throttled", headers={
+            "Retry-After": str(max(1, math.ceil(reset))),
+            "X-RateLimit-Limit": str(int(rate)),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time() + reset)),
+        })  # fmt: skip
+
+    def _validate(self, body: Any) -> web.Response | None:
+        if not isinstance(body, dict):
+            return self._problem(422, "invalid_json")
+        if body.get("channel") != "sms":
+            return self._problem(422, "unsupported_channel")
+        if body.get("message_type") != "text":
+            return self._problem(422, "invalid_message_type")
+        if not isinstance(body.get("to"), str) or not _DIGITS.match(body["to"]):
+            return self._problem(422, "invalid_recipient")
+        if not isinstance(body.get("from"), str) or not _SENDER.match(body["from"]):
+            return self._problem(422, "invalid_sender")
+        if not isinstance(body.get("client_ref", ""), str) or len(body.get("client_ref", "")) > 100:
+            return self._problem(422, "invalid_client_ref")
+        invalid = []
+        text = body.get("text")
+        if not isinstance(text, str) or not 1 <= len(text) <= 3200:
+            invalid.append({"name": "text", "reason": "must be a string of 1 to 3200 characters"})
+        ttl = body.get("ttl", 20)
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 20 <= ttl <= 604800:
+            invalid.append({"name": "ttl", "reason": "must be an integer from 20 to 604800"})
+        return self._problem(422, "invalid_params", invalid=invalid) if invalid else None
+
+    # --- the webhooks ------------------------------------------------------------------------------
+
+    def _schedule(self, message_uuid: str, body: dict[str, Any], scenario: Scenario) -> None:
+        url = body.get("webhook_url") or self.config.status_url
+        if not url:
+            self.on_event({"kind": "no_status_url", "message_uuid": message_uuid})
+            return
+        task = asyncio.create_task(self._run_scenario(url, message_uuid, body, scenario))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_scenario(
+        self, url: str, message_uuid: str, sent: dict[str, Any], scenario: Scenario
+    ) -> None:
+        accepted_at = time.monotonic()
+        segments = scenario.segments or text_cost(sent["text"]).segments
+        for step in scenario.steps:
+            await asyncio.sleep(
+                max(0.0, accepted_at + step.delay * self.config.time_scale - time.monotonic())
+            )
+            payload = status_body(message_uuid, sent, step, segments, scenario.segments is not None)
+            for _ in range(step.copies):
+                await self._deliver(url, payload, message_uuid, step)
+
+    async def _deliver(self, url: str, body: bytes, message_uuid: str, step: Step) -> None:
+        assert self._session is not None
+        for attempt, backoff in enumerate([*retry_delays(self.config.time_scale), None], start=1):
+            headers = {"Content-Type": "application/json", "User-Agent": "smsctl-sandbox"}
+            if not (step.unsigned_first and attempt == 1):
+                headers["Authorization"] = "Bearer " + sign(
+                    body, self.config.signature_secret, api_key=self.config.api_key,
+                    application_id=self.config.application_id,
+                )  # fmt: skip
+            try:
+                async with self._session.post(url, data=body, headers=headers) as response:
+                    code: int | None = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                code = None
+            event = {"kind": "webhook", "message_uuid": message_uuid, "attempt": attempt,
+                     "status": step.status, "response": code, "signed": "Authorization" in headers,
+                     "url": url}  # fmt: skip
+            self.stats.webhooks.append(event)
+            self.on_event(event)
+            retryable = code is None or code == 429 or code >= 500
+            if (code is not None and 200 <= code < 300) or not retryable or backoff is None:
+                return
+            await asyncio.sleep(backoff)
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: int, breakdown: bool) -> bytes:
+    """A status webhook shaped as the spec's SMS status schema, as compact JSON."""
+    now = _iso_now()
+    body: dict[str, Any] = {
+        "message_uuid": message_uuid,
+        "to": sent["to"],
+        "from": sent["from"],
+        "timestamp": now,
+        "status": step.status,
+        "channel": "sms",
+        "destination": {"network_code": "310260"},
+        "sms": {"count_total": str(segments)},
+        "usage": {"currency": "EUR", "price": f"{0.0057 * segments:.4f}"},
+    }
+    if breakdown and step.status != "submitted":
+        body["sms"]["segments"] = [{"timestamp": now, "status": step.status} for _ in range(segments)]
+    if sent.get("client_ref"):
+        body["client_ref"] = sent["client_ref"]
+    if step.error_code:
+        from smsctl.events import error_meaning
+
+        body["error"] = {
+            "type": f"https://developer.vonage.com/api-errors/messages#{step.error_code}",
+            "title": step.error_code,
+            "detail": error_meaning(step.error_code) or "",
+            "instance": uuid.uuid4().hex,
+        }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def config_from_settings(
+    settings: Settings, *, status_url: str | None, time_scale: float, rate: float | None
+) -> SandboxConfig:
+    """The emulator accepts the same credentials smsctl sends with, and signs with the same secret."""
+    from smsctl.config import load_private_key
+
+    secret = settings.require("VONAGE_SIGNATURE_SECRET", "to sign the emulator's status webhooks")
+    key = load_private_key(settings)
+    application_id = settings.get("VONAGE_APPLICATION_ID")
+    if key is None and not (settings.get("VONAGE_API_KEY") and settings.get("VONAGE_API_SECRET")):
+        raise ConfigError(
+            "the emulator needs credentials to accept: an application (VONAGE_APPLICATION_ID + "
+            "VONAGE_PRIVATE_KEY_PATH) or VONAGE_API_KEY + VONAGE_API_SECRET",
+            hint="any values work locally, e.g. VONAGE_API_KEY=local VONAGE_API_SECRET=local",
+        )
+    return SandboxConfig(
+        signature_secret=secret,
+        application_id=application_id,
+        public_key=key.public_key() if key is not None and application_id else None,
+        api_key=settings.get("VONAGE_API_KEY"),
+        api_secret=settings.get("VONAGE_API_SECRET"),
+        status_url=status_url,
+        time_scale=time_scale,
+        rate=rate or None,
+    )
+
+
+async def run_sandbox(
+    config: SandboxConfig,
+    *,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None],
+    on_event: Callable[[dict[str, Any]], None],
+    stop: asyncio.Event,
+) -> SandboxStats:
+    """`smsctl sandbox`: serve until `stop` is set (SIGINT/SIGTERM)."""
+    async with Sandbox(config, host=host, port=port, on_event=on_event) as sandbox:
+        on_ready(sandbox.url)
+        await stop.wait()
+    return sandbox.stats

@@ -1,0 +1,262 @@
+"""The webhook listener: an aiohttp app that verifies, then durably stores, then acknowledges.
+
+Order per request: size and encoding → signature → payload_hash → parse → commit → 2xx.
+Nothing is acknowledged before it is committed; no input gets a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from smsctl.errors import ConfigError, StoreUnavailable
+from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
+from smsctl.signing import REJECTION_STATUS, Rejected, Verifier
+from smsctl.store import Applied
+from smsctl.writer import StoreWriter
+
+if TYPE_CHECKING:
+    import ssl
+
+MAX_BODY = 64 * 1024
+BODY_DEADLINE = 10.0
+RETRY_AFTER = "5"
+STATUS_PATH = "/webhooks/status"
+INBOUND_PATH = "/webhooks/inbound"
+
+REJECTION_STATUS.update({"too_large": 413, "compressed": 415, "slow_body": 408, "incomplete_body": 400})
+
+
+@dataclass
+class Counters:
+    """What the listener has seen; shown in the footer and on /healthz."""
+
+    started_at: float = field(default_factory=time.time)
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    inbound: int = 0
+    stale_tokens: int = 0
+    clock_skew: int = 0
+    store_unavailable: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    recent: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=4096))
+
+    def events_per_second(self, window: float = 5.0) -> float:
+        """Accepted events per second over the last `window` seconds."""
+        cutoff = time.time() - window
+        return sum(1 for t in self.recent if t >= cutoff) / window
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and counters only: no message data, no secrets (this port may be public)."""
+        return {
+            "status": "degraded" if self.store_unavailable else "ok",
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "inbound": self.inbound,
+            "stale_tokens": self.stale_tokens,
+            "clock_skew": self.clock_skew,
+            "store_unavailable": self.store_unavailable,
+            "rejected": dict(self.rejected),
+        }
+
+
+@dataclass(frozen=True)
+class ListenerEvent:
+    """Something the listener did, for the view: accepted, duplicate, rejected, dead_letter, inbound."""
+
+    kind: str
+    received_at: float
+    status_event: StatusEvent | None = None
+    applied: Applied | None = None
+    inbound: InboundMessage | None = None
+    reason: str | None = None
+    detail: str | None = None
+    http_status: int = 200
+
+
+EventSink = Callable[[ListenerEvent], None]
+WRITER: web.AppKey[StoreWriter] = web.AppKey("writer", StoreWriter)
+VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
+COUNTERS: web.AppKey[Counters] = web.AppKey("counters", Counters)
+SINK: web.AppKey[EventSink] = web.AppKey("sink", object)  # type: ignore[arg-type]
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, bounded in size and time; never decompressed."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise Rejected("too_large", f"Content-Length {request.content_length} > {MAX_BODY}")
+    if request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+        raise Rejected("compressed", "compressed bodies are not accepted")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(BODY_DEADLINE):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise Rejected("too_large", f"body grew past {MAX_BODY} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected("slow_body", f"body took more than {BODY_DEADLINE:.0f} s") from None
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        raise Rejected("incomplete_body", type(exc).__name__) from None
+    return b"".join(chunks)
+
+
+def _reject(request: web.Request, exc: Rejected, received_at: float) -> web.Response:
+    app = request.app
+    app[COUNTERS].rejected[exc.reason] += 1
+    app[SINK](ListenerEvent("rejected", received_at, reason=exc.reason, detail=exc.detail,
+                            http_status=exc.status))  # fmt: skip
+    headers = {"Retry-After": RETRY_AFTER} if exc.status == 503 else {}
+    response = web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
+    if exc.status in (408, 413):
+        response.force_close()  # the rest of the body is not worth reading
+    return response
+
+
+async def _verified_body(request: web.Request, received_at: float) -> bytes | web.Response:
+    try:
+        body = await read_body(request)
+        verified = request.app[VERIFIER].verify(request.headers.getall("Authorization", []), body)
+    except Rejected as exc:
+        return _reject(request, exc, received_at)
+    counters = request.app[COUNTERS]
+    counters.stale_tokens += verified.stale
+    counters.clock_skew += verified.skewed
+    return body
+
+
+def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
+    request.app[COUNTERS].store_unavailable += 1
+    return web.Response(status=503, text="store unavailable\n", headers={"Retry-After": RETRY_AFTER})
+
+
+async def _dead_letter(
+    request: web.Request, route: str, body: bytes, reason: str, received_at: float
+) -> web.Response:
+    try:
+        await request.app[WRITER].run(lambda s: s.add_dead_letter(route, reason, body, received_at))
+    except StoreUnavailable as exc:
+        return _unavailable(request, exc)
+    request.app[COUNTERS].dead_letters += 1
+    request.app[SINK](ListenerEvent("dead_letter", received_at, reason=reason))
+    return web.Response(status=200)
+
+
+async def handle_status(request: web.Request) -> web.Response:
+    """POST /webhooks/status: a message status update."""
+    received_at = time.time()
+    body = await _verified_body(request, received_at)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        event = parse_status(body)
+    except Unusable as exc:
+        return await _dead_letter(request, STATUS_PATH, body, str(exc), received_at)
+    try:
+        applied = await request.app[WRITER].run(lambda s: s.apply_status(event, received_at))
+    except StoreUnavailable as exc:
+        return _unavailable(request, exc)
+    counters = request.app[COUNTERS]
+    if applied.duplicate:
+        counters.duplicates += 1
+    else:
+        counters.accepted += 1
+        counters.recent.append(received_at)
+    kind = "duplicate" if applied.duplicate else "accepted"
+    request.app[SINK](ListenerEvent(kind, received_at, status_event=event, applied=applied))
+    return web.Response(status=200)
+
+
+async def handle_inbound(request: web.Request) -> web.Response:
+    """POST /webhooks/inbound: an SMS sent to your Vonage number."""
+    received_at = time.time()
+    body = await _verified_body(request, received_at)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        message = parse_inbound(body)
+    except Unusable as exc:
+        return await _dead_letter(request, INBOUND_PATH, body, str(exc), received_at)
+    try:
+        new = await request.app[WRITER].run(lambda s: s.add_inbound(message, received_at))
+    except StoreUnavailable as exc:
+        return _unavailable(request, exc)
+    counters = request.app[COUNTERS]
+    counters.inbound += new
+    counters.duplicates += not new
+    request.app[SINK](ListenerEvent("inbound" if new else "duplicate", received_at, inbound=message))
+    return web.Response(status=200)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """GET /healthz: liveness and counters."""
+    return web.json_response(request.app[COUNTERS].health())
+
+
+def create_app(
+    writer: StoreWriter, verifier: Verifier, sink: EventSink, counters: Counters | None = None
+) -> web.Application:
+    """The listener's aiohttp application."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[WRITER], app[VERIFIER], app[SINK] = writer, verifier, sink
+    app[COUNTERS] = counters or Counters()
+    app.router.add_post(STATUS_PATH, handle_status)
+    app.router.add_post(INBOUND_PATH, handle_inbound)
+    app.router.add_get("/healthz", handle_health)
+    return app
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[str], None],
+    stop: asyncio.Event,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 10.0,
+) -> None:
+    """Serve until `stop` is set; report the bound URL (port 0 works); always clean up."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, keepalive_timeout=75)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            in_use = exc.errno == errno.EADDRINUSE
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="another program uses that port: pick another with --port" if in_use else None,
+            ) from None
+        bound = runner.addresses[0]
+        scheme = "https" if ssl_context else "http"
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        ready(f"{scheme}://{shown}:{bound[1]}")
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def start_serving(
+    app: web.Application, host: str, port: int, stop: asyncio.Event, **options: Any
+) -> tuple[str, asyncio.Task[None]]:
+    """Start `serve_app` in a task; return the bound URL once listening (or raise why it could not)."""
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(serve_app(app, host, port, ready=ready.set_result, stop=stop, **options))
+    waiters: set[asyncio.Future[Any]] = {ready, server}
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if server in done:
+        server.result()  # raises the bind error
+    return ready.result(), server

@@ -1,0 +1,167 @@
+"""Signed webhooks: sign them as Vonage does (for the emulator) and verify them (for the listener).
+
+Vonage signs each webhook with an HS256 JWT in `Authorization: Bearer`, whose `payload_hash`
+claim is the SHA-256 hex of the body. The SDK verifiers check only the signature; we also bind
+the body, restrict the algorithm, and say exactly why a request was rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+MAX_TOKEN_BYTES = 4096
+FUTURE_SKEW = 60.0  # an `iat` further ahead than this is counted as clock skew
+STALE_AFTER = 300.0  # older tokens are accepted by default, but counted as stale
+
+# We warn about short secrets once at start-up ourselves; PyJWT would warn on every request.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+
+# reason -> HTTP status. 503 makes Vonage retry (its rare unsigned callbacks); 401 does not.
+REJECTION_STATUS: dict[str, int] = {
+    "missing_signature": 503,
+    "malformed_authorization": 401,
+    "token_too_large": 401,
+    "malformed_token": 401,
+    "bad_algorithm": 401,
+    "bad_signature": 401,
+    "invalid_claims": 401,
+    "hash_mismatch": 401,
+    "wrong_issuer": 401,
+    "wrong_api_key": 401,
+    "stale_token": 401,
+}
+
+
+class Rejected(Exception):
+    """A request that failed verification; `reason` is a key of REJECTION_STATUS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = REJECTION_STATUS[reason]
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A request whose token and body are authentic."""
+
+    claims: dict[str, Any]
+    secret_index: int  # 0 = current secret, 1 = previous (rotation)
+    age: float  # seconds since `iat`; negative when `iat` is in the future
+    stale: bool  # older than STALE_AFTER: authentic, accepted, and counted
+    skewed: bool  # `iat` more than FUTURE_SKEW ahead of our clock
+
+
+def payload_hash(body: bytes) -> str:
+    """SHA-256 hex of the exact body bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def sign(
+    body: bytes,
+    secret: bytes | str,
+    *,
+    api_key: str | None = None,
+    application_id: str | None = None,
+    iat: int | None = None,
+) -> str:
+    """An HS256 token with the claims Vonage sends: iat, jti, iss, payload_hash, api_key, application_id."""
+    claims: dict[str, Any] = {
+        "iat": int(time.time()) if iat is None else iat,
+        "jti": str(uuid.uuid4()),
+        "iss": "Vonage",
+        "payload_hash": payload_hash(body),
+    }
+    if api_key:
+        claims["api_key"] = api_key
+    if application_id:
+        claims["application_id"] = application_id
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class Verifier:
+    """Checks `Authorization` and body, in order, and raises Rejected with the first failure."""
+
+    def __init__(
+        self,
+        secrets: list[bytes],
+        *,
+        api_key: str | None = None,
+        max_token_age: float | None = None,
+    ) -> None:
+        if not secrets or not all(secrets):
+            raise ValueError("at least one non-empty signature secret is required")
+        self.secrets = secrets
+        self.api_key = api_key
+        self.max_token_age = max_token_age
+
+    def verify(self, authorization: list[str], body: bytes, now: float | None = None) -> Verified:
+        """Verify a request given all its `Authorization` header values and its raw body."""
+        token = self._bearer_token(authorization)
+        claims, index = self._decode(token)
+        self._check_claims(claims, body)
+        age = (time.time() if now is None else now) - float(claims["iat"])
+        if self.max_token_age is not None and age > self.max_token_age:
+            raise Rejected("stale_token", f"token issued {age:.0f} s ago (--max-token-age)")
+        return Verified(claims, index, age, stale=age > STALE_AFTER, skewed=age < -FUTURE_SKEW)
+
+    @staticmethod
+    def _bearer_token(authorization: list[str]) -> str:
+        if not authorization:
+            raise Rejected("missing_signature", "no Authorization header (unsigned callback)")
+        if len(authorization) > 1:
+            raise Rejected("malformed_authorization", "more than one Authorization header")
+        scheme, _, token = authorization[0].strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Rejected("malformed_authorization", "Authorization is not `Bearer <token>`")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Rejected("token_too_large", f"token is over {MAX_TOKEN_BYTES} bytes")
+        if token.count(".") != 2 or not token.isascii():
+            raise Rejected("malformed_token", "token is not three base64url segments")
+        return token
+
+    def _decode(self, token: str) -> tuple[dict[str, Any], int]:
+        for index, secret in enumerate(self.secrets):
+            try:
+                claims = jwt.decode(
+                    token,
+                    secret,
+                    algorithms=["HS256"],  # never taken from the token: no `none`, no RS256 confusion
+                    options={"require": ["iat", "payload_hash"], "verify_iat": False},
+                    leeway=FUTURE_SKEW,
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.InvalidAlgorithmError:
+                raise Rejected("bad_algorithm", "token is not signed with HS256") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise Rejected("invalid_claims", str(exc)) from None
+            except jwt.PyJWTError as exc:
+                raise Rejected("malformed_token", str(exc)) from None
+            return claims, index
+        raise Rejected("bad_signature", "signature does not match the signature secret(s)")
+
+    def _check_claims(self, claims: dict[str, Any], body: bytes) -> None:
+        iat = claims["iat"]
+        if isinstance(iat, bool) or not isinstance(iat, int | float):
+            raise Rejected("invalid_claims", "`iat` is not a number")
+        claimed = claims["payload_hash"]
+        if not isinstance(claimed, str) or not claimed.isascii():
+            raise Rejected("invalid_claims", "`payload_hash` is not a hex string")
+        if not hmac.compare_digest(claimed.lower(), payload_hash(body)):
+            raise Rejected("hash_mismatch", "body does not match the token's payload_hash")
+        if "iss" in claims and claims["iss"] != "Vonage":
+            raise Rejected("wrong_issuer", f"`iss` is {str(claims['iss'])[:40]!r}, not 'Vonage'")
+        if self.api_key and "api_key" in claims and claims["api_key"] != self.api_key:
+            raise Rejected("wrong_api_key", "token's api_key is not VONAGE_API_KEY")

@@ -1,0 +1,308 @@
+"""The SQLite store: every message sent, every status event, inbound SMS and dead letters.
+
+One small class with intent-named methods, so another backend (PostgreSQL) can stand in later.
+Writes run inside `transaction()` (BEGIN IMMEDIATE); the listener batches them (see writer.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smsctl.errors import StoreError
+from smsctl.events import InboundMessage, StatusEvent, status_rank
+from smsctl.migrations import migrate
+
+LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A message about to be sent, recorded before the request goes out."""
+
+    client_ref: str
+    to: str
+    from_: str
+    text: str
+    encoding: str
+    segments: int
+    batch_id: str | None = None
+    batch_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What storing one status event did."""
+
+    duplicate: bool
+    status: str  # the message's current status after this event
+    final: bool
+    anomaly: str | None
+    changed: bool
+
+
+def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
+    if event.event_time() is None:
+        return "bad_timestamp"
+    if status_rank(event.status) == 0:
+        return "unknown_status"
+    if current is None:
+        return None
+    if current["final"] and event.is_final and event.status != current["status"]:
+        return "conflicting_final"
+    if status_rank(event.status) < status_rank(current["status"]):
+        return "late"
+    return None
+
+
+class Store:
+    """A connection to the store; migrate on open. Not thread-safe: one per thread."""
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the store at {self.path}: {exc}",
+                hint="check SMSCTL_DB points at a writable smsctl database; it is never deleted for you",
+            ) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, so a write never fails half-way on a lock upgrade."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    # --- messages we send -------------------------------------------------------------------
+
+    def record_attempt(self, attempt: Attempt) -> sqlite3.Row:
+        """Insert a `pending` message (or return the existing row for this client_ref)."""
+        now = time.time()
+        self.conn.execute(
+            """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
+                   batch_id, batch_row, state, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+               ON CONFLICT (client_ref) DO NOTHING""",
+            (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
+        )  # fmt: skip
+        row: sqlite3.Row = self.conn.execute(
+            "SELECT * FROM messages WHERE client_ref = ?", (attempt.client_ref,)
+        ).fetchone()
+        return row
+
+    def mark_accepted(self, client_ref: str, message_uuid: str) -> None:
+        """The API answered 202 with this UUID."""
+        self.conn.execute(
+            "UPDATE messages SET state = 'accepted', message_uuid = ?, error = NULL, updated_at = ?"
+            " WHERE client_ref = ?",
+            (message_uuid, time.time(), client_ref),
+        )
+
+    def mark_failed(self, client_ref: str, state: str, error: str) -> None:
+        """The API refused the message (`refused`) or its outcome is `unknown`."""
+        self.conn.execute(
+            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE client_ref = ?",
+            (state, error, time.time(), client_ref),
+        )
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def apply_status(self, event: StatusEvent, received_at: float) -> Applied:
+        """Store one status event idempotently; move the current status forward, never back."""
+        current = self.conn.execute(
+            "SELECT status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
+        ).fetchone()
+        anomaly = _anomaly(event, current)
+        inserted = self.conn.execute(
+            """INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
+                   from_number, client_ref, error_code, error_detail, price, currency, segments,
+                   anomaly, body)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (message_uuid, status, timestamp) DO NOTHING""",
+            (event.message_uuid, event.status, event.timestamp, received_at, event.to,
+             event.from_, event.client_ref, event.error_code, event.error_detail, event.price,
+             event.currency, event.segments, anomaly, event.body),
+        ).rowcount  # fmt: skip
+        if not inserted:
+            return self._count_duplicate(event, current, received_at)
+        if current is None:
+            self.conn.execute(
+                "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.message_uuid, event.status, event.is_final, received_at, received_at),
+            )
+            return Applied(False, event.status, event.is_final, anomaly, True)
+        advance = not current["final"] and status_rank(event.status) > status_rank(current["status"])
+        status = event.status if advance else current["status"]
+        final = event.is_final if advance else bool(current["final"])
+        conflict = anomaly == "conflicting_final"
+        if advance or conflict:
+            self.conn.execute(
+                "UPDATE message_status SET status = ?, final = ?, conflict = MAX(conflict, ?),"
+                " updated_at = ? WHERE message_uuid = ?",
+                (status, final, conflict, received_at, event.message_uuid),
+            )
+        return Applied(False, status, final, anomaly, advance)
+
+    def _count_duplicate(
+        self, event: StatusEvent, current: sqlite3.Row | None, received_at: float
+    ) -> Applied:
+        self.conn.execute(
+            "UPDATE message_status SET duplicates = duplicates + 1 WHERE message_uuid = ?",
+            (event.message_uuid,),
+        )
+        status = current["status"] if current else event.status
+        return Applied(True, status, bool(current and current["final"]), None, False)
+
+    def add_inbound(self, message: InboundMessage, received_at: float) -> bool:
+        """Store an inbound SMS; False when it was already stored (a re-delivery)."""
+        return bool(
+            self.conn.execute(
+                """INSERT INTO inbound (message_uuid, from_number, to_number, text, timestamp,
+                       received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (message_uuid) DO NOTHING""",
+                (
+                    message.message_uuid,
+                    message.from_,
+                    message.to,
+                    message.text,
+                    message.timestamp,
+                    received_at,
+                    message.body,
+                ),
+            ).rowcount  # fmt: skip
+        )
+
+    def add_dead_letter(self, route: str, reason: str, body: bytes, received_at: float) -> None:
+        """Keep a signed body that cannot be used, with the reason."""
+        self.conn.execute(
+            "INSERT INTO dead_letters (received_at, route, reason, body) VALUES (?, ?, ?, ?)",
+            (received_at, route, reason, body),
+        )
+
+    # --- listeners ------------------------------------------------------------------------------
+
+    def register_listener(self, local_url: str, public_url: str | None) -> None:
+        """Announce a running listener so `send --wait` can use it."""
+        now = time.time()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO listeners (pid, local_url, public_url, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (os.getpid(), local_url, public_url, now, now),
+        )
+
+    def heartbeat(self) -> None:
+        self.conn.execute("UPDATE listeners SET heartbeat_at = ? WHERE pid = ?", (time.time(), os.getpid()))
+
+    def unregister_listener(self) -> None:
+        self.conn.execute("DELETE FROM listeners WHERE pid = ?", (os.getpid(),))
+
+    def live_listener(self) -> sqlite3.Row | None:
+        """The most recent listener whose heartbeat is fresh, if any."""
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM listeners WHERE heartbeat_at > ? ORDER BY started_at DESC LIMIT 1",
+            (time.time() - LISTENER_STALE_AFTER,),
+        ).fetchone()
+        return row
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def current_status(self, message_uuid: str) -> sqlite3.Row | None:
+        """The message's current status row (status, final, conflict, duplicates)."""
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM message_status WHERE message_uuid = ?", (message_uuid,)
+        ).fetchone()
+        return row
+
+    def find_message(self, ref: str) -> dict[str, Any] | None:
+        """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status."""
+        pattern = ref if len(ref) >= 36 else ref + "%"
+        rows = self.conn.execute(
+            """SELECT s.message_uuid AS uuid, s.status, s.final, s.conflict, s.duplicates,
+                      s.first_seen, m.*
+               FROM message_status s LEFT JOIN messages m ON m.message_uuid = s.message_uuid
+               WHERE s.message_uuid LIKE ?
+               UNION ALL
+               SELECT m.message_uuid, m.state, 0, 0, 0, NULL, m.*
+               FROM messages m
+               WHERE m.message_uuid LIKE ? AND m.message_uuid NOT IN
+                     (SELECT message_uuid FROM message_status)
+               LIMIT 2""",
+            (pattern, pattern),
+        ).fetchall()
+        if len(rows) != 1 or (len(ref) < 8 and len(ref) != 36):
+            return None
+        return dict(rows[0])
+
+    def timeline(self, message_uuid: str) -> list[sqlite3.Row]:
+        """Every stored event of a message, in the order they were received."""
+        return self.conn.execute(
+            "SELECT * FROM events WHERE message_uuid = ? ORDER BY received_at, id", (message_uuid,)
+        ).fetchall()
+
+    def recent_messages(
+        self,
+        limit: int,
+        status: str | None = None,
+        since: float | None = None,
+        batch: str | None = None,
+    ) -> list[sqlite3.Row]:
+        """Messages we sent, newest first, with their current status (or local state)."""
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if status:
+            clauses.append("COALESCE(s.status, m.state) = ?")
+            params.append(status)
+        if since is not None:
+            clauses.append("m.created_at >= ?")
+            params.append(since)
+        if batch:
+            clauses.append("m.batch_id = ?")
+            params.append(batch)
+        return self.conn.execute(
+            f"""SELECT m.*, COALESCE(s.status, m.state) AS status, s.final, s.conflict
+                FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                WHERE {" AND ".join(clauses)} ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
+            (*params, limit),
+        ).fetchall()
+
+    def recent_inbound(self, limit: int, since: float | None = None) -> list[sqlite3.Row]:
+        """Inbound SMS, newest first."""
+        return self.conn.execute(
+            "SELECT * FROM inbound WHERE received_at >= ? ORDER BY received_at DESC, id DESC LIMIT ?",
+            (since or 0, limit),
+        ).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for tests and health checks."""
+        tables = ("messages", "events", "message_status", "dead_letters", "inbound")
+        return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}

@@ -1,0 +1,207 @@
+"""What a person (or a script) sees of the listener: a Rich live table, or JSON Lines."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from smsctl.events import FAILED_STATUSES, FINAL_STATUSES, StatusEvent, error_meaning
+from smsctl.output import emit_json
+from smsctl.server import Counters, ListenerEvent
+
+STATUS_STYLE = {"delivered": "bold green", "rejected": "bold red", "undeliverable": "bold red",
+                "submitted": "yellow", "accepted": "cyan"}  # fmt: skip
+MAX_ROWS = 200
+
+
+def clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def event_record(event: ListenerEvent) -> dict[str, Any]:
+    """The JSON Lines record of one listener event (the documented contract)."""
+    record: dict[str, Any] = {"event": event.kind, "received_at": round(event.received_at, 3)}
+    if event.status_event is not None and event.applied is not None:
+        status = event.status_event
+        record.update(
+            message_uuid=status.message_uuid, status=status.status, timestamp=status.timestamp,
+            current_status=event.applied.status, final=event.applied.final, to=status.to,
+            **{"from": status.from_}, client_ref=status.client_ref, error_code=status.error_code,
+            error_meaning=error_meaning(status.error_code), price=status.price,
+            currency=status.currency, segments=status.segments, anomaly=event.applied.anomaly,
+        )  # fmt: skip
+    elif event.inbound is not None:
+        message = event.inbound
+        record.update(message_uuid=message.message_uuid, **{"from": message.from_}, to=message.to,
+                      text=message.text, timestamp=message.timestamp)  # fmt: skip
+    else:
+        record.update(reason=event.reason, detail=event.detail, http_status=event.http_status)
+    return record
+
+
+class JsonLinesView:
+    """One JSON object per line on stdout; the first is `ready`."""
+
+    def ready(self, info: dict[str, Any], counters: Counters) -> None:
+        emit_json({"event": "ready", **info})
+
+    def handle(self, event: ListenerEvent) -> None:
+        emit_json(event_record(event))
+
+    def stopped(self, counters: Counters) -> None:
+        emit_json({"event": "stopped", **counters.health()})
+
+
+@dataclass
+class MessageRow:
+    """One message in the live table: its transitions in arrival order."""
+
+    uuid: str
+    to: str = ""
+    client_ref: str = ""
+    status: str = ""
+    price: str = ""
+    error: str = ""
+    duplicates: int = 0
+    anomalies: list[str] = field(default_factory=list)
+    transitions: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, event: StatusEvent, current: str, anomaly: str | None, received_at: float) -> None:
+        self.to = event.to or self.to
+        self.client_ref = event.client_ref or self.client_ref
+        self.status = current
+        self.price = f"{event.price} {event.currency or ''}".strip() if event.price else self.price
+        if event.error_code:
+            meaning = error_meaning(event.error_code) or event.error_detail or ""
+            self.error = f"{event.error_code} {meaning.split('  -  ')[0].split(' - ')[0]}".strip()
+        if anomaly:
+            self.anomalies.append(anomaly)
+        self.transitions.append((event.status, event.event_time() or received_at))
+
+    def timeline(self) -> Text:
+        text, first = Text(), self.transitions[0][1] if self.transitions else 0.0
+        for index, (status, at) in enumerate(sorted(self.transitions, key=lambda t: t[1])):
+            if index:
+                text.append(" → ")
+            text.append(status, STATUS_STYLE.get(status, "magenta"))
+            text.append(f" {clock(at)}")
+            if index:
+                text.append(f" (+{at - first:.1f} s)", "dim")
+        return text
+
+
+class LiveView:
+    """The Rich live view: header with URLs, one row per message, inbound panel, footer."""
+
+    def __init__(self, counters: Counters, visible_rows: int = 20) -> None:
+        self.counters = counters
+        self.visible_rows = visible_rows
+        self.info: dict[str, Any] = {}
+        self.rows: OrderedDict[str, MessageRow] = OrderedDict()
+        self.inbound: list[tuple[float, str, str]] = []
+        self.notices: list[str] = []
+
+    def ready(self, info: dict[str, Any], counters: Counters | None = None) -> None:
+        self.info = info
+        self.counters = counters or self.counters
+
+    def handle(self, event: ListenerEvent) -> None:
+        if event.status_event is not None and event.applied is not None:
+            row = self.rows.pop(event.status_event.message_uuid, None) or MessageRow(
+                event.status_event.message_uuid
+            )
+            if event.applied.duplicate:
+                row.duplicates += 1
+            else:
+                row.add(
+                    event.status_event,
+                    event.applied.status,
+                    event.applied.anomaly,
+                    event.received_at,
+                )
+            self.rows[row.uuid] = row  # most recent activity last
+            while len(self.rows) > MAX_ROWS:
+                self.rows.popitem(last=False)
+        elif event.kind == "inbound" and event.inbound is not None:
+            self.inbound.insert(0, (event.received_at, event.inbound.from_ or "?", event.inbound.text or ""))
+            del self.inbound[10:]
+        elif event.kind in ("rejected", "dead_letter"):
+            self.notices.insert(0, f"{clock(event.received_at)} {event.kind}: {event.reason}")
+            del self.notices[5:]
+
+    def render(self) -> RenderableType:
+        parts: list[RenderableType] = [self._header(), self._table()]
+        if self.inbound:
+            parts.append(self._inbound())
+        parts.append(self._footer())
+        return Group(*parts)
+
+    def _header(self) -> Panel:
+        info = self.info
+        lines = Text()
+        lines.append("listening on ", "dim").append(str(info.get("local_url", "…")))
+        public = info.get("public_url")
+        lines.append("   public ", "dim").append(public or "none (set --public-url, BASE_URL or run ngrok)",
+                                                  "" if public else "yellow")  # fmt: skip
+        lines.append("\nstatus URL  ", "dim").append(str(info.get("status_url", "")), "bold")
+        lines.append("\ninbound URL ", "dim").append(str(info.get("inbound_url", "")), "bold")
+        lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")
+        return Panel(lines, title="smsctl listen", subtitle="Ctrl-C to stop", border_style="blue")
+
+    def _table(self) -> Table:
+        table = Table(expand=True, box=None, header_style="bold")
+        for name in ("message", "to", "client_ref", "status", "transitions", "price", "error"):
+            table.add_column(name, overflow="fold", ratio=3 if name == "transitions" else None)
+        for row in list(reversed(self.rows.values()))[: self.visible_rows]:
+            status = Text(row.status, STATUS_STYLE.get(row.status, "magenta"))
+            if row.duplicates:
+                status.append(f" dup×{row.duplicates}", "dim")
+            if "conflicting_final" in row.anomalies:
+                status.append(" ⚠ conflict", "bold red")
+            table.add_row(row.uuid[:8], row.to, row.client_ref, status, row.timeline(), row.price,
+                          Text(row.error, "red"))  # fmt: skip
+        if not self.rows:
+            table.add_row("", "", "", Text("waiting for webhooks…", "dim"), "", "", "")
+        return table
+
+    def _inbound(self) -> Panel:
+        table = Table(box=None, show_header=False)
+        for at, sender, text in self.inbound:
+            table.add_row(clock(at), sender, text)
+        return Panel(table, title="inbound", border_style="cyan")
+
+    def _footer(self) -> Text:
+        c = self.counters
+        per_status: dict[str, int] = {}
+        for row in self.rows.values():
+            per_status[row.status] = per_status.get(row.status, 0) + 1
+        text = Text()
+        for status, count in sorted(per_status.items()):
+            text.append(f"{status} {count}  ", STATUS_STYLE.get(status, "magenta"))
+        text.append(f"│ {c.events_per_second():.1f} events/s  duplicates {c.duplicates}  ")
+        text.append(f"dead letters {c.dead_letters}  ", "red" if c.dead_letters else "")
+        rejected = ", ".join(f"{reason} {n}" for reason, n in c.rejected.most_common())
+        text.append(f"rejected: {rejected or 'none'}", "red" if rejected else "")
+        if c.stale_tokens or c.clock_skew:
+            text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew}", "yellow")
+        if c.store_unavailable:
+            text.append(f"  store unavailable {c.store_unavailable}", "bold red")
+        for notice in self.notices[:3]:
+            text.append(f"\n{notice}", "dim")
+        return text
+
+
+def summary_counts(rows: dict[str, MessageRow]) -> dict[str, int]:
+    """Messages per current status (final statuses first), for summaries."""
+    counts: dict[str, int] = {}
+    for row in rows.values():
+        counts[row.status] = counts.get(row.status, 0) + 1
+    order = [*sorted(FINAL_STATUSES - FAILED_STATUSES), *sorted(FAILED_STATUSES)]
+    return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))

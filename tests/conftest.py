@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated environment per test, throwaway credentials, and a real emulator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.helpers import APPLICATION_ID, SIGNATURE_SECRET, BackgroundSandbox
+
+_SETTING_PREFIXES = ("VONAGE_", "SMSCTL_")
+_SETTING_NAMES = {"PORT", "BASE_URL"}
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting leaks in from the shell, no .env from the repo, and a private data directory."""
+    for name in list(os.environ):
+        if name.startswith(_SETTING_PREFIXES) or name in _SETTING_NAMES:
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return work
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "smsctl.db"
+
+
+@pytest.fixture
+def credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, private_key_pem: bytes, db_path: Path
+) -> dict[str, str]:
+    """Application credentials, a signature secret, a sender and a store, in the environment."""
+    key_path = tmp_path / "private.key"
+    key_path.write_bytes(private_key_pem)
+    env = {
+        "VONAGE_APPLICATION_ID": APPLICATION_ID,
+        "VONAGE_PRIVATE_KEY_PATH": str(key_path),
+        "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET,
+        "VONAGE_API_KEY": "abcd1234",
+        "VONAGE_NUMBER": "+14155550199",
+        "SMSCTL_DB": str(db_path),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def sandbox(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundSandbox]:
+    """The emulator on an ephemeral port in a background thread; VONAGE_API_URL points at it."""
+    with BackgroundSandbox.from_environment(time_scale=0.01) as running:
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        yield running

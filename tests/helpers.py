@@ -1,0 +1,66 @@
+"""Test helpers: a real emulator in a background thread, and signed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any
+
+from smsctl.config import load_settings
+from smsctl.sandbox import Sandbox, SandboxConfig, config_from_settings
+from smsctl.signing import sign
+
+APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+SIGNATURE_SECRET = "test-signature-secret-0123456789abcdef"
+
+
+def signed_headers(body: bytes, secret: str = SIGNATURE_SECRET, **claims: Any) -> dict[str, str]:
+    return {"Authorization": "Bearer " + sign(body, secret, **claims), "Content-Type": "application/json"}
+
+
+class BackgroundSandbox:
+    """Runs `Sandbox` on its own event loop in a thread, so sync tests and subprocesses can use it."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.sandbox = Sandbox(config)
+        self.url = ""
+
+    @classmethod
+    def from_environment(cls, *, time_scale: float = 0.01, rate: float | None = 1000.0,
+                         status_url: str | None = None) -> BackgroundSandbox:  # fmt: skip
+        settings = load_settings()
+        return cls(config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate))
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(fn(), self.loop)
+        return future.result(timeout=60)
+
+    def __enter__(self) -> BackgroundSandbox:
+        self.thread.start()
+        self.call(self.sandbox.__aenter__)
+        self.url = self.sandbox.url
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.call(lambda: self.sandbox.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    @property
+    def requests(self) -> list[Any]:
+        return self.sandbox.stats.requests
+
+    @property
+    def webhooks(self) -> list[dict[str, Any]]:
+        return self.sandbox.stats.webhooks
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        self.call(lambda: self.sandbox.wait_idle(timeout))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from smsctl.config import load_settings
+from smsctl.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_precedence_flag_env_dotenv_default(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (isolated / ".env").write_text("PORT=4000\nBASE_URL=https://dotenv.example\nVONAGE_NUMBER=111\n")
+    monkeypatch.setenv("BASE_URL", "https://env.example")
+    monkeypatch.setenv("VONAGE_NUMBER", "222")
+    settings = load_settings({"VONAGE_NUMBER": "333", "BASE_URL": None})
+    assert settings.get("VONAGE_NUMBER") == "333" and settings.sources["VONAGE_NUMBER"] == "flag"
+    assert settings.get("BASE_URL") == "https://env.example" and settings.sources["BASE_URL"] == "environment"
+    assert settings.port == 4000 and settings.sources["PORT"] == ".env"
+    assert settings.get("VONAGE_API_URL") == "https://api.nexmo.com"
+    assert settings.sources["VONAGE_API_URL"] == "default"
+    assert settings.sources["VONAGE_API_KEY"] == "unset"
+
+
+def test_default_store_is_in_the_user_data_directory(tmp_path: Path) -> None:
+    assert load_settings().db_path == tmp_path / "data" / "smsctl" / "smsctl.db"
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.nexmo.com", "http://127.0.0.1:4010", "http://localhost:4010/", "http://[::1]:1"]
+)
+def test_accepted_api_urls(url: str) -> None:
+    assert load_settings({"VONAGE_API_URL": url}).api_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://api.nexmo.com", "plain http for a non-loopback host"),
+        ("ftp://x", "not an http"),
+        ("nope", "not an http"),
+    ],
+)
+def test_rejected_api_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _ = load_settings({"VONAGE_API_URL": url}).api_url
+
+
+def test_config_shows_sources_and_redacts_secrets(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VONAGE_API_SECRET", "very-secret-api-secret")
+    monkeypatch.setenv("VONAGE_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nsecretpem")
+    result = runner.invoke(app, ["config", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["VONAGE_API_KEY"] == {"value": "abcd1234", "source": "environment"}
+    assert shown["VONAGE_SIGNATURE_SECRET"]["value"] == "•••• (set)"
+    for secret in ("very-secret-api-secret", "secretpem", credentials["VONAGE_SIGNATURE_SECRET"]):
+        assert secret not in result.output
+    human = runner.invoke(app, ["config"])
+    assert human.exit_code == 0, human.output
+    assert (
+        "VONAGE_SIGNATURE_SECRET" in human.stdout
+        and credentials["VONAGE_SIGNATURE_SECRET"] not in human.output
+    )
