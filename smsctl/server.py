@@ -46,6 +46,8 @@ class Counters:
     stale_tokens: int = 0
     clock_skew: int = 0
     store_unavailable: int = 0
+    store_ok: bool = True  # did the last commit succeed?
+    view_errors: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=4096))
 
@@ -57,7 +59,7 @@ class Counters:
     def health(self) -> dict[str, Any]:
         """Liveness and counters only: no message data, no secrets (this port may be public)."""
         return {
-            "status": "degraded" if self.store_unavailable else "ok",
+            "status": "ok" if self.store_ok else "degraded",
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "accepted": self.accepted,
             "duplicates": self.duplicates,
@@ -112,11 +114,18 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+def _notify(request: web.Request, event: ListenerEvent) -> None:
+    """Tell the view; a display problem must never turn a stored event into a 500."""
+    try:
+        request.app[SINK](event)
+    except Exception:  # the event is already stored; only the display failed
+        request.app[COUNTERS].view_errors += 1
+
+
 def _reject(request: web.Request, exc: Rejected, received_at: float) -> web.Response:
-    app = request.app
-    app[COUNTERS].rejected[exc.reason] += 1
-    app[SINK](ListenerEvent("rejected", received_at, reason=exc.reason, detail=exc.detail,
-                            http_status=exc.status))  # fmt: skip
+    request.app[COUNTERS].rejected[exc.reason] += 1
+    _notify(request, ListenerEvent("rejected", received_at, reason=exc.reason, detail=exc.detail,
+                                   http_status=exc.status))  # fmt: skip
     headers = {"Retry-After": RETRY_AFTER} if exc.status == 503 else {}
     response = web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
     if exc.status in (408, 413):
@@ -138,6 +147,7 @@ async def _verified_body(request: web.Request, received_at: float) -> bytes | we
 
 def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
     request.app[COUNTERS].store_unavailable += 1
+    request.app[COUNTERS].store_ok = False
     return web.Response(status=503, text="store unavailable\n", headers={"Retry-After": RETRY_AFTER})
 
 
@@ -149,7 +159,7 @@ async def _dead_letter(
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
     request.app[COUNTERS].dead_letters += 1
-    request.app[SINK](ListenerEvent("dead_letter", received_at, reason=reason))
+    _notify(request, ListenerEvent("dead_letter", received_at, reason=reason))
     return web.Response(status=200)
 
 
@@ -168,13 +178,14 @@ async def handle_status(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
     counters = request.app[COUNTERS]
+    counters.store_ok = True
     if applied.duplicate:
         counters.duplicates += 1
     else:
         counters.accepted += 1
         counters.recent.append(received_at)
     kind = "duplicate" if applied.duplicate else "accepted"
-    request.app[SINK](ListenerEvent(kind, received_at, status_event=event, applied=applied))
+    _notify(request, ListenerEvent(kind, received_at, status_event=event, applied=applied))
     return web.Response(status=200)
 
 
@@ -195,7 +206,7 @@ async def handle_inbound(request: web.Request) -> web.Response:
     counters = request.app[COUNTERS]
     counters.inbound += new
     counters.duplicates += not new
-    request.app[SINK](ListenerEvent("inbound" if new else "duplicate", received_at, inbound=message))
+    _notify(request, ListenerEvent("inbound" if new else "duplicate", received_at, inbound=message))
     return web.Response(status=200)
 
 

@@ -1,0 +1,397 @@
+"""The listener in-process (aiohttp test client, real store): every bad input, ordering, storage faults."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from smsctl import server
+from smsctl.server import Counters, ListenerEvent, create_app
+from smsctl.signing import Verifier, sign
+from smsctl.store import Store
+from smsctl.writer import StoreWriter
+from tests.helpers import SIGNATURE_SECRET, signed_headers
+
+UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+PREVIOUS_SECRET = "previous-secret-previous-secret-0123"
+
+
+def status_body(
+    status: str = "submitted", uuid: str = UUID, ts: str = "2025-02-03T12:14:25Z", **extra: Any
+) -> bytes:
+    body = {"message_uuid": uuid, "to": "14155550101", "from": "14155550199", "timestamp": ts,
+            "status": status, "channel": "sms", **extra}  # fmt: skip
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@pytest.fixture
+def writer(db_path: Path) -> Iterator[StoreWriter]:
+    w = StoreWriter(db_path)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def events() -> list[ListenerEvent]:
+    return []
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, writer: StoreWriter, events: list[ListenerEvent]
+) -> AsyncIterator[TestClient]:
+    verifier = Verifier([SIGNATURE_SECRET.encode(), PREVIOUS_SECRET.encode()], api_key="abcd1234")
+    yield await aiohttp_client(create_app(writer, verifier, events.append, Counters()))
+
+
+def counts(db_path: Path) -> dict[str, int]:
+    store = Store(db_path)
+    try:
+        return store.counts()
+    finally:
+        store.close()
+
+
+NOTHING = {"messages": 0, "events": 0, "message_status": 0, "dead_letters": 0, "inbound": 0}
+
+
+async def post(
+    client: TestClient, body: bytes, headers: dict[str, str] | None = None, path: str = "/webhooks/status"
+) -> int:
+    response = await client.post(path, data=body, headers=headers or {})
+    return response.status
+
+
+def token(claims: dict[str, Any], secret: str = SIGNATURE_SECRET, algorithm: str = "HS256", **kw: Any) -> str:
+    return "Bearer " + pyjwt.encode(claims, secret, algorithm=algorithm, **kw)
+
+
+def claims_for(body: bytes, **overrides: Any) -> dict[str, Any]:
+    import hashlib
+
+    base = {"iat": int(time.time()), "jti": "j", "iss": "Vonage",
+            "payload_hash": hashlib.sha256(body).hexdigest(), "api_key": "abcd1234"}  # fmt: skip
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+async def test_a_signed_status_is_stored_and_acknowledged(
+    client: TestClient, db_path: Path, events: list[ListenerEvent]
+) -> None:
+    body = status_body()
+    assert await post(client, body, signed_headers(body, api_key="abcd1234")) == 200
+    assert counts(db_path)["events"] == 1
+    assert events[-1].kind == "accepted" and events[-1].applied and events[-1].applied.status == "submitted"
+
+
+def _unsigned_variants(body: bytes) -> list[tuple[str, dict[str, str], int, str]]:
+    good = claims_for(body)
+    none_token = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode() + "." + \
+        base64.urlsafe_b64encode(json.dumps(good).encode()).rstrip(b"=").decode() + "."  # fmt: skip
+    return [
+        ("no Authorization", {}, 503, "missing_signature"),
+        ("Basic scheme", {"Authorization": "Basic YTpi"}, 401, "malformed_authorization"),
+        ("empty Bearer", {"Authorization": "Bearer "}, 401, "malformed_authorization"),
+        ("huge token", {"Authorization": "Bearer " + "a" * 5000}, 401, "token_too_large"),
+        ("two segments", {"Authorization": "Bearer abc.def"}, 401, "malformed_token"),
+        ("garbage base64", {"Authorization": "Bearer !!!.@@@.###"}, 401, "malformed_token"),
+        ("alg none", {"Authorization": "Bearer " + none_token}, 401, "bad_algorithm"),
+        ("HS512", {"Authorization": token(good, algorithm="HS512")}, 401, "bad_algorithm"),
+        (
+            "wrong secret",
+            {"Authorization": token(good, secret="wrong-secret-wrong-secret-wrong-00")},
+            401,
+            "bad_signature",
+        ),
+        (
+            "no payload_hash",
+            {"Authorization": token(claims_for(body, payload_hash=None))},
+            401,
+            "invalid_claims",
+        ),
+        ("no iat", {"Authorization": token(claims_for(body, iat=None))}, 401, "invalid_claims"),
+        ("iat not a number", {"Authorization": token(claims_for(body, iat="soon"))}, 401, "invalid_claims"),
+        (
+            "payload_hash a number",
+            {"Authorization": token(claims_for(body, payload_hash=12))},
+            401,
+            "invalid_claims",
+        ),
+        (
+            "payload_hash non-ascii",
+            {"Authorization": token(claims_for(body, payload_hash="é" * 64))},
+            401,
+            "invalid_claims",
+        ),
+        ("hash of another body", {"Authorization": token(claims_for(body + b" "))}, 401, "hash_mismatch"),
+        ("wrong issuer", {"Authorization": token(claims_for(body, iss="Mallory"))}, 401, "wrong_issuer"),
+        ("wrong api_key", {"Authorization": token(claims_for(body, api_key="other"))}, 401, "wrong_api_key"),
+        (
+            "expired exp",
+            {"Authorization": token(claims_for(body, exp=int(time.time()) - 3600))},
+            401,
+            "malformed_token",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(18))
+async def test_bad_authorization_is_rejected_and_nothing_stored(client: TestClient, db_path: Path,
+                                                                events: list[ListenerEvent], case: int) -> None:  # fmt: skip
+    body = status_body()
+    name, headers, expected, reason = _unsigned_variants(body)[case]
+    response = await client.post("/webhooks/status", data=body, headers=headers)
+    assert response.status == expected, name
+    if expected == 503:
+        assert response.headers["Retry-After"] == "5"
+    assert events[-1].kind == "rejected" and events[-1].reason == reason, name
+    assert counts(db_path) == NOTHING
+
+
+async def test_two_authorization_headers_are_rejected(client: TestClient, db_path: Path) -> None:
+    body = status_body()
+    auth = signed_headers(body)["Authorization"]
+    response = await client.post(
+        "/webhooks/status", data=body, headers=[("Authorization", auth), ("Authorization", auth)]
+    )
+    assert response.status == 401 and counts(db_path) == NOTHING
+
+
+async def test_a_one_character_tamper_of_body_or_signature_fails(client: TestClient, db_path: Path) -> None:
+    body = status_body()
+    auth = signed_headers(body)["Authorization"]
+    tampered_sig = auth[:-1] + ("A" if auth[-1] != "A" else "B")
+    assert await post(client, body, {"Authorization": tampered_sig}) == 401
+    assert await post(client, body.replace(b"submitted", b"delivered"), {"Authorization": auth}) == 401
+    assert await post(client, body + b"\n", {"Authorization": auth}) == 401
+    pretty = json.dumps(json.loads(body), indent=2).encode()
+    assert await post(client, pretty, {"Authorization": auth}) == 401
+    assert counts(db_path) == NOTHING
+
+
+async def test_lowercase_bearer_and_previous_secret_are_accepted(client: TestClient, db_path: Path) -> None:
+    body = status_body()
+    assert await post(client, body, {"Authorization": "bearer " + sign(body, SIGNATURE_SECRET)}) == 200
+    body2 = status_body("delivered")
+    assert await post(client, body2, {"Authorization": "Bearer " + sign(body2, PREVIOUS_SECRET)}) == 200
+    assert counts(db_path)["events"] == 2
+
+
+async def test_stale_and_future_tokens_are_accepted_and_counted(client: TestClient, db_path: Path) -> None:
+    old = status_body("submitted")
+    future = status_body("delivered")
+    assert await post(client, old, signed_headers(old, iat=int(time.time()) - 3600)) == 200
+    assert await post(client, future, signed_headers(future, iat=int(time.time()) + 600)) == 200
+    health = await (await client.get("/healthz")).json()
+    assert (health["stale_tokens"], health["clock_skew"], health["accepted"]) == (1, 1, 2)
+
+
+async def test_max_token_age_makes_stale_tokens_401(
+    aiohttp_client: Any, writer: StoreWriter, db_path: Path
+) -> None:
+    verifier = Verifier([SIGNATURE_SECRET.encode()], max_token_age=300)
+    strict = await aiohttp_client(create_app(writer, verifier, lambda e: None))
+    body = status_body()
+    assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 301)) == 401
+    assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 200)) == 200
+    assert counts(db_path)["events"] == 1
+
+
+async def test_oversized_body_is_413_without_reading(client: TestClient, db_path: Path) -> None:
+    body = b"x" * (64 * 1024 + 1)
+    assert await post(client, body, signed_headers(body)) == 413
+    assert counts(db_path) == NOTHING
+
+
+async def test_chunked_body_growing_past_the_limit_is_413(client: TestClient, db_path: Path) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(80):
+            yield b"x" * 1024
+
+    response = await client.post("/webhooks/status", data=chunks(), headers={"Authorization": "Bearer a.b.c"})
+    assert response.status == 413 and counts(db_path) == NOTHING
+
+
+async def test_compressed_body_is_415(client: TestClient, db_path: Path) -> None:
+    body = gzip.compress(status_body())
+    headers = {**signed_headers(body), "Content-Encoding": "gzip"}
+    assert await post(client, body, headers) == 415
+    assert counts(db_path) == NOTHING
+
+
+async def test_slow_body_is_408(client: TestClient, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setattr(server, "BODY_DEADLINE", 0.2)
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b'{"message_uuid":'
+        await asyncio.sleep(1.0)
+        yield b'"x"}'
+
+    response = await client.post("/webhooks/status", data=slow(), headers={"Authorization": "Bearer a.b.c"})
+    assert response.status == 408 and counts(db_path) == NOTHING
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"), [("GET", "/webhooks/status", 405), ("POST", "/nope", 404)]
+)
+async def test_wrong_method_or_path(client: TestClient, method: str, path: str, expected: int) -> None:
+    response = await client.request(method, path)
+    assert response.status == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not valid UTF-8"),
+        (b"", "not JSON"),
+        (b"[1,2]", "JSON list"),
+        (b'"text"', "JSON str"),
+        (b'{"n":' + b"1" * 5000 + b"}", "not JSON"),
+        (b'{"status":"delivered"}', "message_uuid"),
+        (b'{"message_uuid":"x"}', "status"),
+        (b'{"message_uuid":123,"status":"delivered"}', "message_uuid"),
+    ],
+)
+async def test_signed_but_unusable_bodies_are_dead_letters(client: TestClient, db_path: Path, events: list[ListenerEvent],
+                                                           body: bytes, reason: str) -> None:  # fmt: skip
+    response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
+    assert response.status == 200
+    assert events[-1].kind == "dead_letter" and reason in (events[-1].reason or "")
+    assert counts(db_path)["dead_letters"] == 1 and counts(db_path)["events"] == 0
+
+
+async def test_deeply_nested_json_under_the_size_limit_is_a_dead_letter(
+    client: TestClient, db_path: Path
+) -> None:
+    body = b"[" * 30_000 + b"]" * 30_000
+    assert await post(client, body, signed_headers(body)) == 200
+    assert counts(db_path)["dead_letters"] == 1
+
+
+async def test_redelivery_is_a_duplicate(
+    client: TestClient, db_path: Path, events: list[ListenerEvent]
+) -> None:
+    body = status_body("delivered")
+    for _ in range(3):  # Vonage retries re-sign: new jti and iat each time
+        assert await post(client, body, signed_headers(body)) == 200
+    assert counts(db_path)["events"] == 1
+    assert [e.kind for e in events] == ["accepted", "duplicate", "duplicate"]
+    store = Store(db_path)
+    assert store.current_status(UUID)["duplicates"] == 2
+
+
+async def test_status_never_regresses(client: TestClient, db_path: Path) -> None:
+    for status, ts in (("delivered", "2025-02-03T12:14:30Z"), ("submitted", "2025-02-03T12:14:25Z")):
+        body = status_body(status, ts=ts)
+        assert await post(client, body, signed_headers(body)) == 200
+    store = Store(db_path)
+    assert store.current_status(UUID)["status"] == "delivered"
+    assert [(e["status"], e["anomaly"]) for e in store.timeline(UUID)] == [
+        ("delivered", None),
+        ("submitted", "late"),
+    ]
+
+
+async def test_conflicting_final_is_flagged_and_the_first_stands(client: TestClient, db_path: Path) -> None:
+    for status in ("delivered", "rejected"):
+        body = status_body(status)
+        assert await post(client, body, signed_headers(body)) == 200
+    row = Store(db_path).current_status(UUID)
+    assert (row["status"], row["conflict"]) == ("delivered", 1)
+    assert Store(db_path).timeline(UUID)[-1]["anomaly"] == "conflicting_final"
+
+
+async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, db_path: Path) -> None:
+    for body in (status_body("delivered"), status_body("read"), status_body("failed", ts="yesterday")):
+        assert await post(client, body, signed_headers(body)) == 200
+    store = Store(db_path)
+    assert store.current_status(UUID)["status"] == "delivered"
+    assert [e["anomaly"] for e in store.timeline(UUID)] == [None, "unknown_status", "bad_timestamp"]
+
+
+async def test_events_for_unknown_messages_are_kept(client: TestClient, db_path: Path) -> None:
+    body = status_body("submitted", uuid="11111111-2222-4333-8444-555555555555")
+    assert await post(client, body, signed_headers(body)) == 200
+    assert Store(db_path).find_message("11111111")["status"] == "submitted"
+
+
+async def test_inbound_sms_is_stored_once(
+    client: TestClient, db_path: Path, events: list[ListenerEvent]
+) -> None:
+    fixture = (
+        Path(__file__).parents[2]
+        / "shared/vonage/fixtures/inbound-sms-v1.COMPOSED-from-spec-v1.20.0-field-examples.json"
+    )
+    body = fixture.read_bytes() if fixture.exists() else json.dumps(
+        {"channel": "sms", "message_uuid": UUID, "to": "447700900000", "from": "447700900001",
+         "timestamp": "2025-02-03T12:14:25Z", "text": "Hello From Vonage!"}).encode()  # fmt: skip
+    for _ in range(2):
+        assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
+    assert counts(db_path)["inbound"] == 1
+    assert (
+        events[0].kind == "inbound" and events[0].inbound and events[0].inbound.text == "Hello From Vonage!"
+    )
+    assert events[1].kind == "duplicate"
+
+
+async def test_legacy_inbound_shape_is_understood(client: TestClient, db_path: Path) -> None:
+    fixture = (
+        Path(__file__).parents[2] / "shared/vonage/fixtures/inbound-sms-v0.1-legacy.blog-2021-logged.json"
+    )
+    if not fixture.exists():
+        pytest.fail("shared fixtures are expected beside the repository")
+    body = fixture.read_bytes()
+    assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
+    row = Store(db_path).recent_inbound(1)[0]
+    assert (row["from_number"], row["text"]) == ("447312277109", "Chuck Norris can hear text messages.")
+
+
+async def test_store_that_cannot_commit_answers_503(
+    client: TestClient, writer: StoreWriter, db_path: Path
+) -> None:
+    writer.run_sync(lambda s: s.conn.execute("PRAGMA busy_timeout = 100"))  # keep the test quick
+    blocker = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    try:
+        body = status_body()
+        response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert counts(db_path)["events"] == 0
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "degraded" and health["store_unavailable"] == 1
+    body = status_body()
+    assert await post(client, body, signed_headers(body)) == 200  # recovers without a restart
+    assert (await (await client.get("/healthz")).json())["status"] == "ok"
+
+
+async def test_full_disk_answers_503(client: TestClient, writer: StoreWriter, db_path: Path) -> None:
+    page_count = writer.run_sync(lambda s: s.conn.execute("PRAGMA page_count").fetchone()[0])
+    writer.run_sync(lambda s: s.conn.execute(f"PRAGMA max_page_count = {page_count}"))
+    big = status_body(note="x" * 20_000)
+    assert await post(client, big, signed_headers(big)) == 503
+    assert counts(db_path)["events"] == 0
+
+
+async def test_healthz_has_counters_and_no_message_data(client: TestClient) -> None:
+    body = status_body()
+    await post(client, body, signed_headers(body))
+    await post(client, body, {})
+    health = await (await client.get("/healthz")).json()
+    assert health["accepted"] == 1 and health["rejected"] == {"missing_signature": 1}
+    assert UUID not in json.dumps(health) and SIGNATURE_SECRET not in json.dumps(health)
