@@ -64,3 +64,65 @@ class BackgroundSandbox:
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         self.call(lambda: self.sandbox.wait_idle(timeout))
+
+
+class ListenProcess:
+    """A real `smsctl listen --json` subprocess whose JSON Lines are collected as they arrive."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "smsctl", "listen", "--port", "0", "--json", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )  # fmt: skip
+        self.lines: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import json
+
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(json.loads(line))
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if predicate(line):
+                    return line
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        stderr = self.process.stderr.read() if self.process.poll() is not None and self.process.stderr else ""
+        raise AssertionError(f"no matching line; got {self.lines!r}; stderr {stderr!r}")
+
+    def ready(self) -> dict[str, Any]:
+        return self.wait_for(lambda line: line["event"] == "ready")
+
+    def stop(self, sig: int | None = None, timeout: float = 30.0) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(sig or signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def __enter__(self) -> ListenProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()

@@ -1,0 +1,46 @@
+"""Property: whatever order (and however often) a message's events arrive, it ends in the same state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smsctl.events import parse_status
+from smsctl.store import Store
+
+UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+
+
+def event(status: str, second: int) -> bytes:
+    return json.dumps({"message_uuid": UUID, "status": status, "timestamp": f"2025-02-03T12:14:{second:02d}Z",
+                       "to": "14155550101", "from": "x"}).encode()  # fmt: skip
+
+
+lifecycles = st.sampled_from(["delivered", "rejected", "undeliverable"]).flatmap(
+    lambda final: st.lists(
+        st.sampled_from([event("submitted", 1), event(final, 5), event("read", 3), event("submitted", 2)]),
+        min_size=1,
+        max_size=12,
+    ).map(lambda sent: (final, [*sent, event(final, 5)]))  # the final always arrives at least once
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lifecycles.flatmap(lambda fl: st.permutations(fl[1]).map(lambda order: (fl[0], order))))
+def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -> None:
+    final, arrivals = case
+    store = Store(":memory:")
+    try:
+        for raw in arrivals:
+            with store.transaction():
+                store.apply_status(parse_status(raw), time.time())
+        row = store.current_status(UUID)
+        assert row is not None
+        assert (row["status"], row["final"], row["conflict"]) == (final, 1, 0)
+        assert len(store.timeline(UUID)) == len(set(arrivals))
+        assert row["duplicates"] == len(arrivals) - len(set(arrivals))
+    finally:
+        store.close()
