@@ -41,7 +41,7 @@ async def post_all(url: str, bodies: list[bytes], signed: bool = True,
                     if on_answer:
                         on_answer(answered)
                     return r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return None
 
         return list(await asyncio.gather(*(one(b) for b in bodies)))
