@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from smsctl import __version__
-from smsctl.commands import config_cmd, history, listen, sandbox, send
+from smsctl.commands import config_cmd, demo, history, listen, sandbox, send
 from smsctl.errors import EXIT_CODE_MEANINGS
 
 # "\b" stops Click from re-wrapping the table.
@@ -46,6 +46,7 @@ app.command("sandbox")(sandbox.sandbox)
 app.command("status")(history.status)
 app.command("log")(history.log)
 app.command("config")(config_cmd.config)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ class SmsctlError(Exception):
     """Base of every error smsctl reports to the user."""
 
     exit_code: ExitCode = ExitCode.MESSAGE_FAILED
+    # Set when the command already printed its result (e.g. `send --wait --json` on failure), so
+    # the error goes to stderr only and stdout keeps exactly one JSON document.
+    result_printed: bool = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -55,7 +55,7 @@ def reporting(json_mode: bool = False, debug: bool = False) -> Iterator[None]:
     except SmsctlError as exc:
         if debug:
             raise
-        if json_mode:
+        if json_mode and not exc.result_printed:
             emit_json({"error": exc.to_dict()})
         else:
             from rich.markup import escape

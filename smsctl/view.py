@@ -55,8 +55,9 @@ class JsonLinesView:
     def handle(self, event: ListenerEvent) -> None:
         emit_json(event_record(event))
 
-    def stopped(self, counters: Counters) -> None:
-        emit_json({"event": "stopped", **counters.health()})
+    def stopped(self, counters: Counters | None = None) -> None:
+        if counters is not None:
+            emit_json({"event": "stopped", **counters.health()})
 
 
 @dataclass
@@ -205,3 +206,53 @@ def summary_counts(rows: dict[str, MessageRow]) -> dict[str, int]:
         counts[row.status] = counts.get(row.status, 0) + 1
     order = [*sorted(FINAL_STATUSES - FAILED_STATUSES), *sorted(FAILED_STATUSES)]
     return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+
+
+class LiveTerminalView:
+    """Drives a Rich Live display of a LiveView on stdout, from `ready` until `stopped`."""
+
+    def __init__(self) -> None:
+        self.live: Any = None
+        self.view: LiveView | None = None
+
+    def ready(self, info: dict[str, Any], counters: Counters) -> None:
+        from rich.live import Live
+
+        from smsctl.output import out
+
+        self.view = LiveView(counters)
+        self.view.ready(info)
+        self.live = Live(get_renderable=self.view.render, console=out(), refresh_per_second=4,
+                         redirect_stderr=False)  # fmt: skip
+        self.live.start()
+
+    def handle(self, event: ListenerEvent) -> None:
+        if self.view is not None:
+            self.view.handle(event)
+
+    def stopped(self, counters: Counters | None = None) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+class PlainLinesView:
+    """One readable line per event, for a demo whose output is not a terminal."""
+
+    def ready(self, info: dict[str, Any], counters: Counters) -> None:
+        from smsctl.output import note
+
+        note(f"listener on {info['local_url']}, emulator on {info.get('api_url', '?')}")
+
+    def handle(self, event: ListenerEvent) -> None:
+        from smsctl.output import out
+
+        record = event_record(event)
+        subject = (record.get("message_uuid") or "")[:8]
+        what = record.get("status") or record.get("reason") or ""
+        now = record.get("current_status")
+        out().print(f"{clock(event.received_at)} {event.kind:<11} {subject:<8} {what}"
+                    + (f" (now {now})" if now and now != what else ""), highlight=False)  # fmt: skip
+
+    def stopped(self, counters: Counters | None = None) -> None:
+        pass

@@ -45,36 +45,6 @@ def listen(
 
 
 def _view(json_lines: bool) -> Any:
-    from smsctl.view import JsonLinesView
+    from smsctl.view import JsonLinesView, LiveTerminalView
 
-    if json_lines:
-        return JsonLinesView()
-    return LiveTerminal()
-
-
-class LiveTerminal:
-    """Drives a Rich Live display with the LiveView's rendering."""
-
-    def __init__(self) -> None:
-        self._live: Any = None
-        self._view: Any = None
-
-    def ready(self, info: dict[str, Any], counters: Any) -> None:
-        from rich.live import Live
-
-        from smsctl.output import out
-        from smsctl.view import LiveView
-
-        self._view = LiveView(counters)
-        self._view.ready(info)
-        self._live = Live(get_renderable=self._view.render, console=out(), refresh_per_second=4,
-                          screen=False, redirect_stderr=False)  # fmt: skip
-        self._live.start()
-
-    def handle(self, event: Any) -> None:
-        if self._view is not None:
-            self._view.handle(event)
-
-    def stopped(self, counters: Any) -> None:
-        if self._live is not None:
-            self._live.stop()
+    return JsonLinesView() if json_lines else LiveTerminalView()

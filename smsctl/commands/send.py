@@ -1,8 +1,9 @@
-"""`smsctl send`: send one SMS and print its message UUID."""
+"""`smsctl send`: send one SMS and print its message UUID, or wait for its final status."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -13,8 +14,7 @@ def send(
     to: Annotated[str, typer.Argument(help="Recipient in E.164 form, e.g. +14155550101.")],
     text: Annotated[str, typer.Argument(help="The message text (at most 3,200 characters).")],
     sender: Annotated[
-        str | None,
-        typer.Option("--from", help="Sender number or alphanumeric ID [env VONAGE_NUMBER]."),
+        str | None, typer.Option("--from", help="Sender number or alphanumeric ID [env VONAGE_NUMBER].")
     ] = None,
     client_ref: Annotated[
         str | None, typer.Option(help="Your reference, echoed in every status (≤ 100 chars).")
@@ -26,16 +26,33 @@ def send(
     ttl: Annotated[
         int | None, typer.Option(min=20, max=604800, help="Seconds to keep trying delivery.")
     ] = None,
-    encoding: Annotated[
-        str, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).", case_sensitive=False)
-    ] = "auto",
+    encoding: Annotated[str, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")] = "auto",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the final status: exit 0 delivered, 1 failed, 6 timeout.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, max=72 * 3600, help="With --wait: seconds to wait for a final status.")
+    ] = 300.0,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="With --wait: port of the embedded listener [env PORT]."),
+    ] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="With --wait: public URL of the listener [env BASE_URL, else ngrok's].")
+    ] = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Send an SMS through the Messages API and print its message UUID.
 
-    Example: smsctl send +14155550101 "Your code is 123456"
+    With --wait, block until the message is delivered (exit 0), rejected or undeliverable (exit 1),
+    or --timeout passes (exit 6). Statuses come from a running `smsctl listen`, or from a listener
+    started for the wait.
+
+    Example: smsctl send +14155550101 "Your code is 123456" --wait
     """
+    import asyncio
+
     from smsctl.config import load_settings
     from smsctl.output import reporting
 
@@ -44,17 +61,18 @@ def send(
             from smsctl.errors import UsageError
 
             raise UsageError(f"--encoding {encoding!r}: choose auto, text or unicode")
-        import asyncio
-
         from smsctl.sending import SendRequest, send_one
 
-        settings = load_settings(flags(VONAGE_NUMBER=sender))
+        settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
         request = SendRequest(to, text, sender, client_ref, webhook_url, ttl, encoding)  # type: ignore[arg-type]
-        result, cost = asyncio.run(send_one(settings, request))
-        _render(result.to_dict(), cost.segments, json_output)
+        if not wait:
+            result, cost = asyncio.run(send_one(settings, request))
+            _render(result.to_dict(), cost.segments, json_output)
+            return
+        _send_and_wait(settings, request, timeout, port, public_url, json_output)
 
 
-def _render(result: dict[str, object], segments: int, json_output: bool) -> None:
+def _render(result: dict[str, Any], segments: int, json_output: bool) -> None:
     from smsctl.output import emit_json, note, out, warn
 
     if segments > 1:
@@ -63,5 +81,74 @@ def _render(result: dict[str, object], segments: int, json_output: bool) -> None
         emit_json(result)
         return
     out().print(result["message_uuid"])
-    note(f"accepted: to {result['to']}, {segments} segment(s) {result['encoding']}, "
-         f"client_ref {result['client_ref']}")  # fmt: skip
+    note(
+        f"accepted: to {result['to']}, {segments} segment(s) {result['encoding']}, client_ref {result['client_ref']}"
+    )
+
+
+def _send_and_wait(settings: Any, request: Any, timeout: float, port: int | None, public_url: str | None,
+                   json_output: bool) -> None:  # fmt: skip
+    import asyncio
+
+    from smsctl.output import emit_json, out
+    from smsctl.waiting import WaitOptions, outcome_error, send_and_wait
+
+    with WaitDisplay() as display:
+        result = asyncio.run(
+            send_and_wait(settings, request, WaitOptions(timeout, port, public_url), display.update)
+        )
+    if json_output:
+        emit_json(result.to_dict())
+    else:
+        out().print(f"{result.sent.message_uuid} {result.status}")
+    error = outcome_error(result)
+    if error is not None:
+        error.result_printed = True
+        raise error
+
+
+class WaitDisplay:
+    """The live state on stderr: a spinner with the transitions on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        from smsctl.output import err
+
+        self.console = err()
+        self.tty = sys.stderr.isatty()
+        self._status: Any = None
+        self._printed = 0
+        self._last = ""
+
+    def __enter__(self) -> WaitDisplay:
+        if self.tty:
+            self._status = self.console.status("sending…")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+            if self._last:
+                self.console.print(self._last, highlight=False, soft_wrap=True)
+
+    def update(self, progress: Any) -> None:
+        from smsctl.view import STATUS_STYLE
+
+        if not progress.events:
+            line = f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}"
+        else:
+            line = (
+                " → ".join(
+                    f"[{STATUS_STYLE.get(e['status'], 'magenta')}]{e['status']}[/]" for e in progress.events
+                )
+                + f"  ({progress.elapsed:.1f} s)"
+            )
+        self._last = line
+        if self._status is not None:
+            self._status.update(line)
+        else:
+            for event in progress.events[max(self._printed, 0) :]:
+                self.console.print(f"{event['status']} {event['timestamp']}", highlight=False)
+            if not progress.events and not self._printed:
+                self.console.print(line, highlight=False, soft_wrap=True)
+            self._printed = len(progress.events) or -1

@@ -1,0 +1,90 @@
+"""`smsctl demo`: the emulator, a listener and a handful of messages, offline, in one command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from smsctl.commands import DebugOption, JsonOption
+
+
+def demo(
+    time_scale: Annotated[
+        float, typer.Option(min=0.01, help="Multiply the emulator's delays by this.")
+    ] = 0.5,
+    bound: Annotated[
+        float, typer.Option(min=1, help="Stop after this many seconds even if not all are final.")
+    ] = 30,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Run the whole tool offline: throwaway credentials, the emulator, a listener and live statuses.
+
+    Needs no account and no configuration, and leaves your own store untouched.
+
+    Example: smsctl demo
+    """
+    import asyncio
+
+    from smsctl.demo import run_demo
+    from smsctl.output import emit_json, reporting
+
+    with reporting(json_output, debug):
+        view = _view(json_output)
+        try:
+            messages, counters = asyncio.run(
+                run_demo(view, time_scale=time_scale, bound=bound, on_sent=_sent(json_output))
+            )
+        finally:
+            view.stopped()
+        if json_output:
+            emit_json({"event": "summary", "messages": messages, "listener": counters})
+        else:
+            _render_summary(messages, counters)
+
+
+def _view(json_output: bool) -> Any:
+    from smsctl.view import JsonLinesView, LiveTerminalView, PlainLinesView
+
+    if json_output:
+        return JsonLinesView()
+    return LiveTerminalView() if sys.stdout.isatty() else PlainLinesView()
+
+
+def _sent(json_output: bool) -> Any:
+    def report(result: Any, scenario: str) -> None:
+        if not json_output and not sys.stdout.isatty():
+            from smsctl.output import note
+
+            note(f"sent {result.message_uuid[:8]} to {result.to} ({scenario})")
+
+    return report
+
+
+def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from smsctl.output import out
+    from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS
+    from smsctl.view import STATUS_STYLE
+
+    table = Table("message", "to", "scenario", "final status", "events as received", "notes",
+                  title="demo summary", box=None)  # fmt: skip
+    for message in summary:
+        style = STATUS_STYLE.get(message["status"], "magenta")
+        received = " → ".join(e["status"] for e in message["events"])
+        notes = [f"{message['duplicates']} duplicate(s) absorbed"] if message["duplicates"] else []
+        notes += sorted({f"{e['status']} arrived {e['anomaly']}" for e in message["events"] if e["anomaly"]})
+        notes += [f"error {e['error_code']}" for e in message["events"] if e["error_code"]]
+        scenario = SCENARIOS.get(message["to"], DEFAULT_SCENARIO).name
+        table.add_row(message["message_uuid"][:8], "+" + message["to"], scenario,
+                      f"[{style}]{message['status']}[/]" + ("" if message["final"] else " (not final)"),
+                      received, "; ".join(notes))  # fmt: skip
+    out().print(table)
+    rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"
+    out().print(f"listener: {counters['accepted']} events stored, {counters['duplicates']} duplicate(s) absorbed, "
+                f"rejected: {rejected} (an unsigned callback gets 503, so it comes back signed)")  # fmt: skip
+    out().print("Run it for real: copy .env.example to .env, fill it in, then `smsctl listen` and "
+                "`smsctl send +1… \"hi\" --wait`.", style="dim")  # fmt: skip

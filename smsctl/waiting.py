@@ -1,0 +1,193 @@
+"""`send --wait`: send, then watch the store until the message reaches a final status.
+
+Statuses reach the store through a running `smsctl listen`, or through a listener embedded for
+the duration of the wait (the same `Listener`, same verification and persistence). Either way
+we watch the store: `PRAGMA data_version` tells us cheaply when another connection committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from smsctl.client import MessagesClient
+from smsctl.config import Settings, is_loopback_host
+from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
+from smsctl.events import FAILED_STATUSES, error_meaning
+from smsctl.listening import Listener
+from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
+from smsctl.server import STATUS_PATH
+from smsctl.store import Store
+from smsctl.writer import StoreWriter
+
+POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    """How long to wait, and where an embedded listener should listen."""
+
+    timeout: float = 300.0
+    port: int | None = None
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the wait has seen so far."""
+
+    sent: SendResult
+    status: str
+    events: list[dict[str, Any]]
+    elapsed: float
+    source: str  # "listener at …" or "embedded listener at …"
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """The send result with its final (or last known) status and whole timeline."""
+
+    sent: SendResult
+    status: str
+    final: bool
+    events: list[dict[str, Any]]
+    elapsed: float
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.sent.to_dict()
+        data.update(status=self.status, final=self.final, events=self.events, elapsed=round(self.elapsed, 3))
+        return data
+
+
+def _event(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "status": row["status"],
+        "timestamp": row["timestamp"],
+        "received_at": row["received_at"],
+        "error_code": row["error_code"],
+        "error_meaning": error_meaning(row["error_code"]) or row["error_detail"],
+        "anomaly": row["anomaly"],
+    }
+
+
+def read_state(store: Store, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
+    """(current status, final?, timeline) of a message, read in one go."""
+    row = store.current_status(message_uuid)
+    events = [_event(r) for r in store.timeline(message_uuid)]
+    return (row["status"], bool(row["final"]), events) if row else (None, False, events)
+
+
+async def watch(
+    db_path: Path,
+    message_uuid: str,
+    timeout: float,
+    on_change: Callable[[str | None, list[dict[str, Any]]], None],
+) -> tuple[str | None, bool, list[dict[str, Any]]]:
+    """Wait until the message is final or `timeout` passes; report each change."""
+    store = Store(db_path)
+    try:
+        deadline = time.monotonic() + timeout
+        seen_version, seen_events = -1, -1
+        status: str | None = None
+        final, events = False, list[dict[str, Any]]()
+        while True:
+            with contextlib.suppress(sqlite3.OperationalError):  # busy or recovering: read again soon
+                version = store.data_version()
+                if version != seen_version:
+                    seen_version = version
+                    status, final, events = read_state(store, message_uuid)
+                    if len(events) != seen_events:
+                        seen_events = len(events)
+                        on_change(status, events)
+            if final or time.monotonic() >= deadline:
+                return status, final, events
+            await asyncio.sleep(POLL_INTERVAL)
+    finally:
+        store.close()
+
+
+def _status_url(base: str) -> str:
+    return base.rstrip("/") + STATUS_PATH
+
+
+def _api_is_local(settings: Settings) -> bool:
+    return is_loopback_host(urlsplit(settings.api_url).hostname or "")
+
+
+def _no_way_for_statuses(port: int) -> ConfigError:
+    return ConfigError(
+        "statuses cannot reach this machine: there is no public URL for the webhook",
+        hint=f"run `ngrok http {port}` (smsctl finds it), or pass --public-url/BASE_URL, "
+        "or keep `smsctl listen --public-url …` running",
+    )
+
+
+async def send_and_wait(
+    settings: Settings,
+    request: SendRequest,
+    options: WaitOptions,
+    on_progress: Callable[[Progress], None],
+) -> WaitResult:
+    """Send one message and wait for its final status (see the module docstring)."""
+    from smsctl.auth import credentials_from
+
+    prepare(request, settings)  # bad input fails before anything starts
+    credentials = credentials_from(settings)
+    api_url, local_api = settings.api_url, _api_is_local(settings)
+    writer = StoreWriter(settings.db_path)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            webhook_url, source = request.webhook_url, "the store"
+            live = None if webhook_url else writer.run_sync(lambda s: s.live_listener())
+            if live is not None:
+                base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
+                if base is None:
+                    raise _no_way_for_statuses(settings.port)
+                webhook_url, source = _status_url(base), f"smsctl listen at {live['local_url']}"
+            elif webhook_url is None:
+                port = options.port if options.port is not None else (0 if local_api else settings.port)
+                listener = await stack.enter_async_context(
+                    Listener(settings, writer, lambda event: None, port=port, public_url=options.public_url)
+                )
+                if listener.public_url is None and not local_api:
+                    raise _no_way_for_statuses(port)
+                webhook_url = listener.status_url
+                source = f"embedded listener at {listener.local_url}"
+            prepared = prepare(dataclasses.replace(request, webhook_url=webhook_url), settings)
+            async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
+                sent = await send_prepared(client, writer, prepared)
+            started = time.monotonic()
+            on_progress(Progress(sent, sent.status, [], 0.0, source))
+
+            def changed(status: str | None, events: list[dict[str, Any]]) -> None:
+                on_progress(Progress(sent, status or sent.status, events, time.monotonic() - started, source))
+
+            status, final, events = await watch(settings.db_path, sent.message_uuid, options.timeout, changed)
+            return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
+    finally:
+        writer.close()
+
+
+def outcome_error(result: WaitResult) -> MessageFailed | WaitTimeout | None:
+    """The error a wait ends in: None when delivered."""
+    if not result.final:
+        return WaitTimeout(
+            f"no final status within {result.elapsed:.0f} s; last known status: {result.status}",
+            hint=f"SMS can take up to 72 h: check later with `smsctl status {result.sent.message_uuid}`",
+        )
+    if result.status in FAILED_STATUSES:
+        last: dict[str, Any] = next((e for e in reversed(result.events) if e["status"] == result.status), {})
+        code = last.get("error_code")
+        meaning = last.get("error_meaning") or "no error detail"
+        return MessageFailed(
+            f"message {result.status}" + (f": error {code}: {meaning}" if code else f": {meaning}")
+        )
+    return None

@@ -1,0 +1,115 @@
+"""`smsctl status` and `smsctl log`, in both forms, and the offline demo run to completion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from tests.helpers import BackgroundSandbox
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def history(sandbox: BackgroundSandbox) -> dict[str, str]:
+    """Three messages sent and tracked to their final status through the emulator."""
+    uuids = {}
+    for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1"), ("+14155550150", "dup-1")):
+        result = runner.invoke(app, ["send", to, "history", "--client-ref", ref, "--wait", "--timeout", "30"])
+        assert result.exit_code in (0, 1), result.output
+        uuids[ref] = result.stdout.split()[0]
+    sandbox.wait_idle()
+    return uuids
+
+
+def test_status_json_has_the_timeline(history: dict[str, str]) -> None:
+    result = runner.invoke(app, ["status", history["no-1"], "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["status"], data["final"], data["to"], data["client_ref"]) == (
+        "rejected",
+        True,
+        "14155550110",
+        "no-1",
+    )
+    rejected = data["events"][-1]
+    assert (rejected["error_code"], rejected["price"], rejected["currency"]) == ("1240", "0.0057", "EUR")
+    assert rejected["error_meaning"].startswith("Illegal Number")
+    assert all(e["received_at"] and e["timestamp"] for e in data["events"])
+
+
+def test_status_counts_duplicates(history: dict[str, str]) -> None:
+    data = json.loads(runner.invoke(app, ["status", history["dup-1"], "--json"]).stdout)
+    assert data["duplicates"] == 1 and len(data["events"]) == 2
+
+
+def test_status_human_form_and_prefix(history: dict[str, str]) -> None:
+    result = runner.invoke(app, ["status", history["no-1"][:8]])
+    assert result.exit_code == 0, result.output
+    assert history["no-1"] in result.stdout and "1240 Illegal Number" in result.stdout
+    assert "submitted" in result.stdout and "rejected" in result.stdout
+
+
+@pytest.mark.parametrize("ref", ["00000000-0000-4000-8000-000000000000", "deadbeef", "abc"])
+def test_unknown_message_exits_7(history: dict[str, str], ref: str) -> None:
+    result = runner.invoke(app, ["status", ref])
+    assert result.exit_code == 7, result.output
+    assert "no message" in result.stderr and "smsctl log" in result.stderr
+    as_json = runner.invoke(app, ["status", ref, "--json"])
+    assert as_json.exit_code == 7 and json.loads(as_json.stdout)["error"]["code"] == 7
+
+
+def test_log_lists_newest_first_with_filters(history: dict[str, str]) -> None:
+    result = runner.invoke(app, ["log", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["client_ref"] for r in rows] == ["dup-1", "no-1", "ok-1"]
+    assert [r["status"] for r in rows] == ["delivered", "rejected", "delivered"]
+    rejected = json.loads(runner.invoke(app, ["log", "--json", "--status", "rejected"]).stdout)
+    assert [r["client_ref"] for r in rejected] == ["no-1"]
+    assert (
+        json.loads(runner.invoke(app, ["log", "--json", "--limit", "1"]).stdout)[0]["client_ref"] == "dup-1"
+    )
+    assert len(json.loads(runner.invoke(app, ["log", "--json", "--since", "1h"]).stdout)) == 3
+    human = runner.invoke(app, ["log"])
+    assert human.exit_code == 0 and "ok-1" in human.stdout and "rejected" in human.stdout
+
+
+def test_log_rejects_a_bad_duration(history: dict[str, str]) -> None:
+    result = runner.invoke(app, ["log", "--since", "yesterday"])
+    assert result.exit_code == 2 and "not a duration" in result.stderr
+
+
+def test_log_inbound(credentials: dict[str, str]) -> None:
+    result = runner.invoke(app, ["log", "--inbound", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--json", "--time-scale", "0.05", "--bound", "60"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["event"] == "ready"
+    summary = lines[-1]
+    assert summary["event"] == "summary"
+    finals = {m["to"]: m["status"] for m in summary["messages"]}
+    assert finals == {"14155550101": "delivered", "14155550110": "rejected", "14155550120": "undeliverable",
+                      "14155550150": "delivered", "14155550160": "delivered", "14155550170": "delivered",
+                      "14155550180": "delivered"}  # fmt: skip
+    assert all(m["final"] for m in summary["messages"])
+    assert summary["listener"]["duplicates"] >= 1 and summary["listener"]["rejected"] == {
+        "missing_signature": 1
+    }
+    assert any(line.get("anomaly") == "late" for line in lines)
+    assert not db_path.exists(), "the demo must not touch the user's store"
+
+
+def test_demo_human_summary(credentials: dict[str, str]) -> None:
+    result = runner.invoke(app, ["demo", "--time-scale", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "demo summary" in result.stdout and "duplicate(s) absorbed" in result.stdout
+    assert "missing_signature 1" in result.stdout

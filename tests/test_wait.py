@@ -1,0 +1,133 @@
+"""`send --wait` end to end against the emulator: each outcome, both status sources, races, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from smsctl.store import Store
+from tests.helpers import BackgroundSandbox, ListenProcess
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("to", "code", "status", "message"),
+    [
+        ("+14155550101", 0, "delivered", None),
+        ("+14155550110", 1, "rejected", "error 1240: Illegal Number"),
+        ("+14155550120", 1, "undeliverable", "error 1260: Destination unreachable"),
+        ("+14155550160", 0, "delivered", None),  # final before submitted
+        ("+14155550180", 0, "delivered", None),  # unsigned first: the listener 503s, the retry is signed
+    ],
+)
+def test_wait_with_the_embedded_listener(sandbox: BackgroundSandbox, to: str, code: int, status: str,
+                                         message: str | None) -> None:  # fmt: skip
+    result = runner.invoke(app, ["send", to, "hi", "--wait", "--timeout", "30"])
+    assert result.exit_code == code, result.output
+    uuid, shown = result.stdout.split()
+    assert shown == status and uuid == sandbox.requests[-1].message_uuid
+    assert "embedded listener at http://127.0.0.1:" in result.stderr
+    assert sandbox.requests[-1].body["webhook_url"].endswith("/webhooks/status")
+    if message:
+        assert message in result.stderr
+
+
+def test_wait_times_out_with_the_last_known_status(sandbox: BackgroundSandbox) -> None:
+    result = runner.invoke(app, ["send", "+14155550140", "hi", "--wait", "--timeout", "1", "--json"])
+    assert result.exit_code == 6, result.output
+    data = json.loads(result.stdout)
+    assert (data["status"], data["final"]) == ("submitted", False)
+    assert [e["status"] for e in data["events"]] == ["submitted"]
+    assert "last known status: submitted" in result.stderr
+
+
+def test_wait_json_has_the_whole_timeline(sandbox: BackgroundSandbox) -> None:
+    result = runner.invoke(app, ["send", "+14155550150", "hi", "--wait", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"message_uuid", "to", "from", "client_ref", "segments", "encoding", "status", "events"} <= set(
+        data
+    )
+    assert data["status"] == "delivered" and data["final"] is True
+    assert [e["status"] for e in data["events"]] == ["submitted", "delivered"]
+
+
+def test_failed_wait_json_keeps_one_document_on_stdout(sandbox: BackgroundSandbox) -> None:
+    result = runner.invoke(app, ["send", "+14155550110", "hi", "--wait", "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)  # exactly one JSON document
+    assert data["status"] == "rejected" and data["events"][-1]["error_code"] == "1240"
+
+
+def test_wait_through_a_running_listener(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ListenProcess() as listener, BackgroundSandbox.from_environment() as running:
+        ready = listener.ready()
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        result = runner.invoke(app, ["send", "+14155550101", "via listen", "--wait", "--timeout", "30"])
+        assert result.exit_code == 0, result.output
+        uuid = result.stdout.split()[0]
+        assert f"smsctl listen at {ready['local_url']}" in result.stderr
+        assert running.requests[-1].body["webhook_url"] == ready["status_url"]
+        listener.wait_for(lambda line: line.get("message_uuid") == uuid and line.get("final") is True)
+        listener.stop()
+
+
+def test_early_webhooks_are_not_missed(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """With no delay at all, statuses can land before `send` has recorded the 202."""
+    with BackgroundSandbox.from_environment(time_scale=0.0) as running:
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        for _ in range(5):
+            result = runner.invoke(app, ["send", "+14155550101", "fast", "--wait", "--timeout", "10"])
+            assert result.exit_code == 0, result.output
+    store = Store(db_path)
+    assert {r["status"] for r in store.recent_messages(10)} == {"delivered"}
+    assert store.counts()["events"] == 10
+
+
+def test_no_way_for_statuses_to_arrive_exits_3_before_sending(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                              db_path: Path) -> None:  # fmt: skip
+    monkeypatch.setenv("VONAGE_API_URL", "https://api.nexmo.com")  # never contacted: we stop first
+    monkeypatch.setenv("PORT", "0")
+    result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait"])
+    assert result.exit_code == 3, result.output
+    assert "statuses cannot reach this machine" in result.stderr and "ngrok http" in result.stderr
+    assert Store(db_path).recent_messages(5) == []
+
+
+def test_wait_needs_a_signature_secret(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VONAGE_SIGNATURE_SECRET")
+    result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait"])
+    assert result.exit_code == 3 and "VONAGE_SIGNATURE_SECRET" in result.stderr
+    assert sandbox.requests == []
+
+
+def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundSandbox) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "hi", "--wait"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    assert "waiting for statuses" in first, first
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    uuid = sandbox.requests[-1].message_uuid
+    status = runner.invoke(app, ["status", uuid, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["status"] == "submitted"
+    process.stdout.close() if process.stdout else None
+    process.stderr.close()
