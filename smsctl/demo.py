@@ -100,7 +100,8 @@ async def run_demo(
                     settings = _with_api(settings, sandbox.url)
                     view.ready({"local_url": listener.local_url, "public_url": None, "status_url": listener.status_url,
                                 "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",
-                                "api_url": sandbox.url}, listener.counters)  # fmt: skip
+                                "api_url": sandbox.url, "public_hint": "not needed: the emulator is local"},
+                               listener.counters)  # fmt: skip
                     jwt = ApplicationJwt(settings.require("VONAGE_APPLICATION_ID", ""), key)
                     uuids = await _send_all(settings, jwt, writer, listener.status_url, on_sent)
                     deadline = time.monotonic() + bound

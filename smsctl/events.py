@@ -148,6 +148,12 @@ def error_meaning(code: str | None) -> str | None:
     return _error_codes().get(code)
 
 
+def error_title(code: str | None) -> str | None:
+    """The short name of an error code, e.g. `1240` → `Illegal Number`."""
+    meaning = error_meaning(code)
+    return meaning.split(" - ")[0].strip() if meaning else None
+
+
 _ERROR_CODES: dict[str, str] | None = None
 
 

@@ -79,6 +79,7 @@ def recent(
             "segments": row["segments"],
             "sent_at": row["created_at"],
             "error": row["error"],
+            "error_code": row["error_code"],
             "batch_id": row["batch_id"],
             "batch_row": row["batch_row"],
         }  # fmt: skip

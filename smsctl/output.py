@@ -22,7 +22,8 @@ def out() -> Console:
     """The stdout console (data)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    # A pipe gets whole lines (a generous width) instead of a table wrapped at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 @cache

@@ -289,7 +289,9 @@ class Store:
             clauses.append("m.batch_id = ?")
             params.append(batch)
         return self.conn.execute(
-            f"""SELECT m.*, COALESCE(s.status, m.state) AS status, s.final, s.conflict
+            f"""SELECT m.*, COALESCE(s.status, m.state) AS status, s.final, s.conflict,
+                       (SELECT e.error_code FROM events e WHERE e.message_uuid = m.message_uuid
+                        AND e.error_code IS NOT NULL ORDER BY e.id DESC LIMIT 1) AS error_code
                 FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
                 WHERE {" AND ".join(clauses)} ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
             (*params, limit),

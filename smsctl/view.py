@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from smsctl.events import FAILED_STATUSES, FINAL_STATUSES, StatusEvent, error_meaning
+from smsctl.events import FAILED_STATUSES, FINAL_STATUSES, StatusEvent, error_meaning, error_title
 from smsctl.output import emit_json
 from smsctl.server import Counters, ListenerEvent
 
@@ -72,7 +72,7 @@ class MessageRow:
     error: str = ""
     duplicates: int = 0
     anomalies: list[str] = field(default_factory=list)
-    transitions: list[tuple[str, float]] = field(default_factory=list)
+    transitions: list[tuple[str, float, str | None]] = field(default_factory=list)
 
     def add(self, event: StatusEvent, current: str, anomaly: str | None, received_at: float) -> None:
         self.to = event.to or self.to
@@ -80,21 +80,26 @@ class MessageRow:
         self.status = current
         self.price = f"{event.price} {event.currency or ''}".strip() if event.price else self.price
         if event.error_code:
-            meaning = error_meaning(event.error_code) or event.error_detail or ""
-            self.error = f"{event.error_code} {meaning.split('  -  ')[0].split(' - ')[0]}".strip()
+            self.error = (
+                f"{event.error_code} {error_title(event.error_code) or event.error_detail or ''}".strip()
+            )
         if anomaly:
             self.anomalies.append(anomaly)
-        self.transitions.append((event.status, event.event_time() or received_at))
+        self.transitions.append((event.status, event.event_time() or received_at, anomaly))
 
     def timeline(self) -> Text:
-        text, first = Text(), self.transitions[0][1] if self.transitions else 0.0
-        for index, (status, at) in enumerate(sorted(self.transitions, key=lambda t: t[1])):
+        """Transitions in Vonage's time order, with the delay since the first and arrival anomalies."""
+        ordered = sorted(self.transitions, key=lambda t: t[1])
+        text = Text()
+        for index, (status, at, anomaly) in enumerate(ordered):
             if index:
                 text.append(" → ")
             text.append(status, STATUS_STYLE.get(status, "magenta"))
             text.append(f" {clock(at)}")
             if index:
-                text.append(f" (+{at - first:.1f} s)", "dim")
+                text.append(f" (+{at - ordered[0][1]:.1f} s)", "dim")
+            if anomaly:
+                text.append(f" [{anomaly.replace('_', ' ')}]", "bold yellow")
         return text
 
 
@@ -149,8 +154,8 @@ class LiveView:
         lines = Text()
         lines.append("listening on ", "dim").append(str(info.get("local_url", "…")))
         public = info.get("public_url")
-        lines.append("   public ", "dim").append(public or "none (set --public-url, BASE_URL or run ngrok)",
-                                                  "" if public else "yellow")  # fmt: skip
+        missing = info.get("public_hint") or "none (set --public-url, BASE_URL or run ngrok)"
+        lines.append("   public ", "dim").append(public or missing, "" if public else "yellow")
         lines.append("\nstatus URL  ", "dim").append(str(info.get("status_url", "")), "bold")
         lines.append("\ninbound URL ", "dim").append(str(info.get("inbound_url", "")), "bold")
         lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")
@@ -159,7 +164,7 @@ class LiveView:
     def _table(self) -> Table:
         table = Table(expand=True, box=None, header_style="bold")
         for name in ("message", "to", "client_ref", "status", "transitions", "price", "error"):
-            table.add_column(name, overflow="fold", ratio=3 if name == "transitions" else None)
+            table.add_column(name, overflow="fold", ratio=4 if name == "transitions" else None)
         for row in list(reversed(self.rows.values()))[: self.visible_rows]:
             status = Text(row.status, STATUS_STYLE.get(row.status, "magenta"))
             if row.duplicates:

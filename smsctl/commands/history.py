@@ -11,7 +11,7 @@ from smsctl.commands import DebugOption, JsonOption
 
 
 def _when(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S") if epoch else ""
+    return datetime.fromtimestamp(epoch).strftime("%m-%d %H:%M:%S") if epoch else ""
 
 
 def status(
@@ -43,6 +43,7 @@ def status(
 def _render_status(result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from smsctl.events import error_title
     from smsctl.output import out
     from smsctl.view import STATUS_STYLE
 
@@ -54,7 +55,9 @@ def _render_status(result: dict[str, Any]) -> None:
                 f"sent {_when(result['sent_at']) or 'not by smsctl'}  duplicates {result['duplicates']}")  # fmt: skip
     table = Table("status", "vonage timestamp", "received", "error", "price", "note", box=None)
     for event in result["events"]:
-        error = f"{event['error_code']} {event['error_meaning'] or ''}" if event["error_code"] else ""
+        error = (
+            f"{event['error_code']} {error_title(event['error_code']) or ''}" if event["error_code"] else ""
+        )
         price = f"{event['price']} {event['currency'] or ''}" if event["price"] else ""
         table.add_row(f"[{STATUS_STYLE.get(event['status'], 'magenta')}]{event['status']}[/]",
                       event["timestamp"], _when(event["received_at"]), error, price,
@@ -98,6 +101,7 @@ def log(
 def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
     from rich.table import Table
 
+    from smsctl.events import error_title
     from smsctl.output import note, out
     from smsctl.view import STATUS_STYLE
 
@@ -112,6 +116,9 @@ def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
         table = Table("sent", "message", "to", "client_ref", "status", "error", box=None)
         for r in rows:
             style = STATUS_STYLE.get(r["status"], "magenta")
+            error = (
+                f"{r['error_code']} {error_title(r['error_code']) or ''}" if r["error_code"] else r["error"]
+            )
             table.add_row(_when(r["sent_at"]), r["message_uuid"] or "-", r["to"], r["client_ref"],
-                          f"[{style}]{r['status']}[/]", r["error"] or "")  # fmt: skip
+                          f"[{style}]{r['status']}[/]", error or "")  # fmt: skip
     out().print(table)
