@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from smsctl import __version__
-from smsctl.commands import config_cmd, demo, history, listen, sandbox, send
+from smsctl.commands import bulk, config_cmd, demo, history, listen, sandbox, send
 from smsctl.errors import EXIT_CODE_MEANINGS
 
 # "\b" stops Click from re-wrapping the table.
@@ -41,6 +41,8 @@ def root(
 
 
 app.command("send")(send.send)
+app.command("bulk")(bulk.bulk)
+app.command("batch")(bulk.batch)
 app.command("listen")(listen.listen)
 app.command("sandbox")(sandbox.sandbox)
 app.command("status")(history.status)

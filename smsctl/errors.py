@@ -122,6 +122,12 @@ class ApiRefused(SmsctlError):
         return data
 
 
+class RowsRefused(SmsctlError):
+    """Some rows of a batch were refused by the API (each row's problem is in its outcome)."""
+
+    exit_code = ExitCode.API_REFUSED
+
+
 class ApiUnavailable(SmsctlError):
     """The API could not be reached, kept throttling, failed, or timed out."""
 

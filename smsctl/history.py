@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from smsctl.errors import NotFound, UsageError
-from smsctl.events import error_meaning
+from smsctl.events import error_meaning, error_title
 from smsctl.store import Store
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -101,3 +101,20 @@ def recent_inbound(store: Store, *, limit: int, since: str | None) -> list[dict[
         }  # fmt: skip
         for r in store.recent_inbound(limit, since=after)
     ]
+
+
+def batch_summary(store: Store, batch_id: str) -> dict[str, Any]:
+    """Counts per current status and every failure with its error code, for one batch."""
+    rows = store.recent_messages(1_000_000, batch=batch_id)
+    if not rows:
+        raise NotFound(f"no batch {batch_id!r} in the local history", hint="`smsctl log` shows batch IDs")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    failures = [
+        {"row": r["batch_row"], "to": r["to_number"], "message_uuid": r["message_uuid"], "status": r["status"],
+         "error_code": r["error_code"], "error": error_title(r["error_code"]) if r["error_code"] else r["error"]}
+        for r in sorted(rows, key=lambda r: r["batch_row"] or 0)
+        if r["status"] in ("rejected", "undeliverable", "refused", "unsent", "unknown", "pending")
+    ]  # fmt: skip
+    return {"batch_id": batch_id, "messages": len(rows), "counts": counts, "failures": failures}

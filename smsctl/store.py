@@ -115,6 +115,13 @@ class Store:
         ).fetchone()
         return row
 
+    def message_by_ref(self, client_ref: str) -> sqlite3.Row | None:
+        """The message recorded under this client_ref, if any."""
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM messages WHERE client_ref = ?", (client_ref,)
+        ).fetchone()
+        return row
+
     def mark_accepted(self, client_ref: str, message_uuid: str) -> None:
         """The API answered 202 with this UUID."""
         self.conn.execute(
@@ -242,6 +249,19 @@ class Store:
             "SELECT * FROM message_status WHERE message_uuid = ?", (message_uuid,)
         ).fetchone()
         return row
+
+    def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
+        """Current (status, final) of each message that has any status yet."""
+        found: dict[str, tuple[str, bool]] = {}
+        for start in range(0, len(uuids), 500):  # stay under SQLite's variable limit
+            chunk = uuids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT message_uuid, status, final FROM message_status WHERE message_uuid IN ({marks})",
+                chunk,
+            ):
+                found[row["message_uuid"]] = (row["status"], bool(row["final"]))
+        return found
 
     def find_message(self, ref: str) -> dict[str, Any] | None:
         """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status."""

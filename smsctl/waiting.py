@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,35 @@ def _no_way_for_statuses(port: int) -> ConfigError:
     )
 
 
+@contextlib.asynccontextmanager
+async def status_route(
+    settings: Settings, writer: StoreWriter, options: WaitOptions, webhook_url: str | None
+) -> AsyncIterator[tuple[str | None, str]]:
+    """Where statuses should be sent so they reach the store: (webhook_url, description).
+
+    An explicit webhook URL is used as is; else a running `smsctl listen` on this store; else a
+    listener embedded for as long as the block runs. ConfigError when statuses cannot arrive.
+    """
+    if webhook_url is not None:
+        yield webhook_url, "the store (your --webhook-url)"
+        return
+    local_api = _api_is_local(settings)
+    live = await writer.run(lambda s: s.live_listener())
+    if live is not None:
+        base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
+        if base is None:
+            raise _no_way_for_statuses(settings.port)
+        yield _status_url(base), f"smsctl listen at {live['local_url']}"
+        return
+    port = options.port if options.port is not None else (0 if local_api else settings.port)
+    async with Listener(
+        settings, writer, lambda event: None, port=port, public_url=options.public_url
+    ) as listener:
+        if listener.public_url is None and not local_api:
+            raise _no_way_for_statuses(port)
+        yield listener.status_url, f"embedded listener at {listener.local_url}"
+
+
 async def send_and_wait(
     settings: Settings,
     request: SendRequest,
@@ -141,26 +170,10 @@ async def send_and_wait(
 
     prepare(request, settings)  # bad input fails before anything starts
     credentials = credentials_from(settings)
-    api_url, local_api = settings.api_url, _api_is_local(settings)
+    api_url = settings.api_url
     writer = StoreWriter(settings.db_path)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            webhook_url, source = request.webhook_url, "the store"
-            live = None if webhook_url else writer.run_sync(lambda s: s.live_listener())
-            if live is not None:
-                base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
-                if base is None:
-                    raise _no_way_for_statuses(settings.port)
-                webhook_url, source = _status_url(base), f"smsctl listen at {live['local_url']}"
-            elif webhook_url is None:
-                port = options.port if options.port is not None else (0 if local_api else settings.port)
-                listener = await stack.enter_async_context(
-                    Listener(settings, writer, lambda event: None, port=port, public_url=options.public_url)
-                )
-                if listener.public_url is None and not local_api:
-                    raise _no_way_for_statuses(port)
-                webhook_url = listener.status_url
-                source = f"embedded listener at {listener.local_url}"
+        async with status_route(settings, writer, options, request.webhook_url) as (webhook_url, source):
             prepared = prepare(dataclasses.replace(request, webhook_url=webhook_url), settings)
             async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
                 sent = await send_prepared(client, writer, prepared)
@@ -174,6 +187,28 @@ async def send_and_wait(
             return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
     finally:
         writer.close()
+
+
+async def watch_many(
+    db_path: Path, uuids: list[str], timeout: float, on_change: Callable[[dict[str, str]], None]
+) -> dict[str, tuple[str, bool]]:
+    """Wait until every message is final or `timeout` passes; report the status counts as they change."""
+    store = Store(db_path)
+    try:
+        deadline, seen_version = time.monotonic() + timeout, -1
+        states: dict[str, tuple[str, bool]] = dict.fromkeys(uuids, ("accepted", False))
+        while True:
+            with contextlib.suppress(sqlite3.OperationalError):
+                version = store.data_version()
+                if version != seen_version:
+                    seen_version = version
+                    states.update(store.statuses([u for u, (_, final) in states.items() if not final]))
+                    on_change({u: status for u, (status, _) in states.items()})
+            if all(final for _, final in states.values()) or time.monotonic() >= deadline:
+                return states
+            await asyncio.sleep(POLL_INTERVAL)
+    finally:
+        store.close()
 
 
 def outcome_error(result: WaitResult) -> MessageFailed | WaitTimeout | None:

@@ -1,0 +1,328 @@
+"""Bulk sending: a list of recipients, validated up front, paced, resumable, and never sent twice.
+
+Each row gets a deterministic client_ref (`<batch id>-<line>`), recorded before its request and
+updated after. A rerun of the same batch skips rows already accepted, resends rows that provably
+never left (refused, unreachable), and reports rows whose outcome is unknown instead of resending
+them (`--resend-unknown` overrides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import io
+import string
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from smsctl.client import MessagesClient, OutcomeUnknown
+from smsctl.config import Settings
+from smsctl.errors import (
+    ApiRefused,
+    ApiUnavailable,
+    MessageFailed,
+    RowsRefused,
+    SmsctlError,
+    UsageError,
+    WaitTimeout,
+)
+from smsctl.events import FAILED_STATUSES
+from smsctl.ratelimit import RateLimiter
+from smsctl.sending import Prepared, SendRequest, prepare, send_prepared
+from smsctl.waiting import WaitOptions, status_route, watch_many
+from smsctl.writer import StoreWriter
+
+RESENDABLE = frozenset({"refused", "unsent"})  # provably no message was created
+
+
+@dataclass(frozen=True)
+class Row:
+    """One recipient line of the file."""
+
+    line: int
+    to: str
+    text: str | None
+    client_ref: str | None
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A row after validation: ready to send, or why not."""
+
+    row: Row
+    prepared: Prepared | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """What the user asked of the batch."""
+
+    text: str | None
+    sender: str | None = None
+    batch_id: str | None = None
+    rate: float | None = 30.0
+    concurrency: int = 10
+    skip_invalid: bool = False
+    resend_unknown: bool = False
+    ttl: int | None = None
+    encoding: str = "auto"
+    webhook_url: str | None = None
+
+
+@dataclass
+class Report:
+    """The validation report: what would be sent."""
+
+    batch_id: str
+    rows: list[Checked]
+
+    @property
+    def valid(self) -> list[Checked]:
+        return [c for c in self.rows if c.prepared is not None]
+
+    @property
+    def invalid(self) -> list[Checked]:
+        return [c for c in self.rows if c.prepared is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        valid = self.valid
+        encodings = Counter(c.prepared.cost.encoding for c in valid if c.prepared)
+        return {
+            "batch_id": self.batch_id,
+            "rows": len(self.rows),
+            "valid": len(valid),
+            "invalid": [{"line": c.row.line, "to": c.row.to, "error": c.error} for c in self.invalid],
+            "segments": sum(c.prepared.cost.segments for c in valid if c.prepared),
+            "encodings": dict(encodings),
+        }
+
+
+@dataclass
+class RowOutcome:
+    """What happened to one row in this run."""
+
+    line: int
+    to: str
+    client_ref: str
+    state: str  # accepted | already_sent | refused | unsent | unknown | skipped_unknown
+    message_uuid: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.line, "to": self.to, "client_ref": self.client_ref, "state": self.state,
+                "message_uuid": self.message_uuid, "error": self.error}  # fmt: skip
+
+
+@dataclass
+class BulkResult:
+    batch_id: str
+    outcomes: list[RowOutcome] = field(default_factory=list)
+    elapsed: float = 0.0
+    throttle_pauses: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.state for o in self.outcomes))
+
+
+def read_rows(path: Path) -> list[Row]:
+    """A CSV with a `to` column (optional `text`, `client_ref`, any placeholders), or one number a line."""
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    lines = content.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if "," not in first and first.strip().lower() != "to":
+        return [Row(n, ln.strip(), None, None, {}) for n, ln in enumerate(lines, 1)
+                if ln.strip() and not ln.lstrip().startswith("#")]  # fmt: skip
+    reader = csv.DictReader(io.StringIO(content))
+    headers = [h.strip().lower() for h in reader.fieldnames or []]
+    if "to" not in headers:
+        raise UsageError(
+            f"{path} has no `to` column", hint="the first line must name the columns, e.g. to,name"
+        )
+    reader.fieldnames = headers
+    rows = []
+    for record in reader:
+        fields = {k: (v or "").strip() for k, v in record.items() if k is not None}
+        rows.append(Row(reader.line_num, fields.get("to", ""), fields.get("text") or None,
+                        fields.get("client_ref") or None, fields))  # fmt: skip
+    return rows
+
+
+def render(template: str, fields: dict[str, str]) -> str:
+    """Fill `{placeholders}` from the row; only plain names, so no attribute or index access."""
+    out = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise UsageError(f"placeholder {{{name}}} is not a plain column name")
+        if name.lower() not in fields:
+            raise UsageError(f"placeholder {{{name}}} has no column in the file")
+        out.append(fields[name.lower()])
+    return "".join(out)
+
+
+def batch_id_for(path: Path, options: BulkOptions) -> str:
+    """The same file, text and sender always give the same batch ID, so a rerun resumes."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(f"\0{options.text or ''}\0{options.sender or ''}".encode())
+    return "b" + digest.hexdigest()[:11]
+
+
+def check(path: Path, settings: Settings, options: BulkOptions) -> Report:
+    """Validate every row (number, rendered text, length, encoding) before anything is sent."""
+    batch_id = options.batch_id or batch_id_for(path, options)
+    checked = []
+    for row in read_rows(path):
+        try:
+            template = row.text or options.text
+            if template is None:
+                raise UsageError("no text: give TEXT or a `text` column")
+            request = SendRequest(row.to, render(template, row.fields), options.sender,
+                                  row.client_ref or f"{batch_id}-{row.line}", options.webhook_url,
+                                  options.ttl, options.encoding)  # type: ignore[arg-type]  # fmt: skip
+            checked.append(Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None))
+        except UsageError as exc:
+            checked.append(Checked(row, None, exc.message))
+    return Report(batch_id, checked)
+
+
+async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, resend_unknown: bool,
+                    line: int) -> RowOutcome:  # fmt: skip
+    attempt = prepared.attempt
+    outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
+    existing = await writer.run(lambda s: s.message_by_ref(attempt.client_ref))
+    if existing is not None:
+        state = existing["state"]
+        if state == "accepted":
+            outcome.state, outcome.message_uuid = "already_sent", existing["message_uuid"]
+            return outcome
+        if state in ("pending", "unknown") and not resend_unknown:
+            outcome.state, outcome.error = (
+                "skipped_unknown",
+                "outcome unknown from an earlier run; not resent",
+            )
+            return outcome
+    try:
+        result = await send_prepared(client, writer, prepared)
+        outcome.message_uuid = result.message_uuid
+    except ApiRefused as exc:
+        outcome.state, outcome.error = "refused", exc.message
+    except ApiUnavailable as exc:
+        outcome.state = "unknown" if isinstance(exc, OutcomeUnknown) else "unsent"
+        outcome.error = exc.message
+    return outcome
+
+
+async def send_batch(
+    client: MessagesClient,
+    writer: StoreWriter,
+    report: Report,
+    options: BulkOptions,
+    on_row: Callable[[RowOutcome], None],
+    webhook_url: str | None = None,
+) -> BulkResult:
+    """Send every valid row with bounded concurrency, paced by the client's rate limiter."""
+    result = BulkResult(report.batch_id)
+    queue: asyncio.Queue[Checked] = asyncio.Queue()
+    for item in report.valid:
+        queue.put_nowait(item)
+    started = time.monotonic()
+
+    async def worker() -> None:
+        while not queue.empty():
+            item = queue.get_nowait()
+            assert item.prepared is not None
+            prepared = item.prepared
+            if webhook_url is not None:
+                prepared = replace(prepared, body={**prepared.body, "webhook_url": webhook_url})
+            outcome = await _send_row(client, writer, prepared, options.resend_unknown, item.row.line)
+            result.outcomes.append(outcome)
+            on_row(outcome)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    result.elapsed = time.monotonic() - started
+    result.throttle_pauses = client.limiter.pauses
+    result.outcomes.sort(key=lambda o: o.line)
+    return result
+
+
+def require_all_valid(report: Report, options: BulkOptions) -> None:
+    """Nothing is sent when any row is invalid, unless --skip-invalid."""
+    if report.invalid and not options.skip_invalid:
+        lines = ", ".join(str(c.row.line) for c in report.invalid[:10])
+        more = "…" if len(report.invalid) > 10 else ""
+        raise UsageError(
+            f"{len(report.invalid)} of {len(report.rows)} rows are invalid (lines {lines}{more}); nothing was sent",
+            hint="fix them, or pass --skip-invalid to send the valid rows",
+        )
+    if not report.valid:
+        raise UsageError("no valid rows to send")
+
+
+async def run_bulk(
+    settings: Settings,
+    report: Report,
+    options: BulkOptions,
+    *,
+    wait: WaitOptions | None,
+    on_row: Callable[[RowOutcome], None],
+    on_wait: Callable[[dict[str, str]], None],
+) -> tuple[BulkResult, dict[str, tuple[str, bool]] | None]:
+    """Send the batch, then (with `wait`) watch every accepted message until final or timeout."""
+    from smsctl.auth import credentials_from
+
+    credentials = credentials_from(settings)
+    api_url = settings.api_url
+    writer = StoreWriter(settings.db_path)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            webhook_url = None
+            if wait is not None:
+                route = status_route(settings, writer, wait, options.webhook_url)
+                webhook_url, _ = await stack.enter_async_context(route)
+            client = MessagesClient(api_url, credentials, timeout=settings.http_timeout,
+                                    limiter=RateLimiter(options.rate or None), connections=options.concurrency)  # fmt: skip
+            async with client:
+                result = await send_batch(client, writer, report, options, on_row, webhook_url)
+            if wait is None:
+                return result, None
+            uuids = [o.message_uuid for o in result.outcomes if o.message_uuid and o.state == "accepted"]
+            return result, await watch_many(settings.db_path, uuids, wait.timeout, on_wait)
+    finally:
+        writer.close()
+
+
+def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:
+    """The exit a batch ends in: rows not accepted first, then (with --wait) failures and timeouts."""
+    counts = result.counts()
+    if counts.get("refused"):
+        return RowsRefused(f"{counts['refused']} row(s) were refused by the API",
+                           hint="see the rows marked refused; fix them and run the same command again")  # fmt: skip
+    unsure = counts.get("unknown", 0) + counts.get("skipped_unknown", 0) + counts.get("unsent", 0)
+    if unsure:
+        return ApiUnavailable(f"{unsure} row(s) were not confirmed sent (unsent or outcome unknown)",
+                              hint="rerun the same command: unsent rows are retried; add --resend-unknown "
+                              "only once you have checked the unknown ones were not delivered")  # fmt: skip
+    if states is None:
+        return None
+    failed = sum(1 for status, final in states.values() if final and status in FAILED_STATUSES)
+    if failed:
+        return MessageFailed(f"{failed} of {len(states)} message(s) failed (rejected or undeliverable)",
+                             hint=f"`smsctl batch {result.batch_id}` lists them with their error codes")  # fmt: skip
+    waiting = sum(1 for _, final in states.values() if not final)
+    if waiting:
+        return WaitTimeout(f"{waiting} of {len(states)} message(s) have no final status yet",
+                           hint=f"check later with `smsctl batch {result.batch_id}`")  # fmt: skip
+    return None

@@ -1,0 +1,215 @@
+"""`smsctl bulk` and `smsctl batch`: send a list, paced and resumable; then see how the batch went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from smsctl.commands import DebugOption, JsonOption, flags
+
+
+def bulk(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a `to` column (and optional text, client_ref, "
+            "placeholders), or one number per line."
+        ),
+    ],  # fmt: skip
+    text: Annotated[
+        str | None, typer.Argument(help="Text with {column} placeholders (or a `text` column).")
+    ] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="Sender [env VONAGE_NUMBER].")] = None,
+    rate: Annotated[float, typer.Option(min=0, help="Requests per second (0: no limit).")] = 30.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight at once.")] = 10,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; send nothing.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Send the valid rows anyway.")] = False,
+    batch_id: Annotated[
+        str | None, typer.Option(help="Batch ID [default: from the file, text and sender].")
+    ] = None,
+    resend_unknown: Annotated[
+        bool, typer.Option("--resend-unknown", help="Resend rows whose earlier outcome is unknown.")
+    ] = False,
+    ttl: Annotated[
+        int | None, typer.Option(min=20, max=604800, help="Seconds to keep trying delivery.")
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")] = "auto",
+    webhook_url: Annotated[str | None, typer.Option(help="Status webhook URL for every message.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until every message has a final status.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="With --wait: seconds to wait.")] = 300.0,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="With --wait: embedded listener port.")
+    ] = None,
+    public_url: Annotated[str | None, typer.Option(help="With --wait: public URL of the listener.")] = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Send one SMS to every recipient of a file: validated first, rate-limited, never twice.
+
+    Rerunning the same command resumes: rows already accepted are skipped, rows that never reached
+    the API are retried, rows whose outcome is unknown are reported (see --resend-unknown).
+
+    Example: smsctl bulk customers.csv "Hi {name}, your appointment is at {time}" --rate 10 --wait
+    """
+    import asyncio
+
+    from smsctl.bulk import BulkOptions, check, outcome_error, require_all_valid, run_bulk
+    from smsctl.config import load_settings
+    from smsctl.output import emit_json, reporting
+    from smsctl.waiting import WaitOptions
+
+    with reporting(json_output, debug):
+        settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
+        options = BulkOptions(text, sender, batch_id, rate, concurrency, skip_invalid, resend_unknown, ttl,
+                              encoding, webhook_url)  # fmt: skip
+        report = check(file, settings, options)
+        _render_report(report.to_dict(), json_output)
+        if dry_run:
+            require_all_valid(report, options)
+            return
+        require_all_valid(report, options)
+        with BulkProgress(len(report.valid), json_output) as progress:
+            result, states = asyncio.run(run_bulk(
+                settings, report, options, wait=WaitOptions(timeout, port, public_url) if wait else None,
+                on_row=progress.row, on_wait=progress.waiting,
+            ))  # fmt: skip
+        summary = {"event": "summary", "batch_id": result.batch_id, "counts": result.counts(),
+                   "elapsed": round(result.elapsed, 3), "throttle_pauses": result.throttle_pauses}  # fmt: skip
+        if states is not None:
+            summary["final"] = _status_counts(states)
+        if json_output:
+            emit_json(summary)
+        else:
+            _render_summary(summary)
+        error = outcome_error(result, states)
+        if error is not None:
+            error.result_printed = True
+            raise error
+
+
+def _status_counts(states: dict[str, tuple[str, bool]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status, _ in states.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _render_report(report: dict[str, Any], json_output: bool) -> None:
+    from smsctl.output import emit_json, note
+
+    if json_output:
+        emit_json({"event": "validation", **report})
+        return
+    encodings = ", ".join(f"{n} {e}" for e, n in report["encodings"].items()) or "none"
+    note(f"batch {report['batch_id']}: {report['valid']} of {report['rows']} rows valid, "
+         f"{report['segments']} SMS segments ({encodings})")  # fmt: skip
+    for bad in report["invalid"]:
+        note(f"  line {bad['line']}: {bad['to'] or '(empty)'}: {bad['error']}")
+
+
+def _render_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from smsctl.output import out
+
+    table = Table("outcome", "rows", box=None, title=f"batch {summary['batch_id']}")
+    for state, count in sorted(summary["counts"].items()):
+        table.add_row(state, str(count))
+    for status, count in sorted(summary.get("final", {}).items()):
+        table.add_row(f"final: {status}", str(count))
+    out().print(table)
+    sent = summary["counts"].get("accepted", 0)
+    rate = sent / summary["elapsed"] if summary["elapsed"] else 0.0
+    out().print(
+        f"{sent} sent in {summary['elapsed']:.1f} s ({rate:.1f}/s); throttled {summary['throttle_pauses']} time(s)"
+    )
+
+
+class BulkProgress:
+    """A progress bar on stderr (sent, failed, rate, ETA), then live final-status counts; JSON rows on stdout."""
+
+    def __init__(self, total: int, json_output: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from smsctl.output import err
+
+        self.json_output = json_output
+        self.failed = 0
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("failed {task.fields[failed]}"), TextColumn("{task.fields[rate]}/s"),
+                                 TimeRemainingColumn(), console=err(), transient=False)  # fmt: skip
+        self.task = self.progress.add_task("sending", total=total, failed=0, rate="0.0")
+        self.wait_task: Any = None
+
+    def __enter__(self) -> BulkProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def row(self, outcome: Any) -> None:
+        from smsctl.output import emit_json
+
+        if outcome.state not in ("accepted", "already_sent"):
+            self.failed += 1
+        task = self.progress.tasks[0]
+        rate = f"{(task.completed + 1) / task.elapsed:.1f}" if task.elapsed else "0.0"
+        self.progress.update(self.task, advance=1, failed=self.failed, rate=rate)
+        if self.json_output:
+            emit_json({"event": "row", **outcome.to_dict()})
+
+    def waiting(self, statuses: dict[str, str]) -> None:
+        from smsctl.events import FINAL_STATUSES
+
+        final = sum(1 for s in statuses.values() if s in FINAL_STATUSES)
+        counts = " ".join(f"{s} {n}" for s, n in sorted(_count(statuses).items()))
+        if self.wait_task is None:
+            self.wait_task = self.progress.add_task("final", total=len(statuses), failed="-", rate="-")
+        self.progress.update(self.wait_task, completed=final, description=f"final ({counts})")
+
+
+def _count(statuses: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def batch(
+    batch_id: Annotated[str, typer.Argument(help="The batch ID printed by `smsctl bulk`.")],
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Summarise a bulk batch: messages per status, and every failure with its error code.
+
+    Example: smsctl batch b3f2a91c0d4e1
+    """
+    from smsctl.config import load_settings
+    from smsctl.history import batch_summary
+    from smsctl.output import emit_json, out, reporting
+    from smsctl.store import Store
+
+    with reporting(json_output, debug):
+        store = Store(load_settings().db_path)
+        try:
+            summary = batch_summary(store, batch_id)
+        finally:
+            store.close()
+        if json_output:
+            emit_json(summary)
+            return
+        from rich.table import Table
+
+        out().print(f"batch {batch_id}: {summary['messages']} messages  "
+                    + "  ".join(f"{s} {n}" for s, n in sorted(summary["counts"].items())))  # fmt: skip
+        if summary["failures"]:
+            table = Table("row", "to", "message", "status", "error", box=None)
+            for f in summary["failures"]:
+                table.add_row(str(f["row"] or ""), f["to"], f["message_uuid"] or "-", f["status"],
+                              f"{f['error_code'] or ''} {f['error'] or ''}".strip())  # fmt: skip
+            out().print(table)
