@@ -24,6 +24,7 @@ from tests.helpers import SIGNATURE_SECRET, signed_headers
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 PREVIOUS_SECRET = "previous-secret-previous-secret-0123"
+FIXTURES = Path(__file__).parent / "fixtures"  # copied from shared/vonage/fixtures
 
 
 def status_body(
@@ -395,3 +396,19 @@ async def test_healthz_has_counters_and_no_message_data(client: TestClient) -> N
     health = await (await client.get("/healthz")).json()
     assert health["accepted"] == 1 and health["rejected"] == {"missing_signature": 1}
     assert UUID not in json.dumps(health) and SIGNATURE_SECRET not in json.dumps(health)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "error_code", "segments"),
+    [
+        ("status-sms-submitted-all-fields.dotnet-sdk-test.json", "submitted", "1000", "2"),
+        ("status-sms-multisegment-delivered.docs-TRUNCATED-brackets-closed.json", "delivered", None, "2"),
+        ("status-sms-rejected.COMPOSED-from-spec-v1.20.0-field-examples.json", "rejected", "1000", "2"),
+    ],
+)
+async def test_published_status_payloads_parse(client: TestClient, db_path: Path, fixture: str, status: str,
+                                               error_code: str | None, segments: str) -> None:  # fmt: skip
+    body = (FIXTURES / fixture).read_bytes()
+    assert await post(client, body, signed_headers(body)) == 200
+    event = Store(db_path).timeline(UUID)[0]
+    assert (event["status"], event["error_code"], event["segments"]) == (status, error_code, segments)
