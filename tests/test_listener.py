@@ -349,12 +349,7 @@ async def test_inbound_sms_is_stored_once(
 
 
 async def test_legacy_inbound_shape_is_understood(client: TestClient, db_path: Path) -> None:
-    fixture = (
-        Path(__file__).parents[2] / "shared/vonage/fixtures/inbound-sms-v0.1-legacy.blog-2021-logged.json"
-    )
-    if not fixture.exists():
-        pytest.fail("shared fixtures are expected beside the repository")
-    body = fixture.read_bytes()
+    body = (FIXTURES / "inbound-sms-v0.1-legacy.blog-2021-logged.json").read_bytes()
     assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
     row = Store(db_path).recent_inbound(1)[0]
     assert (row["from_number"], row["text"]) == ("447312277109", "Chuck Norris can hear text messages.")
