@@ -332,13 +332,7 @@ async def test_events_for_unknown_messages_are_kept(client: TestClient, db_path:
 async def test_inbound_sms_is_stored_once(
     client: TestClient, db_path: Path, events: list[ListenerEvent]
 ) -> None:
-    fixture = (
-        Path(__file__).parents[2]
-        / "shared/vonage/fixtures/inbound-sms-v1.COMPOSED-from-spec-v1.20.0-field-examples.json"
-    )
-    body = fixture.read_bytes() if fixture.exists() else json.dumps(
-        {"channel": "sms", "message_uuid": UUID, "to": "447700900000", "from": "447700900001",
-         "timestamp": "2025-02-03T12:14:25Z", "text": "Hello From Vonage!"}).encode()  # fmt: skip
+    body = (FIXTURES / "inbound-sms-v1.COMPOSED-from-spec-v1.20.0-field-examples.json").read_bytes()
     for _ in range(2):
         assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
     assert counts(db_path)["inbound"] == 1
