@@ -1,0 +1,134 @@
+"""Listener benchmark: N signed webhooks against `smsctl listen`, a bare aiohttp app, and a verify-only app.
+
+Each server runs pinned to CPU 0, the load generator (wrk, 32 connections) to CPU 1. Afterwards the
+store is checked: exactly one row per acknowledged event, none missing.
+
+    python bench/listener.py            # 100,000 webhooks (50,000 messages × submitted + final)
+    python bench/listener.py --quick    # 3,000 webhooks, a few seconds; for CI, speed not judged
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import OUT, PYTHON, SMSCTL, ensure_wrk, free_port, machine, pinned, stop, table, wait_http  # noqa: E402
+from smsctl.signing import sign  # noqa: E402
+
+SECRET = "bench-signature-secret-0123456789abcdef"
+API_KEY = "benchkey"
+FINALS = ["delivered"] * 8 + ["rejected", "undeliverable"]
+
+
+def generate(path: Path, count: int) -> None:
+    """`count` distinct signed webhooks, each message a `submitted` then a final status."""
+    rng = random.Random(1)
+    with path.open("w") as out:
+        for _ in range(count // 2):
+            message = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            for status, second in (("submitted", 1), (rng.choice(FINALS), 4)):
+                body = json.dumps({
+                    "message_uuid": message, "to": "14155550101", "from": "14155550199",
+                    "timestamp": f"2026-11-30T12:00:0{second}.000Z", "status": status, "channel": "sms",
+                    "destination": {"network_code": "310260"}, "sms": {"count_total": "1"},
+                    "usage": {"currency": "EUR", "price": "0.0057"},
+                }, separators=(",", ":")).encode()  # fmt: skip
+                token = sign(body, SECRET, api_key=API_KEY, application_id="bench-app")
+                out.write(f"{token}\t{body.decode()}\n")
+
+
+def run_wrk(wrk: str, url: str, webhooks: Path) -> dict[str, float]:
+    script = Path(__file__).with_name("webhooks.lua")
+    marker = webhooks.with_suffix(".done")
+    marker.unlink(missing_ok=True)
+    process = subprocess.Popen([*pinned(1), wrk, "-t1", "-c32", "-d3600s", "--latency", "-s", str(script), url,
+                                "--", str(webhooks), str(marker)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    while not marker.exists() and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # every webhook is answered: end wrk's fixed-duration sleep
+    stdout, _ = process.communicate(timeout=60)
+    marker.unlink(missing_ok=True)
+    stats = json.loads(stdout.strip().splitlines()[-1])
+    stats["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
+    return stats
+
+
+def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes]:
+    if target == "smsctl":
+        env = {
+            **os.environ,
+            "VONAGE_SIGNATURE_SECRET": SECRET,
+            "VONAGE_API_KEY": API_KEY,
+            "SMSCTL_DB": str(db),
+        }
+        command = [*SMSCTL, "listen", "--port", str(port), "--json"]
+    else:
+        env = dict(os.environ)
+        command = [PYTHON, str(Path(__file__).with_name("baselines.py")), target, str(port), SECRET]
+    return subprocess.Popen([*pinned(0), *command], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def check_store(db: Path, webhooks: int, acknowledged: int) -> str:
+    conn = sqlite3.connect(db)
+    events = conn.execute("SELECT COUNT(*), COUNT(DISTINCT message_uuid || status) FROM events").fetchone()
+    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    sync = "FULL"  # smsctl.store sets it on every connection; checked by the store tests
+    conn.close()
+    ok = events[0] == events[1] == acknowledged == webhooks and integrity == "ok"
+    return (f"store: {events[0]} rows, {events[1]} distinct events, {acknowledged} acknowledged of {webhooks} "
+            f"sent, integrity {integrity}, synchronous={sync} → {'OK' if ok else 'MISMATCH'}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="3,000 webhooks: a smoke run, speed not judged")
+    parser.add_argument("--count", type=int, default=None)
+    args = parser.parse_args()
+    count = args.count or (3_000 if args.quick else 100_000)
+    wrk = ensure_wrk()
+    if wrk is None:
+        print("wrk is not installed and cannot be installed here (apt-get install wrk)", file=sys.stderr)
+        return 2
+    OUT.mkdir(exist_ok=True)
+    webhooks = OUT / f"webhooks-{count}.tsv"
+    if not webhooks.exists():
+        print(f"generating {count:,} signed webhooks…", file=sys.stderr)
+        generate(webhooks, count)
+    results, verdict = {}, ""
+    with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
+        for target in ("bare", "verify", "smsctl"):
+            port, db = free_port(), Path(tmp) / f"{target}.db"
+            server = serve(target, port, db, OUT / f"{target}.log")
+            try:
+                wait_http(f"http://127.0.0.1:{port}/healthz")
+                results[target] = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
+            finally:
+                code = stop(server)
+            if target == "smsctl":
+                acknowledged = count - results[target]["status_errors"]
+                verdict = check_store(db, count, int(acknowledged)) + f"; listener exit {code}"
+    rows = []
+    for target, r in results.items():
+        rows.append([target, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}",
+                     str(r["status_errors"]), f"{r['rps'] / results['bare']['rps']:.2f}",
+                     f"{r['rps'] / results['verify']['rps']:.2f}"])  # fmt: skip
+    print(f"listener benchmark: {count:,} webhooks, wrk -t1 -c32, server on CPU 0, wrk on CPU 1; {machine()}")
+    print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify"], rows))
+    print(verdict)
+    return 0 if "OK" in verdict else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
