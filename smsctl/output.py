@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -38,6 +39,33 @@ def emit_json(data: Any) -> None:
     """One JSON document (or JSON Lines record) on stdout."""
     sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+class LineBuffer:
+    """JSON Lines written once per event-loop turn: a burst of events costs one write, not hundreds."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    def emit(self, data: Any) -> None:
+        self._lines.append(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: write at once
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._lines:
+            sys.stdout.write("".join(self._lines))
+            sys.stdout.flush()
+            self._lines.clear()
 
 
 def warn(message: str) -> None:

@@ -99,19 +99,23 @@ async def read_body(request: web.Request) -> bytes:
         raise Rejected("too_large", f"Content-Length {request.content_length} > {MAX_BODY}")
     if request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
         raise Rejected("compressed", "compressed bodies are not accepted")
-    chunks, size = [], 0
     try:
         async with asyncio.timeout(BODY_DEADLINE):
+            if request.content_length == 0:
+                return b""
+            if request.content_length is not None:  # the usual case: one read of a known size
+                return await request.content.readexactly(request.content_length)
+            chunks, size = [], 0
             while chunk := await request.content.readany():
                 size += len(chunk)
                 if size > MAX_BODY:
                     raise Rejected("too_large", f"body grew past {MAX_BODY} bytes")
                 chunks.append(chunk)
+            return b"".join(chunks)
     except TimeoutError:
         raise Rejected("slow_body", f"body took more than {BODY_DEADLINE:.0f} s") from None
     except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
         raise Rejected("incomplete_body", type(exc).__name__) from None
-    return b"".join(chunks)
 
 
 def _notify(request: web.Request, event: ListenerEvent) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smsctl.events import FAILED_STATUSES, FINAL_STATUSES, StatusEvent, error_meaning, error_title
-from smsctl.output import emit_json
+from smsctl.output import LineBuffer, emit_json
 from smsctl.server import Counters, ListenerEvent
 
 STATUS_STYLE = {"delivered": "bold green", "rejected": "bold red", "undeliverable": "bold red",
@@ -49,13 +49,17 @@ def event_record(event: ListenerEvent) -> dict[str, Any]:
 class JsonLinesView:
     """One JSON object per line on stdout; the first is `ready`."""
 
+    def __init__(self) -> None:
+        self.lines = LineBuffer()
+
     def ready(self, info: dict[str, Any], counters: Counters) -> None:
         emit_json({"event": "ready", **info})
 
     def handle(self, event: ListenerEvent) -> None:
-        emit_json(event_record(event))
+        self.lines.emit(event_record(event))
 
     def stopped(self, counters: Counters | None = None) -> None:
+        self.lines.flush()
         if counters is not None:
             emit_json({"event": "stopped", **counters.health()})
 

@@ -1,8 +1,9 @@
 """One writer thread owns the write connection and commits in groups.
 
 Handlers `await writer.run(fn)`; the thread takes everything queued, runs it in one
-BEGIN IMMEDIATE … COMMIT (one fsync with synchronous=FULL), then resolves every waiter. So
-durability does not cap throughput, and SQLite never blocks the event loop.
+BEGIN IMMEDIATE … COMMIT (one fsync with synchronous=FULL), then resolves every waiter of the
+batch with a single wake-up of their event loop. So durability does not cap throughput, and
+SQLite never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,29 @@ from smsctl.store import Store
 T = TypeVar("T")
 MAX_BATCH = 256
 
-_Job = tuple[Callable[[Store], Any], "Future[Any]"]
+
+class _Job:
+    """One unit of work and who waits for it: an asyncio future (with its loop) or a thread future."""
+
+    __slots__ = ("fn", "loop", "waiter", "result", "error")
+
+    def __init__(self, fn: Callable[[Store], Any], loop: asyncio.AbstractEventLoop | None,
+                 waiter: asyncio.Future[Any] | Future[Any]) -> None:  # fmt: skip
+        self.fn, self.loop, self.waiter = fn, loop, waiter
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _settle_async(jobs: list[_Job]) -> None:
+    """Runs on the event loop: hand every job of a batch its outcome."""
+    for job in jobs:
+        waiter = job.waiter
+        if waiter.done():  # the handler was cancelled (client went away); the work is committed anyway
+            continue
+        if job.error is not None:
+            waiter.set_exception(job.error)
+        else:
+            waiter.set_result(job.result)
 
 
 class StoreWriter:
@@ -41,15 +64,16 @@ class StoreWriter:
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run `fn(store)` inside the next group commit; returns once it is durable."""
-        future: Future[T] = Future()
-        self._queue.put((fn, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, waiter))
+        return await waiter
 
     def run_sync(self, fn: Callable[[Store], T]) -> T:
         """The same, for callers outside an event loop."""
-        future: Future[T] = Future()
-        self._queue.put((fn, future))
-        return future.result()
+        waiter: Future[T] = Future()
+        self._queue.put(_Job(fn, None, waiter))
+        return waiter.result()
 
     def close(self) -> None:
         """Finish everything queued, then stop the thread and close the connection."""
@@ -67,6 +91,7 @@ class StoreWriter:
         try:
             while (batch := self._next_batch()) is not None:
                 self._commit(store, batch)
+                self._settle(batch)
         finally:
             store.close()
 
@@ -87,36 +112,48 @@ class StoreWriter:
         return batch
 
     def _commit(self, store: Store, batch: list[_Job]) -> None:
-        live = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         try:
             with store.transaction():
-                results = [fn(store) for fn, _ in live]
+                for job in batch:
+                    job.result = job.fn(store)
         except sqlite3.OperationalError as exc:  # busy, disk full, read-only, I/O error
             error = StoreUnavailable(f"the store cannot commit: {exc}", hint="retry shortly")
-            for _, fut in live:
-                fut.set_exception(error)
+            for job in batch:
+                job.error = error
             return
         except Exception:
             # One job is broken (a bug, not the disk): run each alone so only it fails.
-            for job in live:
+            for job in batch:
                 self._commit_alone(store, job)
             return
         self.commits += 1
-        self.batched += len(live)
-        for (_, fut), result in zip(live, results, strict=True):
-            fut.set_result(result)
+        self.batched += len(batch)
 
     def _commit_alone(self, store: Store, job: _Job) -> None:
-        fn, fut = job
         try:
             with store.transaction():
-                result = fn(store)
+                job.result, job.error = job.fn(store), None
+        except sqlite3.OperationalError as exc:
+            job.error = StoreUnavailable(f"the store cannot commit: {exc}")
         except Exception as exc:
-            fut.set_exception(
-                StoreUnavailable(f"the store cannot commit: {exc}")
-                if isinstance(exc, sqlite3.OperationalError)
-                else exc
-            )
-            return
-        self.commits += 1
-        fut.set_result(result)
+            job.error = exc
+        else:
+            self.commits += 1
+
+    @staticmethod
+    def _settle(batch: list[_Job]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            if job.loop is None:
+                waiter: Any = job.waiter
+                if job.error is not None:
+                    waiter.set_exception(job.error)
+                else:
+                    waiter.set_result(job.result)
+            else:
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_async, jobs)  # one wake-up for the whole batch
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                pass
