@@ -18,12 +18,22 @@ demo: setup
 	$(BIN)/smsctl demo
 
 lint: setup
-	$(BIN)/ruff format --check smsctl tests
-	$(BIN)/ruff check smsctl tests
+	$(BIN)/ruff format --check smsctl tests bench
+	$(BIN)/ruff check smsctl tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# Each benchmark prints its figures beside a baseline measured in the same run. The listener one
+# needs Debian's wrk and installs it (apt-get) when missing.
+BENCHES := listener sender startup wait_latency
+
+bench: setup
+	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+
+bench-quick: setup
+	for b in $(BENCHES); do $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -74,3 +74,55 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}"
+
+
+def write_credentials(directory: Path, api_url: str, db: Path) -> dict[str, str]:
+    """Throwaway application credentials as environment variables (the key is written to `directory`)."""
+    import secrets
+    import uuid
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_path = directory / "private.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return {
+        "VONAGE_APPLICATION_ID": str(uuid.uuid4()),
+        "VONAGE_PRIVATE_KEY_PATH": str(key_path),
+        "VONAGE_SIGNATURE_SECRET": secrets.token_urlsafe(32),
+        "VONAGE_API_KEY": "benchkey",
+        "VONAGE_NUMBER": "+14155550199",
+        "VONAGE_API_URL": api_url,
+        "SMSCTL_DB": str(db),
+        "PORT": "0",
+    }
+
+
+def start_sandbox(
+    env: dict[str, str], tls_dir: Path | None = None, cpu: int = 0
+) -> tuple[subprocess.Popen[str], str, str | None]:
+    """`smsctl sandbox` on a free port, rate limit off, no webhooks; returns (process, url, certificate)."""
+    import json
+
+    command = [*pinned(cpu), *SMSCTL, "sandbox", "--port", str(free_port()), "--rate", "0", "--json"]
+    if tls_dir is not None:
+        command += ["--tls", "--tls-dir", str(tls_dir)]
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert process.stdout is not None
+    ready = json.loads(process.stdout.readline())
+    # Keep draining its event lines so the pipe never fills and stalls it.
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    return process, ready["url"], ready.get("certificate")
+
+
+def child_cpu() -> float:
+    """CPU seconds (user + system) used so far by waited-for child processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

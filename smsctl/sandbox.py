@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -419,12 +420,19 @@ async def run_sandbox(
     *,
     host: str,
     port: int,
-    on_ready: Callable[[str], None],
+    on_ready: Callable[[str, str | None], None],
     on_event: Callable[[dict[str, Any]], None],
     stop: asyncio.Event,
+    tls_dir: Path | None = None,
 ) -> SandboxStats:
-    """`smsctl sandbox`: serve until `stop` is set (SIGINT/SIGTERM)."""
-    async with Sandbox(config, host=host, port=port, on_event=on_event) as sandbox:
-        on_ready(sandbox.url)
+    """`smsctl sandbox`: serve until `stop` is set (SIGINT/SIGTERM); with `tls_dir`, over HTTPS."""
+    context, cert = None, None
+    if tls_dir is not None:
+        from smsctl.tls import self_signed, server_context
+
+        cert, key = self_signed(tls_dir)
+        context = server_context(cert, key)
+    async with Sandbox(config, host=host, port=port, on_event=on_event, ssl_context=context) as sandbox:
+        on_ready(sandbox.url, str(cert) if cert else None)
         await stop.wait()
     return sandbox.stats

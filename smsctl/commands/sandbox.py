@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +21,13 @@ def sandbox(
         float, typer.Option(min=0.0, help="Multiply every delay (webhook timing, retries) by this.")
     ] = 1.0,
     rate: Annotated[float, typer.Option(min=0.0, help="Requests per second before 429 (0: off).")] = 30.0,
+    tls: Annotated[
+        bool,
+        typer.Option("--tls", help="Serve HTTPS with a generated self-signed certificate (for the SDKs)."),
+    ] = False,
+    tls_dir: Annotated[
+        Path | None, typer.Option(help="With --tls: where to write the certificate [default: a temp dir].")
+    ] = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -41,22 +49,30 @@ def sandbox(
         settings = load_settings()
         config = config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate)
 
-        async def main() -> None:
+        async def main(directory: Path | None) -> None:
             stop = asyncio.Event()
             stop_on_signals(stop)
-            await run_sandbox(config, host=host, port=port, on_ready=lambda url: _ready(url, json_output),
-                              on_event=lambda e: _event(e, json_output), stop=stop)  # fmt: skip
+            await run_sandbox(config, host=host, port=port, on_ready=lambda url, cert: _ready(url, cert, json_output),
+                              on_event=lambda e: _event(e, json_output), stop=stop, tls_dir=directory)  # fmt: skip
 
-        asyncio.run(main())
+        if tls and tls_dir is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="smsctl-sandbox-tls-") as tmp:
+                asyncio.run(main(Path(tmp)))
+        else:
+            asyncio.run(main(tls_dir if tls else None))
 
 
-def _ready(url: str, json_output: bool) -> None:
+def _ready(url: str, cert: str | None, json_output: bool) -> None:
     from smsctl.output import emit_json, note
 
     if json_output:
-        emit_json({"event": "ready", "url": url})
-    else:
-        note(f"Messages API emulator on {url}  (export VONAGE_API_URL={url})  Ctrl-C to stop")
+        emit_json({"event": "ready", "url": url, "certificate": cert})
+        return
+    note(f"Messages API emulator on {url}  (export VONAGE_API_URL={url})  Ctrl-C to stop")
+    if cert:
+        note(f"self-signed certificate: {cert}  (trust it: SSL_CERT_FILE={cert}, REQUESTS_CA_BUNDLE={cert})")
 
 
 def _event(event: dict[str, Any], json_output: bool) -> None:
