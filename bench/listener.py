@@ -95,6 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="3,000 webhooks: a smoke run, speed not judged")
     parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--only", choices=["bare", "verify", "smsctl"], help="measure one server (profiling)")
     args = parser.parse_args()
     count = args.count or (3_000 if args.quick else 100_000)
     wrk = ensure_wrk()
@@ -108,7 +109,7 @@ def main() -> int:
         generate(webhooks, count)
     results, verdict = {}, ""
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
-        for target in ("bare", "verify", "smsctl"):
+        for target in [args.only] if args.only else ["bare", "verify", "smsctl"]:
             port, db = free_port(), Path(tmp) / f"{target}.db"
             server = serve(target, port, db, OUT / f"{target}.log")
             try:
@@ -121,9 +122,12 @@ def main() -> int:
                 verdict = check_store(db, count, int(acknowledged)) + f"; listener exit {code}"
     rows = []
     for target, r in results.items():
+        ratios = [
+            f"{r['rps'] / results[base]['rps']:.2f}" if base in results else "-"
+            for base in ("bare", "verify")
+        ]
         rows.append([target, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}",
-                     str(r["status_errors"]), f"{r['rps'] / results['bare']['rps']:.2f}",
-                     f"{r['rps'] / results['verify']['rps']:.2f}"])  # fmt: skip
+                     str(r["status_errors"]), *ratios])  # fmt: skip
     print(f"listener benchmark: {count:,} webhooks, wrk -t1 -c32, server on CPU 0, wrk on CPU 1; {machine()}")
     print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify"], rows))
     print(verdict)
