@@ -108,11 +108,8 @@ async def run_demo(
                     while time.monotonic() < deadline and not await _all_final(writer, uuids):
                         await asyncio.sleep(0.2)
                     await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
-            store = Store(settings.db_path)
-            try:
+            with Store(settings.db_path) as store:
                 return [message_status(store, u) for u in uuids], listener.counters.health()
-            finally:
-                store.close()
         finally:
             writer.close()
 

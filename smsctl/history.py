@@ -22,7 +22,8 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _event(row: Any) -> dict[str, Any]:
+def timeline_event(row: Any) -> dict[str, Any]:
+    """One stored status event as shown by `status`, `send --wait --json` and the demo."""
     return {
         "status": row["status"],
         "timestamp": row["timestamp"],
@@ -58,7 +59,7 @@ def message_status(store: Store, ref: str) -> dict[str, Any]:
         "encoding": found["encoding"],
         "sent_at": found["created_at"],
         "local_state": found["state"],
-        "events": [_event(row) for row in store.timeline(uuid)],
+        "events": [timeline_event(row) for row in store.timeline(uuid)],
     }
 
 

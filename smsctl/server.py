@@ -12,19 +12,21 @@ import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from smsctl.errors import ConfigError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import REJECTION_STATUS, Rejected, Verifier
-from smsctl.store import Applied
+from smsctl.store import Applied, Store
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
     import ssl
 
+T = TypeVar("T")
+R = TypeVar("R")
 MAX_BODY = 64 * 1024
 BODY_DEADLINE = 10.0
 RETRY_AFTER = "5"
@@ -171,22 +173,33 @@ async def _dead_letter(
     return web.Response(status=200)
 
 
-async def handle_status(request: web.Request) -> web.Response:
-    """POST /webhooks/status: a message status update."""
+async def _receive(
+    request: web.Request, route: str, parse: Callable[[bytes], T], store: Callable[[Store, T, float], R]
+) -> tuple[T, R, float] | web.Response:
+    """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early."""
     received_at = time.time()
     body = await _verified_body(request, received_at)
     if isinstance(body, web.Response):
         return body
     try:
-        event = parse_status(body)
+        item = parse(body)
     except Unusable as exc:
-        return await _dead_letter(request, STATUS_PATH, body, str(exc), received_at)
+        return await _dead_letter(request, route, body, str(exc), received_at)
     try:
-        applied = await request.app[WRITER].run(lambda s: s.apply_status(event, received_at))
+        result = await request.app[WRITER].run(lambda s: store(s, item, received_at))
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
+    request.app[COUNTERS].store_ok = True
+    return item, result, received_at
+
+
+async def handle_status(request: web.Request) -> web.Response:
+    """POST /webhooks/status: a message status update."""
+    outcome = await _receive(request, STATUS_PATH, parse_status, Store.apply_status)
+    if isinstance(outcome, web.Response):
+        return outcome
+    event, applied, received_at = outcome
     counters = request.app[COUNTERS]
-    counters.store_ok = True
     if applied.duplicate:
         counters.duplicates += 1
     else:
@@ -199,18 +212,10 @@ async def handle_status(request: web.Request) -> web.Response:
 
 async def handle_inbound(request: web.Request) -> web.Response:
     """POST /webhooks/inbound: an SMS sent to your Vonage number."""
-    received_at = time.time()
-    body = await _verified_body(request, received_at)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        message = parse_inbound(body)
-    except Unusable as exc:
-        return await _dead_letter(request, INBOUND_PATH, body, str(exc), received_at)
-    try:
-        new = await request.app[WRITER].run(lambda s: s.add_inbound(message, received_at))
-    except StoreUnavailable as exc:
-        return _unavailable(request, exc)
+    outcome = await _receive(request, INBOUND_PATH, parse_inbound, Store.add_inbound)
+    if isinstance(outcome, web.Response):
+        return outcome
+    message, new, received_at = outcome
     counters = request.app[COUNTERS]
     counters.inbound += new
     counters.duplicates += not new

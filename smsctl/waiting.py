@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from smsctl.client import MessagesClient
 from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
-from smsctl.events import FAILED_STATUSES, error_meaning
+from smsctl.events import FAILED_STATUSES
+from smsctl.history import timeline_event
 from smsctl.listening import Listener
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
@@ -67,22 +68,29 @@ class WaitResult:
         return data
 
 
-def _event(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "status": row["status"],
-        "timestamp": row["timestamp"],
-        "received_at": row["received_at"],
-        "error_code": row["error_code"],
-        "error_meaning": error_meaning(row["error_code"]) or row["error_detail"],
-        "anomaly": row["anomaly"],
-    }
-
-
 def read_state(store: Store, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
     """(current status, final?, timeline) of a message, read in one go."""
     row = store.current_status(message_uuid)
-    events = [_event(r) for r in store.timeline(message_uuid)]
+    events = [timeline_event(r) for r in store.timeline(message_uuid)]
     return (row["status"], bool(row["final"]), events) if row else (None, False, events)
+
+
+async def _poll_store(db_path: Path, timeout: float, read: Callable[[Store], bool]) -> None:
+    """Call `read(store)` whenever another connection has committed, until it returns True or time is up.
+
+    `PRAGMA data_version` is a cheap "anything new?" check, so this neither busy-loops on queries nor
+    holds locks; a busy or recovering database is simply read again on the next tick.
+    """
+    with Store(db_path) as store:
+        deadline, seen_version = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.OperationalError):
+                version = store.data_version()
+                if version != seen_version:
+                    seen_version = version
+                    if read(store):
+                        return
+            await asyncio.sleep(POLL_INTERVAL)
 
 
 async def watch(
@@ -91,27 +99,18 @@ async def watch(
     timeout: float,
     on_change: Callable[[str | None, list[dict[str, Any]]], None],
 ) -> tuple[str | None, bool, list[dict[str, Any]]]:
-    """Wait until the message is final or `timeout` passes; report each change."""
-    store = Store(db_path)
-    try:
-        deadline = time.monotonic() + timeout
-        seen_version, seen_events = -1, -1
-        status: str | None = None
-        final, events = False, list[dict[str, Any]]()
-        while True:
-            with contextlib.suppress(sqlite3.OperationalError):  # busy or recovering: read again soon
-                version = store.data_version()
-                if version != seen_version:
-                    seen_version = version
-                    status, final, events = read_state(store, message_uuid)
-                    if len(events) != seen_events:
-                        seen_events = len(events)
-                        on_change(status, events)
-            if final or time.monotonic() >= deadline:
-                return status, final, events
-            await asyncio.sleep(POLL_INTERVAL)
-    finally:
-        store.close()
+    """Wait until the message is final or `timeout` passes; report each new event."""
+    state: tuple[str | None, bool, list[dict[str, Any]]] = (None, False, [])
+
+    def read(store: Store) -> bool:
+        nonlocal state
+        previous, state = state, read_state(store, message_uuid)
+        if len(state[2]) != len(previous[2]) or previous[0] is None:
+            on_change(state[0], state[2])
+        return state[1]
+
+    await _poll_store(db_path, timeout, read)
+    return state
 
 
 def _status_url(base: str) -> str:
@@ -192,23 +191,16 @@ async def send_and_wait(
 async def watch_many(
     db_path: Path, uuids: list[str], timeout: float, on_change: Callable[[dict[str, str]], None]
 ) -> dict[str, tuple[str, bool]]:
-    """Wait until every message is final or `timeout` passes; report the status counts as they change."""
-    store = Store(db_path)
-    try:
-        deadline, seen_version = time.monotonic() + timeout, -1
-        states: dict[str, tuple[str, bool]] = dict.fromkeys(uuids, ("accepted", False))
-        while True:
-            with contextlib.suppress(sqlite3.OperationalError):
-                version = store.data_version()
-                if version != seen_version:
-                    seen_version = version
-                    states.update(store.statuses([u for u, (_, final) in states.items() if not final]))
-                    on_change({u: status for u, (status, _) in states.items()})
-            if all(final for _, final in states.values()) or time.monotonic() >= deadline:
-                return states
-            await asyncio.sleep(POLL_INTERVAL)
-    finally:
-        store.close()
+    """Wait until every message is final or `timeout` passes; report the statuses as they change."""
+    states: dict[str, tuple[str, bool]] = dict.fromkeys(uuids, ("accepted", False))
+
+    def read(store: Store) -> bool:
+        states.update(store.statuses([u for u, (_, final) in states.items() if not final]))
+        on_change({u: status for u, (status, _) in states.items()})
+        return all(final for _, final in states.values())
+
+    await _poll_store(db_path, timeout, read)
+    return states
 
 
 def outcome_error(result: WaitResult) -> MessageFailed | WaitTimeout | None:

@@ -195,11 +195,8 @@ def batch(
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        store = Store(load_settings().db_path)
-        try:
+        with Store(load_settings().db_path) as store:
             summary = batch_summary(store, batch_id)
-        finally:
-            store.close()
         if json_output:
             emit_json(summary)
             return

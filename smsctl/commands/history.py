@@ -29,11 +29,8 @@ def status(
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        store = Store(load_settings().db_path)
-        try:
+        with Store(load_settings().db_path) as store:
             result = message_status(store, message)
-        finally:
-            store.close()
         if json_output:
             emit_json(result)
         else:
@@ -84,14 +81,11 @@ def log(
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        store = Store(load_settings().db_path)
-        try:
+        with Store(load_settings().db_path) as store:
             if inbound:
                 rows = recent_inbound(store, limit=limit, since=since)
             else:
                 rows = recent(store, limit=limit, status=status, since=since, batch=batch)
-        finally:
-            store.close()
         if json_output:
             emit_json(rows)
         else:
