@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from smsctl.writer import StoreWriter
 if TYPE_CHECKING:
     import ssl
 
+log = logging.getLogger("smsctl.listen")
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_BODY = 64 * 1024
@@ -47,6 +49,7 @@ class Counters:
     inbound: int = 0
     stale_tokens: int = 0
     clock_skew: int = 0
+    previous_secret: int = 0  # verified with VONAGE_SIGNATURE_SECRET_PREVIOUS: finish the rotation
     store_unavailable: int = 0
     store_ok: bool = True  # did the last commit succeed?
     view_errors: int = 0
@@ -69,6 +72,7 @@ class Counters:
             "inbound": self.inbound,
             "stale_tokens": self.stale_tokens,
             "clock_skew": self.clock_skew,
+            "previous_secret": self.previous_secret,
             "store_unavailable": self.store_unavailable,
             "rejected": dict(self.rejected),
         }
@@ -151,7 +155,13 @@ async def _verified_body(request: web.Request, received_at: float) -> bytes | we
         return _reject(request, exc, received_at)
     counters = request.app[COUNTERS]
     counters.stale_tokens += verified.stale
-    counters.clock_skew += verified.skewed
+    counters.previous_secret += verified.secret_index > 0
+    if verified.skewed:
+        counters.clock_skew += 1
+        if counters.clock_skew == 1:  # once: the footer and /healthz keep counting
+            log.warning(
+                "a token's iat is %.0f s in the future: check this machine's clock (NTP)", -verified.age
+            )
     return body
 
 

@@ -200,7 +200,9 @@ class LiveView:
         rejected = ", ".join(f"{reason} {n}" for reason, n in c.rejected.most_common())
         text.append(f"rejected: {rejected or 'none'}", "red" if rejected else "")
         if c.stale_tokens or c.clock_skew:
-            text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew}", "yellow")
+            text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew} (check NTP)", "yellow")
+        if c.previous_secret:
+            text.append(f"  signed with the previous secret {c.previous_secret}", "yellow")
         if c.store_unavailable:
             text.append(f"  store unavailable {c.store_unavailable}", "bold red")
         for notice in self.notices[:3]:

@@ -211,3 +211,13 @@ def test_python_dash_m_help() -> None:
         [sys.executable, "-m", "smsctl", "--help"], capture_output=True, text=True, timeout=30
     )
     assert process.returncode == 0 and "Exit codes" in process.stdout
+
+
+def test_refuses_to_start_on_a_corrupt_store_and_keeps_it(credentials: dict[str, str], db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    garbage = b"this is not a SQLite database" * 100
+    db_path.write_bytes(garbage)
+    result = CliRunner().invoke(app, ["listen", "--port", "0", "--json"])
+    assert result.exit_code == 3, result.output
+    assert "cannot open the store" in json.loads(result.stdout)["error"]["message"]
+    assert db_path.read_bytes() == garbage, "the store must never be deleted or recreated"

@@ -401,3 +401,30 @@ async def test_published_status_payloads_parse(client: TestClient, db_path: Path
     assert await post(client, body, signed_headers(body)) == 200
     event = Store(db_path).timeline(UUID)[0]
     assert (event["status"], event["error_code"], event["segments"]) == (status, error_code, segments)
+
+
+async def test_previous_secret_use_is_counted(client: TestClient) -> None:
+    body = status_body()
+    assert await post(client, body, {"Authorization": "Bearer " + sign(body, PREVIOUS_SECRET)}) == 200
+    assert (await (await client.get("/healthz")).json())["previous_secret"] == 1
+
+
+async def test_clock_skew_is_warned_about_once(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    for status in ("submitted", "delivered"):
+        body = status_body(status)
+        assert await post(client, body, signed_headers(body, iat=int(time.time()) + 3600)) == 200
+    warnings = [r for r in caplog.records if r.name == "smsctl.listen"]
+    assert len(warnings) == 1 and "check this machine's clock" in warnings[0].getMessage()
+
+
+async def test_idle_connections_do_not_block_real_traffic(client: TestClient, db_path: Path) -> None:
+    import asyncio
+
+    idle = [await asyncio.open_connection(client.host, client.port) for _ in range(200)]
+    try:
+        body = status_body()
+        assert await post(client, body, signed_headers(body)) == 200
+    finally:
+        for _, writer in idle:
+            writer.close()
+    assert counts(db_path)["events"] == 1

@@ -39,9 +39,23 @@ def listen(
         settings = load_settings(flags(PORT=port, BASE_URL=public_url))
         for message in secret_warnings(settings):
             warn(message)
-        view = _view(json_output or not sys.stdout.isatty())
+        json_lines = json_output or not sys.stdout.isatty()
+        _logging(json_lines)
+        view = _view(json_lines)
         asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
                                  max_token_age=max_token_age))  # fmt: skip
+
+
+def _logging(json_lines: bool) -> None:
+    """Logs go to stderr beside JSON Lines; the live view shows the same facts in its footer instead."""
+    import logging
+
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if json_lines else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("smsctl")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 def _view(json_lines: bool) -> Any:
