@@ -290,8 +290,10 @@ async def run_bulk(
         async with contextlib.AsyncExitStack() as stack:
             webhook_url = None
             if wait is not None:
-                route = status_route(settings, writer, wait, options.webhook_url)
-                webhook_url, _ = await stack.enter_async_context(route)
+                route = await stack.enter_async_context(
+                    status_route(settings, writer, wait, options.webhook_url)
+                )
+                webhook_url = route.webhook_url
             client = MessagesClient(api_url, credentials, timeout=settings.http_timeout,
                                     limiter=RateLimiter(options.rate or None), connections=options.concurrency)  # fmt: skip
             async with client:

@@ -30,6 +30,7 @@ from smsctl.store import Store
 from smsctl.writer import StoreWriter
 
 POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
+REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,17 @@ class Progress:
     status: str
     events: list[dict[str, Any]]
     elapsed: float
-    source: str  # "listener at …" or "embedded listener at …"
+    source: str  # "smsctl listen at …" or "embedded listener at …"
+    listener_alive: bool = True  # False while a separate `smsctl listen` has stopped heartbeating
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where statuses are sent, described for the user; `shared`: a separate `smsctl listen` stores them."""
+
+    webhook_url: str | None
+    description: str
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,18 +87,19 @@ def read_state(store: Store, message_uuid: str) -> tuple[str | None, bool, list[
 
 
 async def _poll_store(db_path: Path, timeout: float, read: Callable[[Store], bool]) -> None:
-    """Call `read(store)` whenever another connection has committed, until it returns True or time is up.
+    """Call `read(store)` whenever another connection has committed (and at least every second),
+    until it returns True or time is up.
 
     `PRAGMA data_version` is a cheap "anything new?" check, so this neither busy-loops on queries nor
     holds locks; a busy or recovering database is simply read again on the next tick.
     """
     with Store(db_path) as store:
-        deadline, seen_version = time.monotonic() + timeout, -1
+        deadline, seen_version, last_read = time.monotonic() + timeout, -1, 0.0
         while time.monotonic() < deadline:
             with contextlib.suppress(sqlite3.OperationalError):
                 version = store.data_version()
-                if version != seen_version:
-                    seen_version = version
+                if version != seen_version or time.monotonic() - last_read >= REREAD_EVERY:
+                    seen_version, last_read = version, time.monotonic()
                     if read(store):
                         return
             await asyncio.sleep(POLL_INTERVAL)
@@ -97,16 +109,24 @@ async def watch(
     db_path: Path,
     message_uuid: str,
     timeout: float,
-    on_change: Callable[[str | None, list[dict[str, Any]]], None],
+    on_change: Callable[[str | None, list[dict[str, Any]], bool], None],
+    watch_listener: bool = False,
 ) -> tuple[str | None, bool, list[dict[str, Any]]]:
-    """Wait until the message is final or `timeout` passes; report each new event."""
+    """Wait until the message is final or `timeout` passes; report each new event.
+
+    With `watch_listener`, also report when the `smsctl listen` feeding the store stops (or comes
+    back): its heartbeat commits every few seconds, so this costs no extra polling.
+    """
     state: tuple[str | None, bool, list[dict[str, Any]]] = (None, False, [])
+    alive: bool | None = None
 
     def read(store: Store) -> bool:
-        nonlocal state
-        previous, state = state, read_state(store, message_uuid)
-        if len(state[2]) != len(previous[2]) or previous[0] is None:
-            on_change(state[0], state[2])
+        nonlocal state, alive
+        previous, previous_alive = state, alive
+        state = read_state(store, message_uuid)
+        alive = store.live_listener() is not None if watch_listener else True
+        if len(state[2]) != len(previous[2]) or previous[0] is None or alive != previous_alive:
+            on_change(state[0], state[2], alive)
         return state[1]
 
     await _poll_store(db_path, timeout, read)
@@ -132,14 +152,14 @@ def _no_way_for_statuses(port: int) -> ConfigError:
 @contextlib.asynccontextmanager
 async def status_route(
     settings: Settings, writer: StoreWriter, options: WaitOptions, webhook_url: str | None
-) -> AsyncIterator[tuple[str | None, str]]:
-    """Where statuses should be sent so they reach the store: (webhook_url, description).
+) -> AsyncIterator[Route]:
+    """Where statuses should be sent so they reach the store.
 
     An explicit webhook URL is used as is; else a running `smsctl listen` on this store; else a
     listener embedded for as long as the block runs. ConfigError when statuses cannot arrive.
     """
     if webhook_url is not None:
-        yield webhook_url, "the store (your --webhook-url)"
+        yield Route(webhook_url, "the store (your --webhook-url)")
         return
     local_api = _api_is_local(settings)
     live = await writer.run(lambda s: s.live_listener())
@@ -147,7 +167,7 @@ async def status_route(
         base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
         if base is None:
             raise _no_way_for_statuses(settings.port)
-        yield _status_url(base), f"smsctl listen at {live['local_url']}"
+        yield Route(_status_url(base), f"smsctl listen at {live['local_url']}", shared=True)
         return
     port = options.port if options.port is not None else (0 if local_api else settings.port)
     async with Listener(
@@ -155,7 +175,7 @@ async def status_route(
     ) as listener:
         if listener.public_url is None and not local_api:
             raise _no_way_for_statuses(port)
-        yield listener.status_url, f"embedded listener at {listener.local_url}"
+        yield Route(listener.status_url, f"embedded listener at {listener.local_url}")
 
 
 async def send_and_wait(
@@ -172,17 +192,20 @@ async def send_and_wait(
     api_url = settings.api_url
     writer = StoreWriter(settings.db_path)
     try:
-        async with status_route(settings, writer, options, request.webhook_url) as (webhook_url, source):
-            prepared = prepare(dataclasses.replace(request, webhook_url=webhook_url), settings)
+        async with status_route(settings, writer, options, request.webhook_url) as route:
+            prepared = prepare(dataclasses.replace(request, webhook_url=route.webhook_url), settings)
             async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
                 sent = await send_prepared(client, writer, prepared)
             started = time.monotonic()
-            on_progress(Progress(sent, sent.status, [], 0.0, source))
+            on_progress(Progress(sent, sent.status, [], 0.0, route.description))
 
-            def changed(status: str | None, events: list[dict[str, Any]]) -> None:
-                on_progress(Progress(sent, status or sent.status, events, time.monotonic() - started, source))
+            def changed(status: str | None, events: list[dict[str, Any]], alive: bool) -> None:
+                elapsed = time.monotonic() - started
+                on_progress(Progress(sent, status or sent.status, events, elapsed, route.description, alive))
 
-            status, final, events = await watch(settings.db_path, sent.message_uuid, options.timeout, changed)
+            status, final, events = await watch(
+                settings.db_path, sent.message_uuid, options.timeout, changed, watch_listener=route.shared
+            )
             return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
     finally:
         writer.close()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -131,3 +132,20 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
     assert json.loads(status.stdout)["status"] == "submitted"
     process.stdout.close() if process.stdout else None
     process.stderr.close()
+
+
+def test_warns_when_the_listener_stops_mid_wait(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smsctl.store
+
+    monkeypatch.setattr(smsctl.store, "LISTENER_STALE_AFTER", 2.5)
+    with ListenProcess() as listener, BackgroundSandbox.from_environment() as running:
+        listener.ready()
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        killer = threading.Timer(1.0, listener.process.kill)
+        killer.start()
+        result = runner.invoke(app, ["send", "+14155550140", "hi", "--wait", "--timeout", "7"])
+        killer.join()
+    assert result.exit_code == 6, result.output
+    assert "smsctl listen has stopped" in result.stderr

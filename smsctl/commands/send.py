@@ -118,6 +118,7 @@ class WaitDisplay:
         self._status: Any = None
         self._printed = 0
         self._last = ""
+        self._listener_alive = True
 
     def __enter__(self) -> WaitDisplay:
         if self.tty:
@@ -132,7 +133,16 @@ class WaitDisplay:
                 self.console.print(self._last, highlight=False, soft_wrap=True)
 
     def update(self, progress: Any) -> None:
+        from smsctl.output import warn
         from smsctl.view import STATUS_STYLE
+
+        if progress.listener_alive != self._listener_alive:
+            self._listener_alive = progress.listener_alive
+            if progress.listener_alive:
+                warn("smsctl listen is back; still waiting")
+            else:
+                warn("smsctl listen has stopped (no heartbeat): statuses will be stored when it is back, "
+                     "since Vonage retries for 24 h; still waiting")  # fmt: skip
 
         if not progress.events:
             line = f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}"
