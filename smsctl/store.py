@@ -7,6 +7,7 @@ Writes run inside `transaction()` (BEGIN IMMEDIATE); the listener batches them (
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from smsctl.errors import StoreError
 from smsctl.events import InboundMessage, StatusEvent, status_rank
 from smsctl.migrations import migrate
 
+_UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
 
 
@@ -271,6 +273,8 @@ class Store:
 
     def find_message(self, ref: str) -> dict[str, Any] | None:
         """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status."""
+        if len(ref) < 8 or not _UUID_CHARS.fullmatch(ref):  # also keeps LIKE wildcards out
+            return None
         pattern = ref if len(ref) >= 36 else ref + "%"
         rows = self.conn.execute(
             """SELECT s.message_uuid AS uuid, s.status, s.final, s.conflict, s.duplicates,
@@ -285,7 +289,7 @@ class Store:
                LIMIT 2""",
             (pattern, pattern),
         ).fetchall()
-        if len(rows) != 1 or (len(ref) < 8 and len(ref) != 36):
+        if len(rows) != 1:
             return None
         return dict(rows[0])
 

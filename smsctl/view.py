@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from smsctl.events import FAILED_STATUSES, FINAL_STATUSES, StatusEvent, error_meaning, error_title
+from smsctl.events import StatusEvent, error_meaning, error_title
 from smsctl.output import LineBuffer, emit_json
 from smsctl.server import Counters, ListenerEvent
 
@@ -208,15 +208,6 @@ class LiveView:
         for notice in self.notices[:3]:
             text.append(f"\n{notice}", "dim")
         return text
-
-
-def summary_counts(rows: dict[str, MessageRow]) -> dict[str, int]:
-    """Messages per current status (final statuses first), for summaries."""
-    counts: dict[str, int] = {}
-    for row in rows.values():
-        counts[row.status] = counts.get(row.status, 0) + 1
-    order = [*sorted(FINAL_STATUSES - FAILED_STATUSES), *sorted(FAILED_STATUSES)]
-    return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
 
 
 class LiveTerminalView:

@@ -54,7 +54,7 @@ def test_status_human_form_and_prefix(history: dict[str, str]) -> None:
     assert "submitted" in result.stdout and "rejected" in result.stdout
 
 
-@pytest.mark.parametrize("ref", ["00000000-0000-4000-8000-000000000000", "deadbeef", "abc"])
+@pytest.mark.parametrize("ref", ["00000000-0000-4000-8000-000000000000", "deadbeef", "abc", "%%%%%%%%"])
 def test_unknown_message_exits_7(history: dict[str, str], ref: str) -> None:
     result = runner.invoke(app, ["status", ref])
     assert result.exit_code == 7, result.output
