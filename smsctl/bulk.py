@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from smsctl.client import MessagesClient, OutcomeUnknown
+from smsctl.client import MessagesClient
 from smsctl.config import Settings
 from smsctl.errors import (
     ApiRefused,
@@ -34,7 +34,7 @@ from smsctl.errors import (
 )
 from smsctl.events import FAILED_STATUSES
 from smsctl.ratelimit import RateLimiter
-from smsctl.sending import Prepared, SendRequest, prepare, send_prepared
+from smsctl.sending import Prepared, SendRequest, failure_state, prepare, send_prepared
 from smsctl.waiting import WaitOptions, status_route, watch_many
 from smsctl.writer import StoreWriter
 
@@ -217,11 +217,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
     try:
         result = await send_prepared(client, writer, prepared)
         outcome.message_uuid = result.message_uuid
-    except ApiRefused as exc:
-        outcome.state, outcome.error = "refused", exc.message
-    except ApiUnavailable as exc:
-        outcome.state = "unknown" if isinstance(exc, OutcomeUnknown) else "unsent"
-        outcome.error = exc.message
+    except (ApiRefused, ApiUnavailable) as exc:
+        outcome.state, outcome.error = failure_state(exc), exc.message
     return outcome
 
 

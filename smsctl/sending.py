@@ -125,12 +125,12 @@ async def send_prepared(client: MessagesClient, writer: StoreWriter, prepared: P
         raise
     await writer.run(lambda store: store.mark_accepted(attempt.client_ref, accepted.message_uuid))
     return SendResult(
-        accepted.message_uuid, "+" + attempt.to if attempt.to.isdigit() else attempt.to,
+        accepted.message_uuid, "+" + attempt.to,
         attempt.from_, attempt.client_ref, attempt.segments, attempt.encoding, "accepted",
     )  # fmt: skip
 
 
-def _failure_state(exc: BaseException) -> str:
+def failure_state(exc: BaseException) -> str:
     """refused: the API said no; unsent: it was never reached; unknown: it may exist."""
     if isinstance(exc, ApiRefused):
         return "refused"
@@ -142,7 +142,7 @@ def _failure_state(exc: BaseException) -> str:
 async def _record_failure(writer: StoreWriter, client_ref: str, exc: BaseException) -> None:
     error = getattr(exc, "message", "") or type(exc).__name__
     try:
-        await writer.run(lambda store: store.mark_failed(client_ref, _failure_state(exc), error))
+        await writer.run(lambda store: store.mark_failed(client_ref, failure_state(exc), error))
     except Exception:  # the original error matters more than this bookkeeping
         pass
 
@@ -152,10 +152,10 @@ async def send_one(settings: Settings, request: SendRequest) -> tuple[SendResult
     from smsctl.auth import credentials_from
 
     prepared = prepare(request, settings)
-    credentials = credentials_from(settings)
+    credentials, api_url = credentials_from(settings), settings.api_url
     writer = StoreWriter(settings.db_path)
     try:
-        async with MessagesClient(settings.api_url, credentials, timeout=settings.http_timeout) as client:
+        async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
             return await send_prepared(client, writer, prepared), prepared.cost
     finally:
         writer.close()
