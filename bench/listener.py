@@ -96,6 +96,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3,000 webhooks: a smoke run, speed not judged")
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--only", choices=["bare", "verify", "smsctl"], help="measure one server (profiling)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds; the best of each is kept"
+    )
     args = parser.parse_args()
     count = args.count or (3_000 if args.quick else 100_000)
     wrk = ensure_wrk()
@@ -107,19 +110,25 @@ def main() -> int:
     if not webhooks.exists():
         print(f"generating {count:,} signed webhooks…", file=sys.stderr)
         generate(webhooks, count)
-    results, verdict = {}, ""
+    rounds = args.rounds or (1 if args.quick else 2)
+    results: dict[str, dict[str, float]] = {}
+    verdicts = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
-        for target in [args.only] if args.only else ["bare", "verify", "smsctl"]:
-            port, db = free_port(), Path(tmp) / f"{target}.db"
-            server = serve(target, port, db, OUT / f"{target}.log")
-            try:
-                wait_http(f"http://127.0.0.1:{port}/healthz")
-                results[target] = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
-            finally:
-                code = stop(server)
-            if target == "smsctl":
-                acknowledged = count - results[target]["status_errors"]
-                verdict = check_store(db, count, int(acknowledged)) + f"; listener exit {code}"
+        # Interleaved rounds, best of each server: the machine's noise hits all three alike.
+        for round_ in range(rounds):
+            for target in [args.only] if args.only else ["bare", "verify", "smsctl"]:
+                port, db = free_port(), Path(tmp) / f"{target}-{round_}.db"
+                server = serve(target, port, db, OUT / f"{target}.log")
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/healthz")
+                    stats = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
+                finally:
+                    code = stop(server)
+                if target not in results or stats["rps"] > results[target]["rps"]:
+                    results[target] = stats
+                if target == "smsctl":
+                    acknowledged = count - stats["status_errors"]
+                    verdicts.append(check_store(db, count, int(acknowledged)) + f"; listener exit {code}")
     rows = []
     for target, r in results.items():
         ratios = [
@@ -128,10 +137,12 @@ def main() -> int:
         ]
         rows.append([target, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}",
                      str(r["status_errors"]), *ratios])  # fmt: skip
-    print(f"listener benchmark: {count:,} webhooks, wrk -t1 -c32, server on CPU 0, wrk on CPU 1; {machine()}")
+    print(f"listener benchmark: {count:,} webhooks, wrk -t1 -c32, server on CPU 0, wrk on CPU 1, "
+          f"best of {rounds} interleaved round(s); {machine()}")  # fmt: skip
     print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify"], rows))
-    print(verdict)
-    return 0 if "OK" in verdict else 1
+    for verdict in verdicts:
+        print(verdict)
+    return 0 if all("OK" in v for v in verdicts) else 1
 
 
 if __name__ == "__main__":

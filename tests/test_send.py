@@ -235,7 +235,9 @@ def test_ctrl_c_exits_130_and_keeps_the_attempt(sandbox: BackgroundSandbox, db_p
     assert Store(db_path).recent_messages(1)[0]["state"] == "unknown"
 
 
-def test_no_sender_exits_3_naming_the_variable(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_sender_exits_3_naming_the_variable(
+    sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VONAGE_NUMBER")
     code, _, stderr = send("+14155550101", "hi")
     assert code == 3 and "give --from or set VONAGE_NUMBER" in stderr
