@@ -32,12 +32,12 @@ def listen(
     import asyncio
 
     from smsctl.config import load_settings
-    from smsctl.listening import run_listener, secret_warnings
+    from smsctl.listening import run_listener, startup_warnings
     from smsctl.output import reporting, warn
 
     with reporting(json_output, debug):
         settings = load_settings(flags(PORT=port, BASE_URL=public_url))
-        for message in secret_warnings(settings):
+        for message in startup_warnings(settings):
             warn(message)
         json_lines = json_output or not sys.stdout.isatty()
         _logging(json_lines)
