@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import OUT, PYTHON, SMSCTL, ensure_wrk, free_port, machine, pinned, stop, table, wait_http  # noqa: E402
 from smsctl.signing import sign  # noqa: E402
+from smsctl.store import Store  # noqa: E402
 
 SECRET = "bench-signature-secret-0123456789abcdef"
 API_KEY = "benchkey"
@@ -81,12 +81,16 @@ def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes
 
 
 def check_store(db: Path, webhooks: int, acknowledged: int) -> str:
-    conn = sqlite3.connect(db)
-    events = conn.execute("SELECT COUNT(*), COUNT(DISTINCT message_uuid || status) FROM events").fetchone()
-    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    sync = "FULL"  # smsctl.store sets it on every connection; checked by the store tests
-    conn.close()
-    ok = events[0] == events[1] == acknowledged == webhooks and integrity == "ok"
+    with Store(db) as store:  # the same code that opened the listener's connection
+        conn = store.conn
+        events = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT message_uuid || status) FROM events"
+        ).fetchone()
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+            conn.execute("PRAGMA synchronous").fetchone()[0]
+        ]
+    ok = events[0] == events[1] == acknowledged == webhooks and integrity == "ok" and sync == "FULL"
     return (f"store: {events[0]} rows, {events[1]} distinct events, {acknowledged} acknowledged of {webhooks} "
             f"sent, integrity {integrity}, synchronous={sync} → {'OK' if ok else 'MISMATCH'}")  # fmt: skip
 

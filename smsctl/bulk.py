@@ -38,8 +38,6 @@ from smsctl.sending import Prepared, SendRequest, failure_state, prepare, send_p
 from smsctl.waiting import WaitOptions, status_route, watch_many
 from smsctl.writer import StoreWriter
 
-RESENDABLE = frozenset({"refused", "unsent"})  # provably no message was created
-
 
 @dataclass(frozen=True)
 class Row:
@@ -232,14 +230,11 @@ async def send_batch(
 ) -> BulkResult:
     """Send every valid row with bounded concurrency, paced by the client's rate limiter."""
     result = BulkResult(report.batch_id)
-    queue: asyncio.Queue[Checked] = asyncio.Queue()
-    for item in report.valid:
-        queue.put_nowait(item)
+    rows = iter(report.valid)  # shared by the workers: each takes the next row when it is free
     started = time.monotonic()
 
     async def worker() -> None:
-        while not queue.empty():
-            item = queue.get_nowait()
+        for item in rows:
             assert item.prepared is not None
             prepared = item.prepared
             if webhook_url is not None:
