@@ -33,6 +33,7 @@ from smsctl.errors import (
     WaitTimeout,
 )
 from smsctl.events import FAILED_STATUSES
+from smsctl.numbers import EncodingChoice
 from smsctl.ratelimit import RateLimiter
 from smsctl.sending import Prepared, SendRequest, failure_state, prepare, send_prepared
 from smsctl.waiting import WaitOptions, status_route, watch_many
@@ -71,7 +72,7 @@ class BulkOptions:
     skip_invalid: bool = False
     resend_unknown: bool = False
     ttl: int | None = None
-    encoding: str = "auto"
+    encoding: EncodingChoice = EncodingChoice.AUTO
     webhook_url: str | None = None
 
 
@@ -189,7 +190,7 @@ def check(path: Path, settings: Settings, options: BulkOptions) -> Report:
                 raise UsageError("no text: give TEXT or a `text` column")
             request = SendRequest(row.to, render(template, row.fields), options.sender,
                                   row.client_ref or f"{batch_id}-{row.line}", options.webhook_url,
-                                  options.ttl, options.encoding)  # type: ignore[arg-type]  # fmt: skip
+                                  options.ttl, options.encoding)  # fmt: skip
             checked.append(Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None))
         except UsageError as exc:
             checked.append(Checked(row, None, exc.message))

@@ -95,9 +95,9 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        """Where the store lives."""
+        """Where the store lives: a file path (URLs and in-memory databases are refused)."""
         configured = self.get("SMSCTL_DB")
-        return Path(configured).expanduser() if configured else default_db_path()
+        return validate_db_path(configured) if configured else default_db_path()
 
     @property
     def port(self) -> int:
@@ -153,6 +153,31 @@ def validate_api_url(url: str) -> str:
             hint="credentials would cross the network unencrypted: use https://",
         )
     return url.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """A URL with any password replaced, so it can be shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":•••@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def validate_db_path(configured: str) -> Path:
+    """SMSCTL_DB as a file path; a URL or `:memory:` would silently keep nothing where users look."""
+    if "://" in configured:
+        raise ConfigError(
+            f"SMSCTL_DB={redact_url(configured)!r} is a URL; this smsctl stores history in a SQLite file only",
+            hint="set SMSCTL_DB to a file path (or unset it for ~/.local/share/smsctl/smsctl.db)",
+        )
+    if configured == ":memory:" or configured.startswith("file:"):
+        raise ConfigError(
+            f"SMSCTL_DB={configured!r} is not a file: an in-memory store keeps nothing, and "
+            "`send --wait` could never see a status",
+            hint="set SMSCTL_DB to a file path, e.g. ./smsctl.db",
+        )
+    return Path(configured).expanduser()
 
 
 def load_settings(

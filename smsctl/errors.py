@@ -29,7 +29,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.MESSAGE_FAILED: "the message failed: rejected or undeliverable (with --wait)",
     ExitCode.USAGE: "usage error: a bad argument, number or text; nothing was sent",
     ExitCode.CONFIG: "configuration error: missing or unusable settings, or the store",
-    ExitCode.API_REFUSED: "the API refused the request (401, 402, 403, 404, 422)",
+    ExitCode.API_REFUSED: "the API refused the request (400, 401, 402, 403, 404, 422)",
     ExitCode.API_UNAVAILABLE: "the API was unreachable or failing (429 after retries, 5xx, timeout)",
     ExitCode.WAIT_TIMEOUT: "timed out waiting for a final status (with --wait)",
     ExitCode.NOT_FOUND: "no such message in the local history",
@@ -41,9 +41,6 @@ class SmsctlError(Exception):
     """Base of every error smsctl reports to the user."""
 
     exit_code: ExitCode = ExitCode.MESSAGE_FAILED
-    # Set when the command already printed its result (e.g. `send --wait --json` on failure), so
-    # the error goes to stderr only and stdout keeps exactly one JSON document.
-    result_printed: bool = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

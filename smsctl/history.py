@@ -66,7 +66,7 @@ def message_status(store: Store, ref: str) -> dict[str, Any]:
 def recent(
     store: Store, *, limit: int, status: str | None, since: str | None, batch: str | None
 ) -> list[dict[str, Any]]:
-    """Messages sent, newest first, with their current status."""
+    """Every message the store knows (sent by smsctl or seen through webhooks), newest activity first."""
     after = time.time() - parse_duration(since) if since else None
     rows = store.recent_messages(limit, status=status, since=after, batch=batch)
     return [
@@ -78,7 +78,9 @@ def recent(
             "status": row["status"],
             "final": bool(row["final"]),
             "segments": row["segments"],
+            "source": row["source"],  # smsctl: sent by smsctl; webhook: seen only through its statuses
             "sent_at": row["created_at"],
+            "last_activity": row["activity"],
             "error": row["error"],
             "error_code": row["error_code"],
             "batch_id": row["batch_id"],

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from smsctl.errors import UsageError
 
 MAX_TEXT_LENGTH = 3200
-_ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9]{1,11}$")
+# Vonage's sender identity rules (messages-api.md, "Sender identity"); the emulator uses the same.
+NUMERIC_SENDER = re.compile(r"[1-9][0-9]{0,14}")
+ALPHANUMERIC_SENDER = re.compile(r"(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{1,11}")
+SENDER_HINT = (
+    "use your Vonage number (up to 15 digits, e.g. +14155550100), a short code such as 12345, "
+    "or an alphanumeric ID of 1–11 letters and digits with at least one letter and no spaces"
+)
 
 # GSM 03.38 basic character set, and the extension table whose characters cost two septets.
 GSM7_BASIC = frozenset(
@@ -20,7 +27,14 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 Encoding = Literal["GSM-7", "UCS-2"]
-EncodingChoice = Literal["auto", "text", "unicode"]
+
+
+class EncodingChoice(StrEnum):
+    """`--encoding`: what the user asks for; `auto` lets the text decide (as the API does)."""
+
+    AUTO = "auto"
+    TEXT = "text"  # GSM-7
+    UNICODE = "unicode"  # UCS-2
 
 
 @dataclass(frozen=True)
@@ -54,15 +68,25 @@ def parse_recipient(number: str) -> str:
 
 
 def parse_sender(sender: str) -> str:
-    """Validate a sender: an E.164 number (with or without `+`) or a 1–11 character alphanumeric ID."""
+    """Validate a sender as Vonage defines it; return it as the API wants it (numbers without `+`).
+
+    All digits: a number of up to 15 digits in international form, short codes such as 12345
+    included. Anything else: an alphanumeric sender ID of 1–11 characters `A-Za-z0-9`.
+    """
     digits = sender[1:] if sender.startswith("+") else sender
-    if re.fullmatch(r"[1-9]\d{6,14}", digits):
-        return digits
-    if _ALPHANUMERIC_SENDER.fullmatch(sender) and not sender.isdigit():
+    if digits.isascii() and digits.isdigit():
+        if NUMERIC_SENDER.fullmatch(digits):
+            return digits
+        raise UsageError(
+            f"sender {sender!r} is not a usable number: numeric senders have 1–15 digits in "
+            "international form, without a leading 0 or 00",
+            hint=SENDER_HINT,
+        )
+    if ALPHANUMERIC_SENDER.fullmatch(sender):
         return sender
     raise UsageError(
-        f"sender {sender!r} is neither an E.164 number nor an alphanumeric sender ID",
-        hint="use your Vonage number (e.g. +14155550100) or 1–11 letters and digits, no spaces",
+        f"sender {sender!r} is neither a number nor an alphanumeric sender ID of 1–11 letters and digits",
+        hint=SENDER_HINT,
     )
 
 
@@ -84,7 +108,7 @@ def _pack(costs: list[int], single: int, multi: int) -> int:
     return max(segments, math.ceil(total / multi))
 
 
-def text_cost(text: str, encoding: EncodingChoice = "auto") -> TextCost:
+def text_cost(text: str, encoding: EncodingChoice = EncodingChoice.AUTO) -> TextCost:
     """Validate a text and work out its encoding and segment count (160/153 GSM-7, 70/67 UCS-2)."""
     if not text:
         raise UsageError("the text is empty", hint="give the message text as the second argument")
@@ -93,13 +117,13 @@ def text_cost(text: str, encoding: EncodingChoice = "auto") -> TextCost:
             f"the text is {len(text)} characters; the Messages API allows {MAX_TEXT_LENGTH}",
         )
     gsm = is_gsm7(text)
-    if encoding == "text" and not gsm:
+    if encoding == EncodingChoice.TEXT and not gsm:
         bad = sorted({ch for ch in text if ch not in GSM7_BASIC and ch not in GSM7_EXTENSION})
         raise UsageError(
             f"--encoding text, but the text has characters GSM-7 cannot carry: {''.join(bad[:10])!r}",
             hint="use --encoding auto or unicode, or remove those characters",
         )
-    if gsm and encoding != "unicode":
+    if gsm and encoding != EncodingChoice.UNICODE:
         costs = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
         return TextCost("GSM-7", sum(costs), _pack(costs, 160, 153))
     costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
@@ -35,10 +35,11 @@ def err() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def emit_json(data: Any) -> None:
-    """One JSON document (or JSON Lines record) on stdout."""
-    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+def emit_json(data: Any, stream: TextIO | None = None) -> None:
+    """One JSON document (or JSON Lines record) on stdout (or `stream`)."""
+    stream = stream or sys.stdout
+    stream.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    stream.flush()
 
 
 class LineBuffer:
@@ -84,8 +85,8 @@ def reporting(json_mode: bool = False, debug: bool = False) -> Iterator[None]:
     except SmsctlError as exc:
         if debug:
             raise
-        if json_mode and not exc.result_printed:
-            emit_json({"error": exc.to_dict()})
+        if json_mode:
+            emit_json({"error": exc.to_dict()}, sys.stderr)  # stdout holds data only
         else:
             from rich.markup import escape
 

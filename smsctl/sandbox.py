@@ -23,6 +23,7 @@ from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from smsctl.config import Settings
 from smsctl.errors import ConfigError
-from smsctl.numbers import text_cost
+from smsctl.numbers import ALPHANUMERIC_SENDER, NUMERIC_SENDER, text_cost
 from smsctl.server import start_serving
 from smsctl.signing import sign
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 HANG_SECONDS = 60.0
 _DIGITS = re.compile(r"^[1-9]\d{6,14}$")
-_SENDER = re.compile(r"^([1-9]\d{6,14}|[A-Za-z0-9]{1,11})$")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,35 @@ SCENARIOS: dict[str, Scenario] = {
     "14155550192": Scenario("no-answer", f"the API never answers (hangs {HANG_SECONDS:.0f} s)", http_status=0),
 }  # fmt: skip
 DEFAULT_SCENARIO = SCENARIOS["14155550100"]
+
+
+ENCODING_TYPES = ("text", "unicode", "auto")
+WEBHOOK_VERSIONS = ("v0.1", "v1")
+
+
+def _invalid_options(body: dict[str, Any]) -> list[dict[str, str]]:
+    """`sms.encoding_type`, `webhook_version` and `webhook_url`, checked as the spec defines them."""
+    invalid = []
+    sms = body.get("sms", {})
+    if not isinstance(sms, dict) or sms.get("encoding_type", "auto") not in ENCODING_TYPES:
+        invalid.append({"name": "sms.encoding_type", "reason": "must be one of text, unicode, auto"})
+    if body.get("webhook_version", "v1") not in WEBHOOK_VERSIONS:
+        invalid.append({"name": "webhook_version", "reason": "must be one of v0.1, v1"})
+    if "webhook_url" in body and not _absolute_http_url(body["webhook_url"]):
+        invalid.append({"name": "webhook_url", "reason": "must be an absolute http or https URL"})
+    return invalid
+
+
+def _absolute_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _valid_sender(sender: str) -> bool:
+    """The sender rules smsctl checks before sending, so the two always agree."""
+    return bool(NUMERIC_SENDER.fullmatch(sender) or ALPHANUMERIC_SENDER.fullmatch(sender))
 
 
 def retry_delays(time_scale: float) -> list[float]:
@@ -292,7 +321,7 @@ class Sandbox:
             return self._problem(422, "invalid_message_type")
         if not isinstance(body.get("to"), str) or not _DIGITS.match(body["to"]):
             return self._problem(422, "invalid_recipient")
-        if not isinstance(body.get("from"), str) or not _SENDER.match(body["from"]):
+        if not isinstance(body.get("from"), str) or not _valid_sender(body["from"]):
             return self._problem(422, "invalid_sender")
         if not isinstance(body.get("client_ref", ""), str) or len(body.get("client_ref", "")) > 100:
             return self._problem(422, "invalid_client_ref")
@@ -303,6 +332,7 @@ class Sandbox:
         ttl = body.get("ttl", 20)
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 20 <= ttl <= 604800:
             invalid.append({"name": "ttl", "reason": "must be an integer from 20 to 604800"})
+        invalid.extend(_invalid_options(body))
         return self._problem(422, "invalid_params", invalid=invalid) if invalid else None
 
     # --- the webhooks ------------------------------------------------------------------------------

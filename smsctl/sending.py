@@ -26,7 +26,7 @@ class SendRequest:
     client_ref: str | None = None
     webhook_url: str | None = None
     ttl: int | None = None
-    encoding: EncodingChoice = "auto"
+    encoding: EncodingChoice = EncodingChoice.AUTO
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def build_body(
             client_ref=client_ref,
             webhook_url=webhook_url,
             ttl=request.ttl,
-            sms=SmsOptions(encoding_type=request.encoding) if request.encoding != "auto" else None,
+            sms=SmsOptions(encoding_type=request.encoding.value)
+            if request.encoding != EncodingChoice.AUTO
+            else None,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

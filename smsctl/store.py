@@ -306,25 +306,57 @@ class Store:
         since: float | None = None,
         batch: str | None = None,
     ) -> list[sqlite3.Row]:
-        """Messages we sent, newest first, with their current status (or local state)."""
-        clauses: list[str] = ["1 = 1"]
-        params: list[Any] = []
+        """Every message the store knows, newest activity first: those smsctl sent, and those seen
+        only through status webhooks (sent by another program; `source` = 'webhook').
+
+        The first query orders and limits on indexed keys only; details are read for the rows shown.
+        """
+        sent_where, hook_where = ["1 = 1"], ["1 = 1"]
+        params_sent: list[str | float] = []
+        params_hook: list[str | float] = []
         if status:
-            clauses.append("COALESCE(s.status, m.state) = ?")
-            params.append(status)
+            sent_where.append("COALESCE(s.status, m.state) = ?")
+            hook_where.append("s.status = ?")
+            params_sent.append(status)
+            params_hook.append(status)
         if since is not None:
-            clauses.append("m.created_at >= ?")
-            params.append(since)
+            sent_where.append("MAX(m.updated_at, COALESCE(s.updated_at, 0)) >= ?")
+            hook_where.append("s.updated_at >= ?")
+            params_sent.append(since)
+            params_hook.append(since)
         if batch:
-            clauses.append("m.batch_id = ?")
-            params.append(batch)
+            sent_where.append("m.batch_id = ?")
+            hook_where.append("0")  # webhook-only messages belong to no batch
+            params_sent.append(batch)
         return self.conn.execute(
-            f"""SELECT m.*, COALESCE(s.status, m.state) AS status, s.final, s.conflict,
-                       (SELECT e.error_code FROM events e WHERE e.message_uuid = m.message_uuid
+            f"""WITH recent AS (
+                    SELECT m.id AS mid, m.message_uuid AS uuid,
+                           MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE {" AND ".join(sent_where)}
+                    UNION ALL
+                    SELECT NULL, s.message_uuid, s.updated_at FROM message_status s
+                    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                      AND {" AND ".join(hook_where)}
+                    ORDER BY activity DESC, mid DESC LIMIT ?)
+                SELECT r.uuid AS message_uuid, r.activity,
+                       CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END AS source,
+                       COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.to_number IS NOT NULL LIMIT 1)) AS to_number,
+                       COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.from_number IS NOT NULL LIMIT 1)) AS from_number,
+                       COALESCE(m.client_ref, (SELECT e.client_ref FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.client_ref IS NOT NULL LIMIT 1)) AS client_ref,
+                       COALESCE(m.segments, (SELECT CAST(e.segments AS INTEGER) FROM events e
+                                WHERE e.message_uuid = r.uuid AND e.segments IS NOT NULL LIMIT 1)) AS segments,
+                       m.created_at, m.error, m.batch_id, m.batch_row, m.state,
+                       COALESCE(s.status, m.state) AS status, s.final, s.conflict,
+                       (SELECT e.error_code FROM events e WHERE e.message_uuid = r.uuid
                         AND e.error_code IS NOT NULL ORDER BY e.id DESC LIMIT 1) AS error_code
-                FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
-                WHERE {" AND ".join(clauses)} ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
-            (*params, limit),
+                FROM recent r LEFT JOIN messages m ON m.id = r.mid
+                     LEFT JOIN message_status s ON s.message_uuid = r.uuid
+                ORDER BY r.activity DESC, r.mid DESC""",
+            (*params_sent, *params_hook, limit),
         ).fetchall()
 
     def recent_inbound(self, limit: int, since: float | None = None) -> list[sqlite3.Row]:

@@ -23,7 +23,7 @@ from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
 from smsctl.events import FAILED_STATUSES
 from smsctl.history import timeline_event
-from smsctl.listening import Listener
+from smsctl.listening import Listener, discover_ngrok
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
 from smsctl.store import Store
@@ -149,6 +149,22 @@ def _no_way_for_statuses(port: int) -> ConfigError:
     )
 
 
+async def embedded_listener_address(
+    settings: Settings, options: WaitOptions, local_api: bool
+) -> tuple[str | None, int]:
+    """(public URL, port) for a listener embedded in a wait.
+
+    A public URL (flag, BASE_URL, or an ngrok tunnel to PORT) forwards to PORT, so the listener must
+    listen there; only with no public URL and a local API (the emulator) is any free port right.
+    """
+    public_url = options.public_url or settings.get("BASE_URL") or await discover_ngrok(settings.port)
+    if options.port is not None:
+        return public_url, options.port
+    if public_url is None and local_api:
+        return None, 0
+    return public_url, settings.port
+
+
 @contextlib.asynccontextmanager
 async def status_route(
     settings: Settings, writer: StoreWriter, options: WaitOptions, webhook_url: str | None
@@ -169,10 +185,8 @@ async def status_route(
             raise _no_way_for_statuses(settings.port)
         yield Route(_status_url(base), f"smsctl listen at {live['local_url']}", shared=True)
         return
-    port = options.port if options.port is not None else (0 if local_api else settings.port)
-    async with Listener(
-        settings, writer, lambda event: None, port=port, public_url=options.public_url
-    ) as listener:
+    public_url, port = await embedded_listener_address(settings, options, local_api)
+    async with Listener(settings, writer, lambda event: None, port=port, public_url=public_url) as listener:
         if listener.public_url is None and not local_api:
             raise _no_way_for_statuses(port)
         yield Route(listener.status_url, f"embedded listener at {listener.local_url}")

@@ -93,7 +93,8 @@ def test_invalid_rows_are_reported_and_nothing_is_sent(sandbox: BackgroundSandbo
     errors = {bad["line"]: bad["error"] for bad in report["invalid"]}
     assert set(errors) == {3, 4}
     assert "not in E.164 form" in errors[3] and "not a valid number" in errors[4]
-    assert lines[-1]["error"]["message"] == "2 of 4 rows are invalid (lines 3, 4); nothing was sent"
+    error = json.loads(stderr.splitlines()[-1])["error"]  # JSON errors go to stderr; stdout holds data
+    assert error["message"] == "2 of 4 rows are invalid (lines 3, 4); nothing was sent"
     assert sandbox.requests == []
     code, lines, _ = bulk(str(csv), "Hi {name} {missing}")
     assert code == 2 and "{missing} has no column" in lines[0]["invalid"][0]["error"]

@@ -68,3 +68,22 @@ def test_config_shows_sources_and_redacts_secrets(
         "VONAGE_SIGNATURE_SECRET" in human.stdout
         and credentials["VONAGE_SIGNATURE_SECRET"] not in human.output
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("postgresql://team:hunter2@db.example:5432/sms", "is a URL"),
+        ("sqlite:///tmp/x.db", "is a URL"),
+        (":memory:", "an in-memory store keeps nothing"),
+    ],
+)
+def test_store_urls_and_memory_are_refused_and_create_nothing(
+    value: str, message: str, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSCTL_DB", value)
+    result = runner.invoke(app, ["log"])
+    assert result.exit_code == 3, result.output
+    assert message in result.stderr and "SMSCTL_DB" in result.stderr
+    assert "hunter2" not in result.stderr, "a password in the URL is never printed"
+    assert list(isolated.iterdir()) == [], "no file named after the URL is created"

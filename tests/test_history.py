@@ -60,7 +60,8 @@ def test_unknown_message_exits_7(history: dict[str, str], ref: str) -> None:
     assert result.exit_code == 7, result.output
     assert "no message" in result.stderr and "smsctl log" in result.stderr
     as_json = runner.invoke(app, ["status", ref, "--json"])
-    assert as_json.exit_code == 7 and json.loads(as_json.stdout)["error"]["code"] == 7
+    assert as_json.exit_code == 7 and json.loads(as_json.stderr)["error"]["code"] == 7
+    assert as_json.stdout == ""
 
 
 def test_log_lists_newest_first_with_filters(history: dict[str, str]) -> None:
@@ -113,3 +114,51 @@ def test_demo_human_summary(credentials: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     assert "demo summary" in result.stdout and "duplicate(s) absorbed" in result.stdout
     assert "missing_signature 1" in result.stdout
+
+
+def _post_signed(url: str, body: dict[str, object]) -> int:
+    import urllib.request
+
+    from tests.helpers import signed_headers
+
+    raw = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=raw, headers=signed_headers(raw), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def test_log_lists_messages_seen_only_through_webhooks(history: dict[str, str]) -> None:
+    """Another program sent these; `smsctl listen` received their statuses: `log` must show them too."""
+    from tests.helpers import ListenProcess
+
+    other = "bbbbbbbb-0000-4000-8000-00000000000"
+    with ListenProcess() as listener:
+        status_url = listener.ready()["status_url"]
+        for n in range(3):
+            for status in ("submitted", "delivered" if n else "rejected"):
+                body = {
+                    "message_uuid": f"{other}{n}",
+                    "to": f"1415555020{n}",
+                    "from": "Acme",
+                    "status": status,
+                    "timestamp": f"2026-11-30T10:00:0{n}Z",
+                    "client_ref": f"app-{n}",
+                }
+                if status == "rejected":
+                    body["error"] = {"title": "1240", "detail": "Illegal Number"}
+                assert _post_signed(status_url, body) == 200
+        listener.stop()
+    rows = json.loads(runner.invoke(app, ["log", "--json"]).stdout)
+    assert [r["client_ref"] for r in rows] == ["app-2", "app-1", "app-0", "dup-1", "no-1", "ok-1"]
+    assert [r["source"] for r in rows] == ["webhook"] * 3 + ["smsctl"] * 3
+    assert rows[2] | {"last_activity": None} == rows[2] | {
+        "message_uuid": f"{other}0", "to": "14155550200", "from": "Acme", "status": "rejected", "final": True,
+        "error_code": "1240", "sent_at": None, "batch_id": None, "last_activity": None,
+    }  # fmt: skip
+    rejected = json.loads(runner.invoke(app, ["log", "--json", "--status", "rejected"]).stdout)
+    assert [r["client_ref"] for r in rejected] == ["app-0", "no-1"]
+    assert len(json.loads(runner.invoke(app, ["log", "--json", "--limit", "2"]).stdout)) == 2
+    batch_only = json.loads(runner.invoke(app, ["log", "--json", "--batch", "bnone"]).stdout)
+    assert batch_only == []
+    human = runner.invoke(app, ["log"])
+    assert human.exit_code == 0 and "via webhook" in human.stdout and "app-1" in human.stdout

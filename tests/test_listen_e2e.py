@@ -98,7 +98,7 @@ def test_port_in_use_exits_3_with_a_hint(credentials: dict[str, str]) -> None:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(app, ["listen", "--port", str(port), "--json"])
     assert result.exit_code == 3, result.output
-    assert "another program uses that port" in result.stdout
+    assert "another program uses that port" in result.stderr and result.stdout == ""
 
 
 def test_emulator_to_real_listener_end_to_end(
@@ -219,5 +219,5 @@ def test_refuses_to_start_on_a_corrupt_store_and_keeps_it(credentials: dict[str,
     db_path.write_bytes(garbage)
     result = CliRunner().invoke(app, ["listen", "--port", "0", "--json"])
     assert result.exit_code == 3, result.output
-    assert "cannot open the store" in json.loads(result.stdout)["error"]["message"]
+    assert "cannot open the store" in json.loads(result.stderr.splitlines()[-1])["error"]["message"]
     assert db_path.read_bytes() == garbage, "the store must never be deleted or recreated"

@@ -36,16 +36,46 @@ def test_invalid_recipients_are_usage_errors(number: str, message: str) -> None:
         ("14155550100", "14155550100"),
         ("Acme", "Acme"),
         ("ACME2FA", "ACME2FA"),
+        ("12345", "12345"),  # a short code: all digits is a number, not an alphanumeric ID
+        ("+12345", "12345"),
+        ("1", "1"),
+        ("123456789012345", "123456789012345"),
+        ("2FA", "2FA"),
     ],
 )
 def test_senders(sender: str, expected: str) -> None:
     assert parse_sender(sender) == expected
 
 
-@pytest.mark.parametrize("sender", ["Acme Corp", "TwelveChars1", "", "+0123", "héllo"])
-def test_bad_senders(sender: str) -> None:
-    with pytest.raises(UsageError, match="neither an E.164 number nor an alphanumeric"):
+@pytest.mark.parametrize(
+    ("sender", "message"),
+    [
+        ("Acme Corp", "neither a number nor an alphanumeric sender ID"),
+        ("TwelveChars1", "neither a number nor an alphanumeric sender ID"),
+        ("", "neither a number nor an alphanumeric sender ID"),
+        ("héllo", "neither a number nor an alphanumeric sender ID"),
+        ("+0123", "not a usable number: numeric senders have 1–15 digits"),
+        ("0044123456", "not a usable number"),
+        ("1234567890123456", "not a usable number"),
+    ],
+)
+def test_bad_senders(sender: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as raised:
         parse_sender(sender)
+    assert raised.value.hint is not None and "short code such as 12345" in raised.value.hint
+
+
+@pytest.mark.parametrize(
+    "sender", ["12345", "1", "123456789012345", "2FA", "Acme", "0123", "Acme Corp", "x" * 12]
+)
+def test_the_emulator_agrees_with_the_sender_check(sender: str) -> None:
+    from smsctl.sandbox import _valid_sender
+
+    try:
+        accepted: str | None = parse_sender(sender)
+    except UsageError:
+        accepted = None
+    assert _valid_sender(sender) == (accepted is not None)
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,9 @@ def test_unicode_encoding_is_passed_on(sandbox: BackgroundSandbox) -> None:
         (["+1415555", "hi"], "not a valid number"),
         (["+14155550101", ""], "the text is empty"),
         (["+14155550101", "x" * 3201], "3201 characters"),
-        (["+14155550101", "hi", "--from", "Bad Sender"], "alphanumeric sender"),
+        (["+14155550101", "hi", "--from", "Bad Sender"], "alphanumeric sender ID"),
         (["+14155550101", "hi", "--client-ref", "r" * 101], "at most 100"),
-        (["+14155550101", "hi", "--encoding", "latin1"], "choose auto, text or unicode"),
+        (["+14155550101", "hi", "--encoding", "latin1"], "'latin1' is not one of"),
     ],
 )
 def test_bad_input_exits_2_and_sends_nothing(
@@ -161,9 +161,9 @@ def test_wrong_credentials_exit_4_with_the_problem(
 
 
 def test_refusal_json_carries_the_problem(sandbox: BackgroundSandbox, db_path: Path) -> None:
-    code, stdout, _ = send("+14155550191", "hi", "--json", "--client-ref", "broke")
-    assert code == 4
-    error = json.loads(stdout)["error"]
+    code, stdout, stderr = send("+14155550191", "hi", "--json", "--client-ref", "broke")
+    assert code == 4 and stdout == ""
+    error = json.loads(stderr.splitlines()[-1])["error"]
     assert (error["code"], error["status"], error["problem"]["title"]) == (4, 402, "Low balance")
     assert Store(db_path).recent_messages(1)[0]["state"] == "refused"
 

@@ -149,3 +149,38 @@ def test_warns_when_the_listener_stops_mid_wait(
         killer.join()
     assert result.exit_code == 6, result.output
     assert "smsctl listen has stopped" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_wait_with_base_url_listens_on_port(
+    sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BASE_URL forwards to PORT (as ngrok does), so the embedded listener must listen on PORT."""
+    port = _free_port()
+    monkeypatch.setenv("PORT", str(port))
+    monkeypatch.setenv("BASE_URL", f"http://127.0.0.1:{port}")
+    result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait", "--timeout", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"embedded listener at http://127.0.0.1:{port}" in result.stderr
+    assert sandbox.requests[-1].body["webhook_url"] == f"http://127.0.0.1:{port}/webhooks/status"
+
+
+def test_bulk_wait_with_base_url_listens_on_port(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    port = _free_port()
+    monkeypatch.setenv("PORT", str(port))
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("+14155550101\n+14155550102\n")
+    result = runner.invoke(app, ["bulk", str(numbers), "hi", "--wait", "--timeout", "5", "--json",
+                                 "--public-url", f"http://127.0.0.1:{port}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["final"] == {"delivered": 2}
+    assert {r.body["webhook_url"] for r in sandbox.requests} == {f"http://127.0.0.1:{port}/webhooks/status"}

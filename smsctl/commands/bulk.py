@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from smsctl.commands import DebugOption, JsonOption, flags
+from smsctl.numbers import EncodingChoice
 
 
 def bulk(
@@ -35,7 +36,9 @@ def bulk(
     ttl: Annotated[
         int | None, typer.Option(min=20, max=604800, help="Seconds to keep trying delivery.")
     ] = None,
-    encoding: Annotated[str, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")] = "auto",
+    encoding: Annotated[
+        EncodingChoice, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")
+    ] = EncodingChoice.AUTO,
     webhook_url: Annotated[str | None, typer.Option(help="Status webhook URL for every message.")] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until every message has a final status.")
@@ -87,7 +90,6 @@ def bulk(
             _render_summary(summary)
         error = outcome_error(result, states)
         if error is not None:
-            error.result_printed = True
             raise error
 
 

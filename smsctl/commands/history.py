@@ -94,6 +94,7 @@ def log(
 
 def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from smsctl.events import error_title
     from smsctl.output import note, out
@@ -105,14 +106,16 @@ def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
     if inbound:
         table = Table("received", "from", "to", "text", box=None)
         for r in rows:
-            table.add_row(_when(r["received_at"]), r["from"], r["to"], r["text"])
+            table.add_row(_when(r["received_at"]), r["from"], r["to"], Text(r["text"] or ""))
     else:
-        table = Table("sent", "message", "to", "client_ref", "status", "error", box=None)
+        table = Table("last activity", "message", "to", "client_ref", "status", "error", "source", box=None)
         for r in rows:
             style = STATUS_STYLE.get(r["status"], "magenta")
             error = (
                 f"{r['error_code']} {error_title(r['error_code']) or ''}" if r["error_code"] else r["error"]
             )
-            table.add_row(_when(r["sent_at"]), r["message_uuid"] or "-", r["to"], r["client_ref"],
-                          f"[{style}]{r['status']}[/]", error or "")  # fmt: skip
+            source = "sent" if r["source"] == "smsctl" else "via webhook"
+            table.add_row(_when(r["last_activity"]), r["message_uuid"] or "-", r["to"] or "?",
+                          Text(r["client_ref"] or ""), Text(r["status"], style), Text(error or ""),
+                          Text(source, "" if r["source"] == "smsctl" else "dim"))  # fmt: skip
     out().print(table)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from smsctl.commands import DebugOption, JsonOption, flags
+from smsctl.numbers import EncodingChoice
 
 
 def send(
@@ -26,7 +27,9 @@ def send(
     ttl: Annotated[
         int | None, typer.Option(min=20, max=604800, help="Seconds to keep trying delivery.")
     ] = None,
-    encoding: Annotated[str, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")] = "auto",
+    encoding: Annotated[
+        EncodingChoice, typer.Option(help="auto, text (GSM-7) or unicode (UCS-2).")
+    ] = EncodingChoice.AUTO,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the final status: exit 0 delivered, 1 failed, 6 timeout.")
     ] = False,
@@ -57,14 +60,10 @@ def send(
     from smsctl.output import reporting
 
     with reporting(json_output, debug):
-        if encoding not in ("auto", "text", "unicode"):
-            from smsctl.errors import UsageError
-
-            raise UsageError(f"--encoding {encoding!r}: choose auto, text or unicode")
         from smsctl.sending import SendRequest, send_one
 
         settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
-        request = SendRequest(to, text, sender, client_ref, webhook_url, ttl, encoding)  # type: ignore[arg-type]
+        request = SendRequest(to, text, sender, client_ref, webhook_url, ttl, encoding)
         if not wait:
             result, cost = asyncio.run(send_one(settings, request))
             _render(result.to_dict(), cost.segments, json_output)
@@ -103,7 +102,6 @@ def _send_and_wait(settings: Any, request: Any, timeout: float, port: int | None
         out().print(f"{result.sent.message_uuid} {result.status}")
     error = outcome_error(result)
     if error is not None:
-        error.result_printed = True
         raise error
 
 
