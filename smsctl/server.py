@@ -38,9 +38,32 @@ INBOUND_PATH = "/webhooks/inbound"
 REJECTION_STATUS.update({"too_large": 413, "compressed": 415, "slow_body": 408, "incomplete_body": 400})
 
 
+class RateMeter:
+    """Events per second over the last `window` whole seconds: O(1) per event and exact at any rate."""
+
+    def __init__(self, window: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._buckets: collections.deque[list[int]] = collections.deque()  # [second, events]
+
+    def add(self, count: int = 1) -> None:
+        second = int(self.clock())
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        else:
+            self._buckets.append([second, count])
+        while self._buckets[0][0] < second - self.window:
+            self._buckets.popleft()
+
+    def rate(self) -> float:
+        """The average over the last `window` completed seconds (the current one is still filling)."""
+        now = int(self.clock())
+        return sum(n for second, n in self._buckets if now - self.window <= second < now) / self.window
+
+
 @dataclass
 class Counters:
-    """What the listener has seen; shown in the footer and on /healthz."""
+    """What the listener has seen since it started; shown in the footer and on /healthz."""
 
     started_at: float = field(default_factory=time.time)
     accepted: int = 0
@@ -54,12 +77,19 @@ class Counters:
     store_ok: bool = True  # did the last commit succeed?
     view_errors: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
-    recent: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=4096))
+    statuses: collections.Counter[str] = field(
+        default_factory=collections.Counter
+    )  # accepted events by status
+    rate: RateMeter = field(default_factory=RateMeter)
 
-    def events_per_second(self, window: float = 5.0) -> float:
-        """Accepted events per second over the last `window` seconds."""
-        cutoff = time.time() - window
-        return sum(1 for t in self.recent if t >= cutoff) / window
+    def events_per_second(self) -> float:
+        """Accepted events per second over the last few seconds."""
+        return self.rate.rate()
+
+    def count_accepted(self, status: str) -> None:
+        self.accepted += 1
+        self.statuses[status] += 1
+        self.rate.add()
 
     def health(self) -> dict[str, Any]:
         """Liveness and counters only: no message data, no secrets (this port may be public)."""
@@ -67,6 +97,7 @@ class Counters:
             "status": "ok" if self.store_ok else "degraded",
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "accepted": self.accepted,
+            "statuses": dict(self.statuses),
             "duplicates": self.duplicates,
             "dead_letters": self.dead_letters,
             "inbound": self.inbound,
@@ -74,6 +105,7 @@ class Counters:
             "clock_skew": self.clock_skew,
             "previous_secret": self.previous_secret,
             "store_unavailable": self.store_unavailable,
+            "view_errors": self.view_errors,
             "rejected": dict(self.rejected),
         }
 
@@ -213,8 +245,7 @@ async def handle_status(request: web.Request) -> web.Response:
     if applied.duplicate:
         counters.duplicates += 1
     else:
-        counters.accepted += 1
-        counters.recent.append(received_at)
+        counters.count_accepted(event.status)
     kind = "duplicate" if applied.duplicate else "accepted"
     _notify(request, ListenerEvent(kind, received_at, status_event=event, applied=applied))
     return web.Response(status=200)

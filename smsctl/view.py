@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -22,7 +22,11 @@ MAX_ROWS = 200
 
 
 def clock(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+    """HH:MM:SS local time; a timestamp no clock can show (year 10000, NaN) is shown as such, not fatal."""
+    try:
+        return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return "??:??:??"
 
 
 def event_record(event: ListenerEvent) -> dict[str, Any]:
@@ -91,24 +95,66 @@ class MessageRow:
             self.anomalies.append(anomaly)
         self.transitions.append((event.status, event.event_time() or received_at, anomaly))
 
-    def timeline(self) -> Text:
-        """Transitions in Vonage's time order, with the delay since the first and arrival anomalies."""
+    def timeline(self, delays: bool = True, width: int = 1_000) -> Text:
+        """Transitions in Vonage's time order, with the delay since the first and arrival anomalies.
+
+        On one line when it fits `width`, else one transition per line, so a line break never
+        falls inside a transition.
+        """
         ordered = sorted(self.transitions, key=lambda t: t[1])
-        text = Text()
+        steps = []
         for index, (status, at, anomaly) in enumerate(ordered):
-            if index:
-                text.append(" → ")
-            text.append(status, STATUS_STYLE.get(status, "magenta"))
-            text.append(f" {clock(at)}")
-            if index:
-                text.append(f" (+{at - ordered[0][1]:.1f} s)", "dim")
+            step = Text(status, STATUS_STYLE.get(status, "magenta"))
+            step.append(f" {clock(at)}")
+            if index and delays:
+                step.append(f" (+{at - ordered[0][1]:.1f}s)", "dim")
             if anomaly:
-                text.append(f" [{anomaly.replace('_', ' ')}]", "bold yellow")
-        return text
+                step.append(f" [{anomaly.replace('_', ' ')}]", "bold yellow")
+            steps.append(step)
+        one_line = Text(" → ").join(steps)
+        return one_line if one_line.cell_len <= width else Text("\n→ ").join(steps)
+
+
+STATUS_WIDTH = 16  # "undeliverable" and a duplicate marker; a conflict marker wraps below
+ERROR_WIDTH = {True: 22, False: 5}  # "1240 Illegal Number" or just "1240"
+PRICE_WIDTH = 11
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns fit a terminal width: the essential four always, the rest as room allows."""
+
+    width: int
+    client_ref: int  # max width, 0 = hidden
+    price: bool
+    error_title: bool  # "1240 Illegal Number" instead of "1240"
+    delays: bool  # "(+3.2s)" after each transition
+
+    @classmethod
+    def for_width(cls, width: int) -> Layout:
+        client_ref = 0 if width < 110 else 18 if width < 150 else 36
+        return cls(width, client_ref, price=width >= 130, error_title=width >= 100, delays=width >= 100)
+
+    def transitions_width(self, rows: list[MessageRow]) -> int:
+        """The room left for transitions once the other columns (one space of padding each side) have theirs."""
+
+        def widest(values: list[str], cap: int) -> int:
+            return min(max((len(v) for v in values), default=0), cap) + 2
+
+        used = 10 + widest([r.to for r in rows], 15) + STATUS_WIDTH + 2
+        used += widest(
+            [r.error if self.error_title else r.error[:4] for r in rows], ERROR_WIDTH[self.error_title]
+        )
+        used += widest([r.client_ref for r in rows], self.client_ref) if self.client_ref else 0
+        used += widest([r.price for r in rows], PRICE_WIDTH) if self.price else 0
+        return max(20, self.width - used)
 
 
 class LiveView:
-    """The Rich live view: header with URLs, one row per message, inbound panel, footer."""
+    """The Rich live view: header with URLs, one row per message, inbound panel, footer.
+
+    It is itself the renderable, so each refresh lays the table out for the width it is given.
+    """
 
     def __init__(self, counters: Counters, visible_rows: int = 20) -> None:
         self.counters = counters
@@ -147,11 +193,19 @@ class LiveView:
             del self.notices[5:]
 
     def render(self) -> RenderableType:
-        parts: list[RenderableType] = [self._header(), self._table()]
-        if self.inbound:
-            parts.append(self._inbound())
-        parts.append(self._footer())
-        return Group(*parts)
+        return self
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        try:
+            layout = Layout.for_width(options.max_width)
+            parts: list[RenderableType] = [self._header(), self._table(layout)]
+            if self.inbound:
+                parts.append(self._inbound())
+            parts.append(self._footer())
+        except Exception as exc:  # the refresh thread must survive anything; the listener keeps storing
+            self.counters.view_errors += 1
+            parts = [Text(f"display error ({type(exc).__name__}); events are still stored", "bold red")]
+        yield from parts
 
     def _header(self) -> Panel:
         info = self.info
@@ -165,39 +219,63 @@ class LiveView:
         lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")
         return Panel(lines, title="smsctl listen", subtitle="Ctrl-C to stop", border_style="blue")
 
-    def _table(self) -> Table:
+    def _table(self, layout: Layout) -> Table:
+        # Essential columns never wrap; transitions wrap between words (never inside one); the
+        # optional ones are cut with an ellipsis or left out, so nothing is spelled down the screen.
         table = Table(expand=True, box=None, header_style="bold")
-        for name in ("message", "to", "client_ref", "status", "transitions", "price", "error"):
-            table.add_column(name, overflow="fold", ratio=4 if name == "transitions" else None)
-        for row in list(reversed(self.rows.values()))[: self.visible_rows]:
+        table.add_column("message", no_wrap=True, min_width=8)
+        table.add_column("to", no_wrap=True, min_width=11)
+        if layout.client_ref:
+            table.add_column("client_ref", no_wrap=True, overflow="ellipsis", max_width=layout.client_ref)
+        table.add_column("status", min_width=13, max_width=STATUS_WIDTH)
+        table.add_column("transitions", ratio=1, min_width=20)
+        if layout.price:
+            table.add_column("price", no_wrap=True, max_width=PRICE_WIDTH)
+        table.add_column(
+            "error", no_wrap=True, overflow="ellipsis", max_width=ERROR_WIDTH[layout.error_title]
+        )
+        shown = list(reversed(self.rows.values()))[: self.visible_rows]
+        room = layout.transitions_width(shown)
+        for row in shown:
+            table.add_row(*self._cells(row, layout, room))
+        if not self.rows:
+            table.add_row("", "", *([""] if layout.client_ref else []), Text("waiting for webhooks…", "dim"))
+        return table
+
+    def _cells(self, row: MessageRow, layout: Layout, room: int) -> list[Text]:
+        """One row's cells; data is plain Text (never markup), and a row that cannot be shown is counted."""
+        try:
             status = Text(row.status, STATUS_STYLE.get(row.status, "magenta"))
             if row.duplicates:
                 status.append(f" dup×{row.duplicates}", "dim")
             if "conflicting_final" in row.anomalies:
                 status.append(" ⚠ conflict", "bold red")
-            table.add_row(row.uuid[:8], row.to, row.client_ref, status, row.timeline(), row.price,
-                          Text(row.error, "red"))  # fmt: skip
-        if not self.rows:
-            table.add_row("", "", "", Text("waiting for webhooks…", "dim"), "", "", "")
-        return table
+            error = row.error if layout.error_title else row.error.split(" ")[0]
+            cells = [Text(row.uuid[:8]), Text(row.to)]
+            if layout.client_ref:
+                cells.append(Text(row.client_ref))
+            cells += [status, row.timeline(layout.delays, room)]
+            if layout.price:
+                cells.append(Text(row.price))
+            return [*cells, Text(error, "red")]
+        except Exception as exc:  # one odd event must not freeze the whole screen
+            self.counters.view_errors += 1
+            return [Text(row.uuid[:8]), Text(f"cannot display: {type(exc).__name__}", "red")]
 
     def _inbound(self) -> Panel:
         table = Table(box=None, show_header=False)
         for at, sender, text in self.inbound:
-            table.add_row(clock(at), sender, text)
+            table.add_row(clock(at), Text(sender), Text(text))
         return Panel(table, title="inbound", border_style="cyan")
 
     def _footer(self) -> Text:
         c = self.counters
-        per_status: dict[str, int] = {}
-        for row in self.rows.values():
-            per_status[row.status] = per_status.get(row.status, 0) + 1
-        text = Text()
-        for status, count in sorted(per_status.items()):
-            text.append(f"{status} {count}  ", STATUS_STYLE.get(status, "magenta"))
-        text.append(f"│ {c.events_per_second():.1f} events/s  duplicates {c.duplicates}  ")
-        text.append(f"dead letters {c.dead_letters}  ", "red" if c.dead_letters else "")
-        rejected = ", ".join(f"{reason} {n}" for reason, n in c.rejected.most_common())
+        text = Text(f"since {clock(c.started_at)}: ", "dim")
+        for status, count in sorted(c.statuses.items()):
+            text.append(f"{status} {count:,}  ", STATUS_STYLE.get(status, "magenta"))
+        text.append(f"│ {c.events_per_second():,.1f} events/s  duplicates {c.duplicates:,}  ")
+        text.append(f"dead letters {c.dead_letters:,}  ", "red" if c.dead_letters else "")
+        rejected = ", ".join(f"{reason} {n:,}" for reason, n in c.rejected.most_common())
         text.append(f"rejected: {rejected or 'none'}", "red" if rejected else "")
         if c.stale_tokens or c.clock_skew:
             text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew} (check NTP)", "yellow")
@@ -205,6 +283,8 @@ class LiveView:
             text.append(f"  signed with the previous secret {c.previous_secret}", "yellow")
         if c.store_unavailable:
             text.append(f"  store unavailable {c.store_unavailable}", "bold red")
+        if c.view_errors:
+            text.append(f"  display errors {c.view_errors}", "bold red")
         for notice in self.notices[:3]:
             text.append(f"\n{notice}", "dim")
         return text

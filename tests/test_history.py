@@ -112,7 +112,7 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
 def test_demo_human_summary(credentials: dict[str, str]) -> None:
     result = runner.invoke(app, ["demo", "--time-scale", "0.05"])
     assert result.exit_code == 0, result.output
-    assert "demo summary" in result.stdout and "duplicate(s) absorbed" in result.stdout
+    assert "demo summary" in result.stdout and "1 duplicate absorbed" in result.stdout
     assert "missing_signature 1" in result.stdout
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
 
+import pytest
 from aiohttp import web
 from rich.console import Console
 
 from smsctl.events import parse_inbound, parse_status
 from smsctl.listening import discover_ngrok
-from smsctl.server import Counters, ListenerEvent
+from smsctl.server import Counters, ListenerEvent, RateMeter
 from smsctl.store import Applied
 from smsctl.view import LiveView, event_record
 
@@ -34,6 +36,8 @@ def render(view: LiveView) -> str:
 
 def test_live_table_shows_transitions_errors_and_the_urls() -> None:
     counters = Counters()
+    counters.count_accepted("submitted")
+    counters.count_accepted("rejected")
     counters.rejected["bad_signature"] = 2
     counters.duplicates = 1
     view = LiveView(counters)
@@ -58,13 +62,140 @@ def test_live_table_shows_transitions_errors_and_the_urls() -> None:
         "rejected",
         "submitted",
         "→",
-        "(+3.2 s)",
+        "(+3.2s)",
         "0.0057 EUR",
         "1240 Illegal Number",
     ):
         assert expected in row, (expected, row)
     assert "STOP" in screen and "447700900001" in screen
     assert "rejected: bad_signature 2" in screen and "duplicates 1" in screen
+    assert "submitted 1" in screen and "rejected 1" in screen
+
+
+REALISTIC = [  # (uuid, to, client_ref, [(status, timestamp, anomaly?)], error)
+    ("5b3c0d7e-1111-4ccc-8ddd-0123456789ab", "447700900123", "campaign-2026-black-friday-reminder-batch-7-row-12345",
+     [("submitted", "2026-11-30T12:00:01Z"), ("undeliverable", "2026-11-30T12:00:04.2Z"),
+      ("delivered", "2026-11-30T12:00:09Z"), ("submitted", "2026-11-30T12:00:02Z")], "1260"),
+    ("aaaa0000-2222-4ccc-8ddd-0123456789ab", "14155550110", "order-42-retry-3-customer-9876543210",
+     [("submitted", "2026-11-30T12:01:11Z"), ("rejected", "2026-11-30T12:01:15Z")], "1240"),
+    ("bbbb0000-3333-4ccc-8ddd-0123456789ab", "491701234567", "x", [("delivered", "2026-11-30T12:02:21Z")], None),
+]  # fmt: skip
+
+
+def realistic_view() -> LiveView:
+    counters = Counters()
+    view = LiveView(counters)
+    view.ready({"local_url": "http://127.0.0.1:3000", "public_url": "https://abc123.ngrok-free.app",
+                "status_url": "https://abc123.ngrok-free.app/webhooks/status",
+                "inbound_url": "https://abc123.ngrok-free.app/webhooks/inbound", "store": "/tmp/s.db"})  # fmt: skip
+    for uuid, to, ref, steps, error in REALISTIC:
+        for status_, ts in steps:
+            extra: dict[str, Any] = {"usage": {"price": "0.0057", "currency": "EUR"}}
+            if error and status_ != "submitted":
+                extra["error"] = {"title": error, "detail": "x"}
+            raw = json.dumps({"message_uuid": uuid, "status": status_, "timestamp": ts, "to": to,
+                              "client_ref": ref, **extra}).encode()  # fmt: skip
+            view.handle(ListenerEvent("accepted", time.time(), status_event=parse_status(raw),
+                                      applied=Applied(False, status_, status_ != "submitted", None, True)))  # fmt: skip
+            counters.count_accepted(status_)
+    return view
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+def test_live_table_reads_well_at_every_width(width: int) -> None:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(realistic_view().render())
+    screen = console.export_text()
+    lines = screen.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "message" in line)
+    for column in ("message", "to", "status", "transitions", "error"):
+        assert f" {column} " in f" {header} ", (column, header)
+    for uuid, to, _, steps, _ in REALISTIC:
+        assert uuid[:8] in screen and to in screen
+        for status_, ts in steps:
+            assert status_ in screen, status_  # whole words: a folded word would not match
+            assert ts[11:19] in screen, ts  # HH:MM:SS, whole
+    if width >= 120:
+        assert "client_ref" in header and "campaign-2026" in screen
+    if width >= 200:
+        assert "order-42-retry-3-customer-9876543210" in screen and "0.0057 EUR" in screen
+    if width < 100:
+        assert "client_ref" not in header and "price" not in header
+
+
+def test_footer_counts_every_event_since_start_not_just_the_rows_shown() -> None:
+    counters = Counters()
+    view = LiveView(counters)
+    for n in range(12_943):
+        raw = json.dumps(
+            {"message_uuid": f"m-{n}", "status": "delivered", "timestamp": "2026-11-30T12:00:00Z"}
+        )
+        status_ = "rejected" if n % 300 == 0 else "delivered"
+        view.handle(ListenerEvent("accepted", 0.0, status_event=parse_status(raw.encode()),
+                                  applied=Applied(False, status_, True, None, True)))  # fmt: skip
+        counters.count_accepted(status_)
+    screen = render(view)
+    assert "delivered 12,899" in screen and "rejected 44" in screen and "since " in screen
+
+
+def test_rate_meter_is_exact_at_any_rate() -> None:
+    now = [1000.0]
+    meter = RateMeter(window=5, clock=lambda: now[0])
+    for second in range(7):
+        now[0] = 1000.0 + second
+        meter.add(20_000)  # far above what a 4,096-entry deque over 5 s could show (819/s)
+    now[0] = 1007.5
+    assert meter.rate() == 20_000.0
+    now[0] = 1010.0
+    assert meter.rate() == 20_000 * 2 / 5  # seconds 1005 and 1006 are still in the window
+    now[0] = 1100.0
+    assert meter.rate() == 0.0
+
+
+def _render_seconds(view: LiveView) -> float:
+    console = Console(width=120, file=io.StringIO(), color_system=None)
+    best = float("inf")
+    for _ in range(15):
+        started = time.perf_counter()
+        console.print(view.render())
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_rendering_costs_the_same_after_100_and_100_000_events() -> None:
+    def fed(count: int) -> LiveView:
+        counters = Counters()
+        view = LiveView(counters)
+        for n in range(count):
+            status_ = ("submitted", "delivered", "rejected")[n % 3]
+            raw = json.dumps({"message_uuid": f"m-{n // 2}", "status": status_, "timestamp": "2026-11-30T12:00:00Z",
+                              "to": "14155550101"})  # fmt: skip
+            view.handle(ListenerEvent("accepted", 0.0, status_event=parse_status(raw.encode()),
+                                      applied=Applied(False, status_, status_ != "submitted", None, True)))  # fmt: skip
+            counters.count_accepted(status_)
+        return view
+
+    small, large = _render_seconds(fed(100)), _render_seconds(fed(100_000))
+    assert large <= 2 * small, (small, large)
+
+
+def test_data_is_never_taken_as_markup_and_odd_events_never_stop_the_view() -> None:
+    counters = Counters()
+    view = LiveView(counters)
+    view.ready({"local_url": "[/]", "status_url": "[bold]x", "inbound_url": "", "store": ""})
+    raw = json.dumps({"message_uuid": "[/]uuid-1", "status": "delivered", "to": "[red]1415[/]",
+                      "client_ref": "ref[/]x", "timestamp": "9999-12-31T23:59:59-12:00",  # year 10000 locally
+                      "error": {"title": "[/]", "detail": "[link=x]"}}).encode()  # fmt: skip
+    view.handle(ListenerEvent("accepted", time.time(), status_event=parse_status(raw),
+                              applied=Applied(False, "delivered", True, None, True)))  # fmt: skip
+    inbound = parse_inbound(json.dumps({"message_uuid": "i-1", "from": "[b]4477", "to": "x",
+                                        "text": "STOP [/] [bold]now", "timestamp": "x"}).encode())  # fmt: skip
+    view.handle(ListenerEvent("inbound", time.time(), inbound=inbound))
+    view.handle(ListenerEvent("rejected", time.time(), reason="[/]bad", detail="[/]"))
+    screen = render(view)
+    for literal in ("ref[/]x", "[red]1415[/]", "STOP [/] [bold]now", "[b]4477", "??:??:??"):
+        assert literal in screen, literal
 
 
 def test_json_record_of_a_status_event() -> None:

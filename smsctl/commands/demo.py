@@ -70,12 +70,15 @@ def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> 
     from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS
     from smsctl.view import STATUS_STYLE
 
-    table = Table("message", "to", "scenario", "final status", "events as received", "notes",
-                  title="demo summary", box=None)  # fmt: skip
+    table = Table(title="demo summary", box=None)
+    for name, width in (("message", 8), ("to", 12), ("scenario", 13), ("final status", 13)):
+        table.add_column(name, min_width=width, no_wrap=True)  # status words are never cut
+    table.add_column("events as received", min_width=13)
+    table.add_column("notes")
     for message in summary:
         style = STATUS_STYLE.get(message["status"], "magenta")
         received = " → ".join(e["status"] for e in message["events"])
-        notes = [f"{message['duplicates']} duplicate(s) absorbed"] if message["duplicates"] else []
+        notes = [_plural(message["duplicates"], "duplicate") + " absorbed"] if message["duplicates"] else []
         notes += sorted({f"{e['status']} arrived {e['anomaly']}" for e in message["events"] if e["anomaly"]})
         notes += [f"error {e['error_code']}" for e in message["events"] if e["error_code"]]
         scenario = SCENARIOS.get(message["to"], DEFAULT_SCENARIO).name
@@ -84,7 +87,11 @@ def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> 
                       received, "; ".join(notes))  # fmt: skip
     out().print(table)
     rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"
-    out().print(f"listener: {counters['accepted']} events stored, {counters['duplicates']} duplicate(s) absorbed, "
+    out().print(f"listener: {counters['accepted']} events stored, {_plural(counters['duplicates'], 'duplicate')} absorbed, "
                 f"rejected: {rejected} (an unsigned callback gets 503, so it comes back signed)")  # fmt: skip
     out().print("Run it for real: copy .env.example to .env, fill it in, then `smsctl listen` and "
                 "`smsctl send +1… \"hi\" --wait`.", style="dim")  # fmt: skip
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
