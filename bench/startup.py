@@ -1,5 +1,6 @@
-"""Start-up benchmark: wall time of `smsctl --help` and of one `smsctl send` to the emulator,
-against `python -c pass` as the floor, measured in the same run (median of N runs each).
+"""Start-up benchmark: wall time of `smsctl --help`, of a refused `smsctl send` (bad number) and of
+one `smsctl send` to the emulator, against `python -c pass` as the floor and `--help` as the
+baseline, measured in the same run (median of N runs each).
 
     python bench/startup.py           # 15 runs each
     python bench/startup.py --quick   # 3 runs each
@@ -21,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PYTHON, SMSCTL, machine, start_sandbox, stop, table, write_credentials  # noqa: E402
 
 
-def median_wall(command: list[str], env: dict[str, str], runs: int) -> float:
+def median_wall(command: list[str], env: dict[str, str], runs: int, expect: int = 0) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        done = subprocess.run(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
         times.append(time.perf_counter() - started)
+        if done.returncode != expect:
+            raise SystemExit(f"{command} exited {done.returncode}, expected {expect}")
     return statistics.median(times)
 
 
@@ -42,14 +45,15 @@ def main() -> int:
         try:
             floor = median_wall([PYTHON, "-c", "pass"], env, runs)
             help_ = median_wall([*SMSCTL, "--help"], env, runs)
+            refused = median_wall([*SMSCTL, "send", "12", "hi"], env, runs, expect=2)
             send = median_wall([*SMSCTL, "send", "+14155550101", "start-up"], env, runs)
         finally:
             stop(sandbox)  # type: ignore[arg-type]
     print(f"start-up benchmark: median of {runs} runs; {machine()}")
-    print(table(["command", "wall ms", "× python -c pass", "above the floor ms"], [
-        ["python -c pass", f"{floor * 1000:.0f}", "1.0", "0"],
-        ["smsctl --help", f"{help_ * 1000:.0f}", f"{help_ / floor:.1f}", f"{(help_ - floor) * 1000:.0f}"],
-        ["smsctl send (emulator)", f"{send * 1000:.0f}", f"{send / floor:.1f}", f"{(send - floor) * 1000:.0f}"],
+    rows = [("python -c pass", floor), ("smsctl --help", help_), ("smsctl send 12 hi (refused)", refused),
+            ("smsctl send (emulator)", send)]  # fmt: skip
+    print(table(["command", "wall ms", "× python -c pass", "× smsctl --help"], [
+        [name, f"{wall * 1000:.0f}", f"{wall / floor:.1f}", f"{wall / help_:.1f}"] for name, wall in rows
     ]))  # fmt: skip
     return 0
 

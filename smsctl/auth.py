@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,24 +38,38 @@ class BasicCredentials:
 
 
 class ApplicationJwt:
-    """An RS256 application JWT, minted with `vonage_jwt` and reused until shortly before expiry.
+    """An RS256 application JWT, minted as `vonage_jwt.JwtClient` mints it, and reused until shortly
+    before it expires.
 
-    The SDK's default path mints (and re-parses the RSA key) for every request, about 50 ms of
-    CPU each; here the key is parsed once by `load_private_key` and a token serves ~14 minutes.
+    Minted with PyJWT directly: `vonage_jwt` does the same `jwt.encode` call, but importing it loads
+    pydantic through `vonage_utils` (~110 ms on every send). tests/test_auth.py holds the two tokens
+    to each other. The SDK's default path also re-parses the RSA key for every request (~50 ms of
+    CPU); here `load_private_key` parses it once and a token serves ~14 minutes.
     """
 
-    def __init__(self, application_id: str, private_key: RSAPrivateKey) -> None:
-        from vonage_jwt import JwtClient  # lazily: only the send path needs it
-
-        self._client = JwtClient(application_id, private_key)
+    def __init__(
+        self, application_id: str, private_key: RSAPrivateKey, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.application_id = application_id
+        self._key = private_key
+        self._clock = clock
         self._token = ""
         self._renew_at = 0.0
         self.minted = 0
 
+    def mint(self) -> str:
+        """A fresh token with the SDK's claims and header."""
+        import jwt
+
+        iat = int(self._clock())
+        claims = {"application_id": self.application_id, "iat": iat, "jti": str(uuid.uuid4()),
+                  "exp": iat + JWT_LIFETIME}  # fmt: skip
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"alg": "RS256", "typ": "JWT"})
+
     def authorization(self) -> str:
-        now = time.time()
+        now = self._clock()
         if now >= self._renew_at:
-            self._token = self._client.generate_application_jwt().decode()
+            self._token = self.mint()
             self._renew_at = now + JWT_LIFETIME - JWT_RENEW_BEFORE
             self.minted += 1
         return "Bearer " + self._token

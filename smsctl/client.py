@@ -12,7 +12,7 @@ import aiohttp
 
 from smsctl import __version__
 from smsctl.auth import Credentials
-from smsctl.errors import ApiRefused, ApiUnavailable, Problem
+from smsctl.errors import ApiRefused, ApiUnavailable, OutcomeUnknown, Problem
 from smsctl.ratelimit import RateLimiter
 
 USER_AGENT = f"smsctl/{__version__}"
@@ -33,10 +33,6 @@ class Accepted:
 
     message_uuid: str
     request_id: str | None
-
-
-class OutcomeUnknown(ApiUnavailable):
-    """The request went out but no usable answer came back: the message may exist."""
 
 
 def _problem(status: int, body: bytes) -> Problem:

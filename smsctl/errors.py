@@ -131,6 +131,10 @@ class ApiUnavailable(SmsctlError):
     exit_code = ExitCode.API_UNAVAILABLE
 
 
+class OutcomeUnknown(ApiUnavailable):
+    """The request went out but no usable answer came back: the message may exist."""
+
+
 class MessageFailed(SmsctlError):
     """The message reached a failed final status (rejected or undeliverable)."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -53,6 +52,8 @@ class LineBuffer:
         self._lines.append(json.dumps(data, default=str, ensure_ascii=False) + "\n")
         if self._scheduled:
             return
+        import asyncio  # lazily: most commands never write JSON Lines
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: write at once

@@ -54,16 +54,17 @@ def send(
 
     Example: smsctl send +14155550101 "Your code is 123456" --wait
     """
-    import asyncio
-
     from smsctl.config import load_settings
     from smsctl.output import reporting
 
     with reporting(json_output, debug):
-        from smsctl.sending import SendRequest, send_one
+        from smsctl.sending import SendRequest, prepare, send_one
 
         settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
         request = SendRequest(to, text, sender, client_ref, webhook_url, ttl, encoding)
+        prepare(request, settings)  # bad input is refused before the HTTP client is even imported
+        import asyncio
+
         if not wait:
             result, cost = asyncio.run(send_one(settings, request))
             _render(result.to_dict(), cost.segments, json_output)
