@@ -37,7 +37,7 @@ def test_send_prints_the_uuid_and_the_api_gets_a_spec_body(sandbox: BackgroundSa
     assert request.body == {
         "to": "14155550101", "from": "14155550199", "text": "hello", "channel": "sms",
         "message_type": "text", "client_ref": "order-1", "ttl": 900,
-        "webhook_url": "https://example.ngrok.app/webhooks/status",
+        "webhook_url": "https://example.ngrok.app/webhooks/status", "webhook_version": "v1",
     }  # fmt: skip
     assert "1 segment(s) GSM-7" in stderr
     store = Store(db_path)
