@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,7 +87,21 @@ def _object(raw: bytes) -> dict[str, Any]:
         raise Unusable(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Unusable(f"body is a JSON {type(data).__name__}, not an object")
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(data):
+        # JSON may escape half a UTF-16 pair ("\ud800"); no UTF-8 text (nor the store) can hold it.
+        raise Unusable("body holds a lone surrogate escape, which is not text")
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # cheap pre-check: most bodies have none
+
+
+def _encodable(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(data: dict[str, Any], *path: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import uuid
 import warnings
@@ -38,6 +39,7 @@ REJECTION_STATUS: dict[str, int] = {
     "wrong_issuer": 401,
     "wrong_api_key": 401,
     "stale_token": 401,
+    "expired_token": 401,
 }
 
 
@@ -87,6 +89,14 @@ def sign(
     if application_id:
         claims["application_id"] = application_id
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _finite(number: float) -> bool:
+    """False for NaN, ±Infinity (JSON parsers accept them) and integers no float can hold (10**400)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 class Verifier:
@@ -143,6 +153,8 @@ class Verifier:
                 )
             except jwt.InvalidSignatureError:
                 continue
+            except jwt.ExpiredSignatureError:
+                raise Rejected("expired_token", "the token's `exp` has passed") from None
             except jwt.InvalidAlgorithmError:
                 raise Rejected("bad_algorithm", "token is not signed with HS256") from None
             except jwt.MissingRequiredClaimError as exc:
@@ -154,8 +166,8 @@ class Verifier:
 
     def _check_claims(self, claims: dict[str, Any], body: bytes) -> None:
         iat = claims["iat"]
-        if isinstance(iat, bool) or not isinstance(iat, int | float):
-            raise Rejected("invalid_claims", "`iat` is not a number")
+        if isinstance(iat, bool) or not isinstance(iat, int | float) or not _finite(iat):
+            raise Rejected("invalid_claims", "`iat` is not a usable number")
         claimed = claims["payload_hash"]
         if not isinstance(claimed, str) or not claimed.isascii():
             raise Rejected("invalid_claims", "`payload_hash` is not a hex string")

@@ -10,6 +10,7 @@ import os
 import re
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
+        self._closed = True  # until the connection exists
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -77,8 +79,10 @@ class Store:
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
+            self._closed = False
             migrate(self.conn)
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise StoreError(
                 f"cannot open the store at {self.path}: {exc}",
                 hint="check SMSCTL_DB points at a writable smsctl database; it is never deleted for you",
@@ -86,6 +90,11 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        self._closed = True
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):  # opened, never closed: a file handle leaked
+            warnings.warn(f"store {self.path} was not closed", ResourceWarning, stacklevel=1)
 
     def __enter__(self) -> Store:
         return self

@@ -6,15 +6,24 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from smsctl.config import load_settings
 from smsctl.sandbox import Sandbox, SandboxConfig, config_from_settings
 from smsctl.signing import sign
+from smsctl.store import Store
 
+T = TypeVar("T")
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 SIGNATURE_SECRET = "test-signature-secret-0123456789abcdef"
+
+
+def stored(db_path: Path, read: Callable[[Store], T]) -> T:
+    """Read the store through a connection that is closed again."""
+    with Store(db_path) as store:
+        return read(store)
 
 
 def signed_headers(body: bytes, secret: str = SIGNATURE_SECRET, **claims: Any) -> dict[str, str]:

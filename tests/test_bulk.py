@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from smsctl.store import Store
-from tests.helpers import BackgroundSandbox
+from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
 MIX = {"+14155550101": "delivered", "+14155550110": "rejected", "+14155550120": "undeliverable",
@@ -160,7 +159,7 @@ def test_kill_9_and_rerun_sends_no_row_twice(
     assert code == (5 if counts.get("skipped_unknown") else 0), stderr
     assert set(accepted_per_ref(sandbox).values()) == {1}, "no row may be accepted twice"
 
-    states = collections.Counter(r["state"] for r in Store(db_path).recent_messages(1000))
+    states = collections.Counter(r["state"] for r in stored(db_path, lambda s: s.recent_messages(1000)))
     assert states["accepted"] == 400 - counts.get("skipped_unknown", 0)
     if counts.get("skipped_unknown"):  # rows in flight at the kill: resent only when asked
         code, lines, _ = bulk(str(csv), "resume me", "--rate", "0", "--resend-unknown")

@@ -7,7 +7,7 @@ import gzip
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from smsctl.server import Counters, ListenerEvent, create_app
 from smsctl.signing import Verifier, sign
 from smsctl.store import Store
 from smsctl.writer import StoreWriter
-from tests.helpers import SIGNATURE_SECRET, signed_headers
+from tests.helpers import SIGNATURE_SECRET, signed_headers, stored
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 PREVIOUS_SECRET = "previous-secret-previous-secret-0123"
@@ -95,63 +95,105 @@ async def test_a_signed_status_is_stored_and_acknowledged(
     assert events[-1].kind == "accepted" and events[-1].applied and events[-1].applied.status == "submitted"
 
 
-def _unsigned_variants(body: bytes) -> list[tuple[str, dict[str, str], int, str]]:
-    good = claims_for(body)
-    none_token = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode() + "." + \
-        base64.urlsafe_b64encode(json.dumps(good).encode()).rstrip(b"=").decode() + "."  # fmt: skip
-    return [
-        ("no Authorization", {}, 503, "missing_signature"),
-        ("Basic scheme", {"Authorization": "Basic YTpi"}, 401, "malformed_authorization"),
-        ("empty Bearer", {"Authorization": "Bearer "}, 401, "malformed_authorization"),
-        ("huge token", {"Authorization": "Bearer " + "a" * 5000}, 401, "token_too_large"),
-        ("two segments", {"Authorization": "Bearer abc.def"}, 401, "malformed_token"),
-        ("garbage base64", {"Authorization": "Bearer !!!.@@@.###"}, 401, "malformed_token"),
-        ("alg none", {"Authorization": "Bearer " + none_token}, 401, "bad_algorithm"),
-        ("HS512", {"Authorization": token(good, algorithm="HS512")}, 401, "bad_algorithm"),
-        (
-            "wrong secret",
-            {"Authorization": token(good, secret="wrong-secret-wrong-secret-wrong-00")},
-            401,
-            "bad_signature",
-        ),
-        (
-            "no payload_hash",
-            {"Authorization": token(claims_for(body, payload_hash=None))},
-            401,
-            "invalid_claims",
-        ),
-        ("no iat", {"Authorization": token(claims_for(body, iat=None))}, 401, "invalid_claims"),
-        ("iat not a number", {"Authorization": token(claims_for(body, iat="soon"))}, 401, "invalid_claims"),
-        (
-            "payload_hash a number",
-            {"Authorization": token(claims_for(body, payload_hash=12))},
-            401,
-            "invalid_claims",
-        ),
-        (
-            "payload_hash non-ascii",
-            {"Authorization": token(claims_for(body, payload_hash="é" * 64))},
-            401,
-            "invalid_claims",
-        ),
-        ("hash of another body", {"Authorization": token(claims_for(body + b" "))}, 401, "hash_mismatch"),
-        ("wrong issuer", {"Authorization": token(claims_for(body, iss="Mallory"))}, 401, "wrong_issuer"),
-        ("wrong api_key", {"Authorization": token(claims_for(body, api_key="other"))}, 401, "wrong_api_key"),
-        (
-            "expired exp",
-            {"Authorization": token(claims_for(body, exp=int(time.time()) - 3600))},
-            401,
-            "malformed_token",
-        ),
-    ]
+def _none_token(body: bytes) -> str:
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    return encode(b'{"alg":"none","typ":"JWT"}') + "." + encode(json.dumps(claims_for(body)).encode()) + "."
 
 
-@pytest.mark.parametrize("case", range(18))
+def _raw_claims_token(body: bytes, claims_json: str) -> str:
+    """A correctly signed HS256 token whose claims are the given JSON text, verbatim."""
+    import hashlib
+    import hmac
+
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    signing_input = encode(b'{"alg":"HS256","typ":"JWT"}') + "." + encode(claims_json.encode())
+    signature = hmac.new(SIGNATURE_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return "Bearer " + signing_input + "." + encode(signature)
+
+
+def _hash(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+# name -> (headers for a body, expected HTTP status, expected reason). Keyed by name, so a new case
+# is a new test id and none can be skipped by an off-by-one in a range().
+FORGED: dict[str, tuple[Callable[[bytes], dict[str, str]], int, str]] = {
+    "no Authorization": (lambda b: {}, 503, "missing_signature"),
+    "Basic scheme": (lambda b: {"Authorization": "Basic YTpi"}, 401, "malformed_authorization"),
+    "empty Bearer": (lambda b: {"Authorization": "Bearer "}, 401, "malformed_authorization"),
+    "huge token": (lambda b: {"Authorization": "Bearer " + "a" * 5000}, 401, "token_too_large"),
+    "two segments": (lambda b: {"Authorization": "Bearer abc.def"}, 401, "malformed_token"),
+    "garbage base64": (lambda b: {"Authorization": "Bearer !!!.@@@.###"}, 401, "malformed_token"),
+    "alg none": (lambda b: {"Authorization": "Bearer " + _none_token(b)}, 401, "bad_algorithm"),
+    "HS512": (lambda b: {"Authorization": token(claims_for(b), algorithm="HS512")}, 401, "bad_algorithm"),
+    "wrong secret": (
+        lambda b: {"Authorization": token(claims_for(b), secret="wrong-secret-wrong-secret-wrong-00")},
+        401,
+        "bad_signature",
+    ),
+    "no payload_hash": (
+        lambda b: {"Authorization": token(claims_for(b, payload_hash=None))},
+        401,
+        "invalid_claims",
+    ),
+    "no iat": (lambda b: {"Authorization": token(claims_for(b, iat=None))}, 401, "invalid_claims"),
+    "iat not a number": (
+        lambda b: {"Authorization": token(claims_for(b, iat="soon"))},
+        401,
+        "invalid_claims",
+    ),
+    "iat 10**400": (
+        lambda b: {
+            "Authorization": _raw_claims_token(b, f'{{"iat": 1{"0" * 400}, "payload_hash": "{_hash(b)}"}}')
+        },
+        401,
+        "invalid_claims",
+    ),
+    "iat NaN": (
+        lambda b: {"Authorization": _raw_claims_token(b, f'{{"iat": NaN, "payload_hash": "{_hash(b)}"}}')},
+        401,
+        "invalid_claims",
+    ),
+    "iat -Infinity": (
+        lambda b: {
+            "Authorization": _raw_claims_token(b, f'{{"iat": -Infinity, "payload_hash": "{_hash(b)}"}}')
+        },
+        401,
+        "invalid_claims",
+    ),
+    "payload_hash a number": (
+        lambda b: {"Authorization": token(claims_for(b, payload_hash=12))},
+        401,
+        "invalid_claims",
+    ),
+    "payload_hash non-ascii": (
+        lambda b: {"Authorization": token(claims_for(b, payload_hash="é" * 64))},
+        401,
+        "invalid_claims",
+    ),
+    "hash of another body": (lambda b: {"Authorization": token(claims_for(b + b" "))}, 401, "hash_mismatch"),
+    "wrong issuer": (lambda b: {"Authorization": token(claims_for(b, iss="Mallory"))}, 401, "wrong_issuer"),
+    "wrong api_key": (
+        lambda b: {"Authorization": token(claims_for(b, api_key="other"))},
+        401,
+        "wrong_api_key",
+    ),
+    "expired exp": (
+        lambda b: {"Authorization": token(claims_for(b, exp=int(time.time()) - 3600))},
+        401,
+        "expired_token",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGED))
 async def test_bad_authorization_is_rejected_and_nothing_stored(client: TestClient, db_path: Path,
-                                                                events: list[ListenerEvent], case: int) -> None:  # fmt: skip
+                                                                events: list[ListenerEvent], name: str) -> None:  # fmt: skip
     body = status_body()
-    name, headers, expected, reason = _unsigned_variants(body)[case]
-    response = await client.post("/webhooks/status", data=body, headers=headers)
+    headers, expected, reason = FORGED[name]
+    response = await client.post("/webhooks/status", data=body, headers=headers(body))
     assert response.status == expected, name
     if expected == 503:
         assert response.headers["Retry-After"] == "5"
@@ -264,6 +306,8 @@ async def test_wrong_method_or_path(client: TestClient, method: str, path: str, 
         (b'{"status":"delivered"}', "message_uuid"),
         (b'{"message_uuid":"x"}', "status"),
         (b'{"message_uuid":123,"status":"delivered"}', "message_uuid"),
+        (b'{"message_uuid":"x","status":"delivered","client_ref":"\\ud800"}', "lone surrogate"),
+        (b'{"message_uuid":"x","status":"delivered","to":"\\uDFFF1415"}', "lone surrogate"),
     ],
 )
 async def test_signed_but_unusable_bodies_are_dead_letters(client: TestClient, db_path: Path, events: list[ListenerEvent],
@@ -272,6 +316,19 @@ async def test_signed_but_unusable_bodies_are_dead_letters(client: TestClient, d
     assert response.status == 200
     assert events[-1].kind == "dead_letter" and reason in (events[-1].reason or "")
     assert counts(db_path)["dead_letters"] == 1 and counts(db_path)["events"] == 0
+
+
+async def test_an_inbound_text_with_a_lone_surrogate_is_a_dead_letter_not_a_500(
+    client: TestClient, db_path: Path
+) -> None:
+    body = b'{"message_uuid":"i-1","from":"447700900001","to":"x","text":"hi \\ud83d","timestamp":"x"}'
+    assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
+    assert counts(db_path)["dead_letters"] == 1 and counts(db_path)["inbound"] == 0
+    paired = (
+        b'{"message_uuid":"i-2","from":"447700900001","to":"x","text":"hi \\ud83d\\ude00","timestamp":"x"}'
+    )
+    assert await post(client, paired, signed_headers(paired), path="/webhooks/inbound") == 200
+    assert counts(db_path)["inbound"] == 1
 
 
 async def test_deeply_nested_json_under_the_size_limit_is_a_dead_letter(
@@ -290,17 +347,15 @@ async def test_redelivery_is_a_duplicate(
         assert await post(client, body, signed_headers(body)) == 200
     assert counts(db_path)["events"] == 1
     assert [e.kind for e in events] == ["accepted", "duplicate", "duplicate"]
-    store = Store(db_path)
-    assert store.current_status(UUID)["duplicates"] == 2
+    assert stored(db_path, lambda s: s.current_status(UUID))["duplicates"] == 2
 
 
 async def test_status_never_regresses(client: TestClient, db_path: Path) -> None:
     for status, ts in (("delivered", "2025-02-03T12:14:30Z"), ("submitted", "2025-02-03T12:14:25Z")):
         body = status_body(status, ts=ts)
         assert await post(client, body, signed_headers(body)) == 200
-    store = Store(db_path)
-    assert store.current_status(UUID)["status"] == "delivered"
-    assert [(e["status"], e["anomaly"]) for e in store.timeline(UUID)] == [
+    assert stored(db_path, lambda s: s.current_status(UUID))["status"] == "delivered"
+    assert [(e["status"], e["anomaly"]) for e in stored(db_path, lambda s: s.timeline(UUID))] == [
         ("delivered", None),
         ("submitted", "late"),
     ]
@@ -310,23 +365,26 @@ async def test_conflicting_final_is_flagged_and_the_first_stands(client: TestCli
     for status in ("delivered", "rejected"):
         body = status_body(status)
         assert await post(client, body, signed_headers(body)) == 200
-    row = Store(db_path).current_status(UUID)
+    row = stored(db_path, lambda s: s.current_status(UUID))
     assert (row["status"], row["conflict"]) == ("delivered", 1)
-    assert Store(db_path).timeline(UUID)[-1]["anomaly"] == "conflicting_final"
+    assert stored(db_path, lambda s: s.timeline(UUID))[-1]["anomaly"] == "conflicting_final"
 
 
 async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, db_path: Path) -> None:
     for body in (status_body("delivered"), status_body("read"), status_body("failed", ts="yesterday")):
         assert await post(client, body, signed_headers(body)) == 200
-    store = Store(db_path)
-    assert store.current_status(UUID)["status"] == "delivered"
-    assert [e["anomaly"] for e in store.timeline(UUID)] == [None, "unknown_status", "bad_timestamp"]
+    assert stored(db_path, lambda s: s.current_status(UUID))["status"] == "delivered"
+    assert [e["anomaly"] for e in stored(db_path, lambda s: s.timeline(UUID))] == [
+        None,
+        "unknown_status",
+        "bad_timestamp",
+    ]
 
 
 async def test_events_for_unknown_messages_are_kept(client: TestClient, db_path: Path) -> None:
     body = status_body("submitted", uuid="11111111-2222-4333-8444-555555555555")
     assert await post(client, body, signed_headers(body)) == 200
-    assert Store(db_path).find_message("11111111")["status"] == "submitted"
+    assert stored(db_path, lambda s: s.find_message("11111111"))["status"] == "submitted"
 
 
 async def test_inbound_sms_is_stored_once(
@@ -345,7 +403,7 @@ async def test_inbound_sms_is_stored_once(
 async def test_legacy_inbound_shape_is_understood(client: TestClient, db_path: Path) -> None:
     body = (FIXTURES / "inbound-sms-v0.1-legacy.blog-2021-logged.json").read_bytes()
     assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
-    row = Store(db_path).recent_inbound(1)[0]
+    row = stored(db_path, lambda s: s.recent_inbound(1))[0]
     assert (row["from_number"], row["text"]) == ("447312277109", "Chuck Norris can hear text messages.")
 
 
@@ -399,7 +457,7 @@ async def test_published_status_payloads_parse(client: TestClient, db_path: Path
                                                error_code: str | None, segments: str) -> None:  # fmt: skip
     body = (FIXTURES / fixture).read_bytes()
     assert await post(client, body, signed_headers(body)) == 200
-    event = Store(db_path).timeline(UUID)[0]
+    event = stored(db_path, lambda s: s.timeline(UUID))[0]
     assert (event["status"], event["error_code"], event["segments"]) == (status, error_code, segments)
 
 

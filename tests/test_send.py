@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from smsctl.store import Store
-from tests.helpers import BackgroundSandbox
+from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
 
@@ -40,8 +39,7 @@ def test_send_prints_the_uuid_and_the_api_gets_a_spec_body(sandbox: BackgroundSa
         "webhook_url": "https://example.ngrok.app/webhooks/status", "webhook_version": "v1",
     }  # fmt: skip
     assert "1 segment(s) GSM-7" in stderr
-    store = Store(db_path)
-    row = store.recent_messages(1)[0]
+    row = stored(db_path, lambda s: s.recent_messages(1))[0]
     assert (row["message_uuid"], row["state"], row["client_ref"]) == (uuid, "accepted", "order-1")
 
 
@@ -165,7 +163,7 @@ def test_refusal_json_carries_the_problem(sandbox: BackgroundSandbox, db_path: P
     assert code == 4 and stdout == ""
     error = json.loads(stderr.splitlines()[-1])["error"]
     assert (error["code"], error["status"], error["problem"]["title"]) == (4, 402, "Low balance")
-    assert Store(db_path).recent_messages(1)[0]["state"] == "refused"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "refused"
 
 
 def test_server_error_exits_5_naming_the_client_ref(sandbox: BackgroundSandbox, db_path: Path) -> None:
@@ -173,7 +171,7 @@ def test_server_error_exits_5_naming_the_client_ref(sandbox: BackgroundSandbox, 
     assert code == 5, stderr
     assert "may or may not have been sent" in stderr and "'look-for-me'" in stderr
     assert len(sandbox.requests) == 1, "a 5xx must not be resent blindly"
-    assert Store(db_path).recent_messages(1)[0]["state"] == "unknown"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unknown"
 
 
 def test_timeout_after_sending_exits_5(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,7 +195,7 @@ def test_connection_refused_retries_then_exits_5(credentials: dict[str, str], db
     assert code == 5, stderr
     assert "cannot connect" in stderr and "nothing was sent" in stderr
     assert time.monotonic() - started >= 0.25 + 0.5 + 1.0  # backed off three times
-    assert Store(db_path).recent_messages(1)[0]["state"] == "unsent"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unsent"
 
 
 def test_throttled_request_is_retried_after_retry_after(
@@ -232,7 +230,7 @@ def test_ctrl_c_exits_130_and_keeps_the_attempt(sandbox: BackgroundSandbox, db_p
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
-    assert Store(db_path).recent_messages(1)[0]["state"] == "unknown"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unknown"
 
 
 def test_no_sender_exits_3_naming_the_variable(

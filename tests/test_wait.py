@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.store import Store
-from tests.helpers import BackgroundSandbox, ListenProcess
+from tests.helpers import BackgroundSandbox, ListenProcess, stored
 
 runner = CliRunner()
 
@@ -94,9 +94,9 @@ def test_early_webhooks_are_not_missed(
         for _ in range(5):
             result = runner.invoke(app, ["send", "+14155550101", "fast", "--wait", "--timeout", "10"])
             assert result.exit_code == 0, result.output
-    store = Store(db_path)
-    assert {r["status"] for r in store.recent_messages(10)} == {"delivered"}
-    assert store.counts()["events"] == 10
+    with Store(db_path) as store:
+        assert {r["status"] for r in store.recent_messages(10)} == {"delivered"}
+        assert store.counts()["events"] == 10
 
 
 def test_no_way_for_statuses_to_arrive_exits_3_before_sending(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch,
@@ -106,7 +106,7 @@ def test_no_way_for_statuses_to_arrive_exits_3_before_sending(credentials: dict[
     result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait"])
     assert result.exit_code == 3, result.output
     assert "statuses cannot reach this machine" in result.stderr and "ngrok http" in result.stderr
-    assert Store(db_path).recent_messages(5) == []
+    assert stored(db_path, lambda s: s.recent_messages(5)) == []
 
 
 def test_wait_needs_a_signature_secret(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
