@@ -46,20 +46,29 @@ def message_status(store: Store, ref: str) -> dict[str, Any]:
             hint="give the full message UUID (or 8+ characters of it); `smsctl log` lists recent ones",
         )
     uuid = found["uuid"]
+    timeline = store.timeline(uuid)
+
+    def known(column: str) -> Any:
+        """Ours if smsctl sent it; else what its status webhooks said."""
+        if found[column] is not None:
+            return found[column]
+        return next((row[column] for row in timeline if row[column] is not None), None)
+
     return {
         "message_uuid": uuid,
         "status": found["status"],
         "final": bool(found["final"]),
         "conflict": bool(found["conflict"]),
         "duplicates": found["duplicates"],
-        "to": found["to_number"],
-        "from": found["from_number"],
-        "client_ref": found["client_ref"],
-        "segments": found["segments"],
+        "to": known("to_number"),
+        "from": known("from_number"),
+        "client_ref": known("client_ref"),
+        "segments": found["segments"] or known("segments"),
         "encoding": found["encoding"],
         "sent_at": found["created_at"],
+        "source": "smsctl" if found["created_at"] is not None else "webhook",
         "local_state": found["state"],
-        "events": [timeline_event(row) for row in store.timeline(uuid)],
+        "events": [timeline_event(row) for row in timeline],
     }
 
 

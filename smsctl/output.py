@@ -22,8 +22,9 @@ def out() -> Console:
     """The stdout console (data)."""
     from rich.console import Console
 
-    # A pipe gets whole lines (a generous width) instead of a table wrapped at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # A pipe gets whole lines (a generous width) instead of a table wrapped at 80 columns. No markup:
+    # texts, references and numbers come from outside, and `[/]` in an SMS must print as itself.
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
 @cache
@@ -31,7 +32,7 @@ def err() -> Console:
     """The stderr console (progress, warnings, errors)."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
 
 
 def emit_json(data: Any, stream: TextIO | None = None) -> None:
@@ -71,10 +72,14 @@ class LineBuffer:
 
 
 def warn(message: str) -> None:
-    err().print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+    """A warning on stderr; the message is printed as is, never read as markup."""
+    from rich.text import Text
+
+    err().print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
 
 
 def note(message: str) -> None:
+    """Progress or context on stderr, printed as is."""
     err().print(message, soft_wrap=True)
 
 
@@ -89,11 +94,11 @@ def reporting(json_mode: bool = False, debug: bool = False) -> Iterator[None]:
         if json_mode:
             emit_json({"error": exc.to_dict()}, sys.stderr)  # stdout holds data only
         else:
-            from rich.markup import escape
+            from rich.text import Text
 
-            err().print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            err().print(Text.assemble(("error:", "bold red"), " ", exc.message), soft_wrap=True)
             if exc.hint:
-                err().print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+                err().print(Text.assemble(("hint:", "dim"), " ", exc.hint), soft_wrap=True)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         err().print("interrupted")

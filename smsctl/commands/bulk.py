@@ -141,7 +141,7 @@ class BulkProgress:
 
         self.json_output = json_output
         self.failed = 0
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("failed {task.fields[failed]}"), TextColumn("{task.fields[rate]}/s"),
                                  TimeRemainingColumn(), console=err(), transient=False)  # fmt: skip
         self.task = self.progress.add_task("sending", total=total, failed=0, rate="0.0")

@@ -65,6 +65,7 @@ def _sent(json_output: bool) -> Any:
 
 def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from smsctl.output import out
     from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS
@@ -83,7 +84,7 @@ def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> 
         notes += [f"error {e['error_code']}" for e in message["events"] if e["error_code"]]
         scenario = SCENARIOS.get(message["to"], DEFAULT_SCENARIO).name
         table.add_row(message["message_uuid"][:8], "+" + message["to"], scenario,
-                      f"[{style}]{message['status']}[/]" + ("" if message["final"] else " (not final)"),
+                      Text(message["status"] + ("" if message["final"] else " (not final)"), style),
                       received, "; ".join(notes))  # fmt: skip
     out().print(table)
     rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"

@@ -39,14 +39,15 @@ def status(
 
 def _render_status(result: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from smsctl.events import error_title
     from smsctl.output import out
     from smsctl.view import STATUS_STYLE
 
     style = STATUS_STYLE.get(result["status"], "magenta")
-    out().print(f"[bold]{result['message_uuid']}[/]  [{style}]{result['status']}[/]"
-                + ("  [bold red]conflicting final statuses[/]" if result["conflict"] else ""))  # fmt: skip
+    out().print(Text.assemble((result["message_uuid"], "bold"), "  ", (result["status"], style),
+                              ("  conflicting final statuses", "bold red") if result["conflict"] else ""))  # fmt: skip
     out().print(f"to {result['to'] or '?'}  from {result['from'] or '?'}  client_ref "
                 f"{result['client_ref'] or '-'}  segments {result['segments'] or '?'}  "
                 f"sent {_when(result['sent_at']) or 'not by smsctl'}  duplicates {result['duplicates']}")  # fmt: skip
@@ -56,7 +57,7 @@ def _render_status(result: dict[str, Any]) -> None:
             f"{event['error_code']} {error_title(event['error_code']) or ''}" if event["error_code"] else ""
         )
         price = f"{event['price']} {event['currency'] or ''}" if event["price"] else ""
-        table.add_row(f"[{STATUS_STYLE.get(event['status'], 'magenta')}]{event['status']}[/]",
+        table.add_row(Text(event["status"], STATUS_STYLE.get(event["status"], "magenta")),
                       event["timestamp"], _when(event["received_at"]), error, price,
                       event["anomaly"] or "")  # fmt: skip
     out().print(table)

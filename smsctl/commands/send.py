@@ -116,7 +116,7 @@ class WaitDisplay:
         self.tty = sys.stderr.isatty()
         self._status: Any = None
         self._printed = 0
-        self._last = ""
+        self._last: Any = ""
         self._listener_alive = True
 
     def __enter__(self) -> WaitDisplay:
@@ -132,6 +132,8 @@ class WaitDisplay:
                 self.console.print(self._last, highlight=False, soft_wrap=True)
 
     def update(self, progress: Any) -> None:
+        from rich.text import Text
+
         from smsctl.output import warn
         from smsctl.view import STATUS_STYLE
 
@@ -144,14 +146,12 @@ class WaitDisplay:
                      "since Vonage retries for 24 h; still waiting")  # fmt: skip
 
         if not progress.events:
-            line = f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}"
+            line = Text(f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}")
         else:
-            line = (
-                " → ".join(
-                    f"[{STATUS_STYLE.get(e['status'], 'magenta')}]{e['status']}[/]" for e in progress.events
-                )
-                + f"  ({progress.elapsed:.1f} s)"
+            line = Text(" → ").join(
+                Text(e["status"], STATUS_STYLE.get(e["status"], "magenta")) for e in progress.events
             )
+            line.append(f"  ({progress.elapsed:.1f} s)")
         self._last = line
         if self._status is not None:
             self._status.update(line)
