@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -91,6 +93,9 @@ class Listener:
     port: int = 0
     public_url: str | None = None
     max_token_age: float | None = None
+    # Only a long-running `smsctl listen` registers: a listener embedded in one `send --wait` goes
+    # away with it, so no other command may point its webhooks there.
+    register: bool = True
     counters: Counters = field(default_factory=Counters)
     local_url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -114,8 +119,9 @@ class Listener:
                 int(self.local_url.rsplit(":", 1)[1])
             )
         self.public_url = self.public_url.rstrip("/") if self.public_url else None
-        await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url))
-        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        if self.register:
+            await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url))
+            self._tasks.append(asyncio.create_task(self._heartbeat()))
         return self
 
     async def _heartbeat(self) -> None:
@@ -130,12 +136,52 @@ class Listener:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        heartbeat = self._tasks[-1]
-        heartbeat.cancel()
+        if self.register:
+            self._tasks[-1].cancel()  # the heartbeat
         self._stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.writer.run(lambda s: s.unregister_listener())
+        if self.register:
+            with contextlib.suppress(Exception):
+                await self.writer.run(lambda s: s.unregister_listener())
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+async def _answers_health(local_url: str, timeout: float = 1.0) -> bool:
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(local_url + "/healthz") as response,
+        ):
+            return response.status == 200 and "accepted" in await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+
+
+async def usable_listener(writer: StoreWriter) -> Any:
+    """A registered `smsctl listen` that is really there: heartbeat fresh, and, on this machine, its
+    process alive and its /healthz answering. Registrations of dead listeners are removed."""
+    here = socket.gethostname()
+    for row in await writer.run(lambda s: s.fresh_listeners()):
+        if row["host"] not in (None, here):
+            return row  # another machine's: its heartbeat is all we can check from here
+        if _process_alive(row["pid"]) and await _answers_health(row["local_url"]):
+            return row
+        if not _process_alive(row["pid"]):
+            pid, host = row["pid"], row["host"]
+            with contextlib.suppress(Exception):
+                await writer.run(lambda s: s.forget_listener(pid, host))
+    return None
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -103,7 +103,16 @@ def m002_drop_unused_status_index(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS message_status_updated")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_drop_unused_status_index]
+def m003_listener_host(conn: sqlite3.Connection) -> None:
+    """Which machine a listener runs on, so its process can be checked before it is trusted."""
+    conn.execute("ALTER TABLE listeners ADD COLUMN host TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial,
+    m002_drop_unused_status_index,
+    m003_listener_host,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import time
 import warnings
@@ -232,12 +233,12 @@ class Store:
     # --- listeners ------------------------------------------------------------------------------
 
     def register_listener(self, local_url: str, public_url: str | None) -> None:
-        """Announce a running listener so `send --wait` can use it."""
+        """Announce a running `smsctl listen` so `send --wait` can use it."""
         now = time.time()
         self.conn.execute(
-            "INSERT OR REPLACE INTO listeners (pid, local_url, public_url, started_at, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (os.getpid(), local_url, public_url, now, now),
+            "INSERT OR REPLACE INTO listeners (pid, host, local_url, public_url, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (os.getpid(), socket.gethostname(), local_url, public_url, now, now),
         )
 
     def heartbeat(self) -> None:
@@ -247,12 +248,21 @@ class Store:
         self.conn.execute("DELETE FROM listeners WHERE pid = ?", (os.getpid(),))
 
     def live_listener(self) -> sqlite3.Row | None:
-        """The most recent listener whose heartbeat is fresh, if any."""
-        row: sqlite3.Row | None = self.conn.execute(
-            "SELECT * FROM listeners WHERE heartbeat_at > ? ORDER BY started_at DESC LIMIT 1",
+        """The most recent listener whose heartbeat is fresh, if any (see `listening.usable_listener`)."""
+        rows = self.fresh_listeners()
+        return rows[0] if rows else None
+
+    def fresh_listeners(self) -> list[sqlite3.Row]:
+        """Registered listeners whose heartbeat is recent, newest first. A heartbeat rests on the wall
+        clock, so callers check the process too before they trust one."""
+        return self.conn.execute(
+            "SELECT * FROM listeners WHERE heartbeat_at > ? ORDER BY started_at DESC",
             (time.time() - LISTENER_STALE_AFTER,),
-        ).fetchone()
-        return row
+        ).fetchall()
+
+    def forget_listener(self, pid: int, host: str | None) -> None:
+        """Drop the registration of a listener that is gone (killed: it could not unregister)."""
+        self.conn.execute("DELETE FROM listeners WHERE pid = ? AND host IS ?", (pid, host))
 
     # --- reading ----------------------------------------------------------------------------------
 

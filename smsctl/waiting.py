@@ -23,7 +23,7 @@ from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
 from smsctl.events import FAILED_STATUSES
 from smsctl.history import timeline_event
-from smsctl.listening import Listener, discover_ngrok
+from smsctl.listening import Listener, discover_ngrok, usable_listener
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
 from smsctl.store import Store
@@ -178,7 +178,7 @@ async def status_route(
         yield Route(webhook_url, "the store (your --webhook-url)")
         return
     local_api = _api_is_local(settings)
-    live = await writer.run(lambda s: s.live_listener())
+    live = await usable_listener(writer)
     if live is not None:
         base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
         if base is None:
@@ -186,7 +186,10 @@ async def status_route(
         yield Route(_status_url(base), f"smsctl listen at {live['local_url']}", shared=True)
         return
     public_url, port = await embedded_listener_address(settings, options, local_api)
-    async with Listener(settings, writer, lambda event: None, port=port, public_url=public_url) as listener:
+    embedded = Listener(
+        settings, writer, lambda event: None, port=port, public_url=public_url, register=False
+    )
+    async with embedded as listener:
         if listener.public_url is None and not local_api:
             raise _no_way_for_statuses(port)
         yield Route(listener.status_url, f"embedded listener at {listener.local_url}")

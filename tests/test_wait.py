@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -184,3 +185,49 @@ def test_bulk_wait_with_base_url_listens_on_port(sandbox: BackgroundSandbox, mon
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["final"] == {"delivered": 2}
     assert {r.body["webhook_url"] for r in sandbox.requests} == {f"http://127.0.0.1:{port}/webhooks/status"}
+
+
+def test_a_second_wait_never_adopts_the_first_waits_listener(sandbox: BackgroundSandbox) -> None:
+    """The first wait's embedded listener disappears when it exits: the second must use its own."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "silent", "--wait"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert first.stderr is not None
+        assert "via embedded listener" in first.stderr.readline()
+        second = runner.invoke(app, ["send", "+14155550101", "hi", "--wait", "--timeout", "30"])
+        assert second.exit_code == 0, second.output
+        assert "via embedded listener" in second.stderr and "smsctl listen at" not in second.stderr
+    finally:
+        first.kill()
+        first.communicate(timeout=30)
+
+
+def test_registrations_of_dead_or_silent_listeners_are_not_trusted(
+    sandbox: BackgroundSandbox, db_path: Path
+) -> None:
+    """A killed listener leaves its row; a clock stepped back makes it look fresh. Check the process."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    with Store(db_path) as store, store.transaction():
+        store.conn.execute(
+            "INSERT INTO listeners (pid, host, local_url, public_url, started_at, heartbeat_at)"
+            " VALUES (?, ?, 'http://127.0.0.1:9', NULL, ?, ?), (?, ?, 'http://127.0.0.1:9', NULL, ?, ?)",
+            (dead_pid, socket.gethostname(), time.time(), time.time() + 3600,  # heartbeat "from the future"
+             os.getpid(), socket.gethostname(), time.time() - 1, time.time() + 3600),  # alive, no /healthz
+        )  # fmt: skip
+    result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait", "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+    assert "via embedded listener" in result.stderr
+    pids = {row["pid"] for row in stored(db_path, lambda s: s.fresh_listeners())}
+    assert dead_pid not in pids and os.getpid() in pids, "a dead listener's row is removed, a live one kept"
+
+
+def test_a_stopped_listener_unregisters(credentials: dict[str, str], db_path: Path) -> None:
+    with ListenProcess() as listener:
+        listener.ready()
+        assert len(stored(db_path, lambda s: s.fresh_listeners())) == 1
+        assert listener.stop() == 0
+    assert stored(db_path, lambda s: s.fresh_listeners()) == []
