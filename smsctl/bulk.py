@@ -17,7 +17,7 @@ import string
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,26 @@ from smsctl.errors import (
     ApiUnavailable,
     MessageFailed,
     RowsRefused,
+    SentNotRecorded,
     SmsctlError,
+    StoreUnavailable,
     UsageError,
     WaitTimeout,
 )
 from smsctl.events import FAILED_STATUSES
 from smsctl.numbers import EncodingChoice
 from smsctl.ratelimit import RateLimiter
-from smsctl.sending import Prepared, SendRequest, failure_state, prepare, send_prepared
+from smsctl.sending import (
+    DEFAULT_RECORDING,
+    Prepared,
+    Recording,
+    SendRequest,
+    failure_state,
+    prepare,
+    recording,
+    send_prepared,
+    with_webhook,
+)
 from smsctl.waiting import WaitOptions, status_route, watch_many
 from smsctl.writer import StoreWriter
 
@@ -111,9 +123,10 @@ class RowOutcome:
     line: int
     to: str
     client_ref: str
-    state: str  # accepted | already_sent | refused | unsent | unknown | skipped_unknown
+    state: str  # accepted | already_sent | refused | unsent | unknown | skipped_unknown | not_recorded
     message_uuid: str | None = None
     error: str | None = None
+    store_error: str | None = None  # the store could not record: the batch stops
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.line, "to": self.to, "client_ref": self.client_ref, "state": self.state,
@@ -126,6 +139,7 @@ class BulkResult:
     outcomes: list[RowOutcome] = field(default_factory=list)
     elapsed: float = 0.0
     throttle_pauses: int = 0
+    store_failed: str | None = None  # why the batch stopped early: the store could not record
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(o.state for o in self.outcomes))
@@ -197,25 +211,33 @@ def check(path: Path, settings: Settings, options: BulkOptions) -> Report:
     return Report(batch_id, checked)
 
 
-async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, resend_unknown: bool,
-                    line: int) -> RowOutcome:  # fmt: skip
+async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
+                    recording: Recording) -> RowOutcome:  # fmt: skip
     attempt = prepared.attempt
+    assert attempt.batch_id is not None and attempt.batch_row is not None
+    batch_id, line = attempt.batch_id, attempt.batch_row
     outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
-    existing = await writer.run(lambda s: s.message_by_ref(attempt.client_ref))
+    existing = await writer.run(lambda s: s.message_in_batch(batch_id, line))
     if existing is not None:
         state = existing["state"]
         if state == "accepted":
             outcome.state, outcome.message_uuid = "already_sent", existing["message_uuid"]
             return outcome
-        if state in ("pending", "unknown") and not resend_unknown:
-            outcome.state, outcome.error = (
-                "skipped_unknown",
-                "outcome unknown from an earlier run; not resent",
+        if state in ("pending", "unknown") and not options.resend_unknown:
+            outcome.state = "skipped_unknown"
+            outcome.error = (
+                "outcome unknown from an earlier run (the request may have reached the API); not resent"
             )
             return outcome
+    local_id = existing["id"] if existing is not None else None
     try:
-        result = await send_prepared(client, writer, prepared)
+        result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording)
         outcome.message_uuid = result.message_uuid
+    except SentNotRecorded as exc:
+        outcome.state, outcome.message_uuid, outcome.error = "not_recorded", exc.message_uuid, exc.message
+        outcome.store_error = exc.message
+    except StoreUnavailable as exc:  # could not record the attempt, so it was not sent
+        outcome.state, outcome.error, outcome.store_error = "unsent", exc.message, exc.reason
     except (ApiRefused, ApiUnavailable) as exc:
         outcome.state, outcome.error = failure_state(exc), exc.message
     return outcome
@@ -228,8 +250,12 @@ async def send_batch(
     options: BulkOptions,
     on_row: Callable[[RowOutcome], None],
     webhook_url: str | None = None,
+    recording: Recording = DEFAULT_RECORDING,
 ) -> BulkResult:
-    """Send every valid row with bounded concurrency, paced by the client's rate limiter."""
+    """Send every valid row with bounded concurrency, paced by the client's rate limiter.
+
+    When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
+    """
     result = BulkResult(report.batch_id)
     rows = iter(report.valid)  # shared by the workers: each takes the next row when it is free
     started = time.monotonic()
@@ -237,12 +263,13 @@ async def send_batch(
     async def worker() -> None:
         for item in rows:
             assert item.prepared is not None
-            prepared = item.prepared
-            if webhook_url is not None:
-                prepared = replace(prepared, body={**prepared.body, "webhook_url": webhook_url})
-            outcome = await _send_row(client, writer, prepared, options.resend_unknown, item.row.line)
+            prepared = item.prepared if webhook_url is None else with_webhook(item.prepared, webhook_url)
+            outcome = await _send_row(client, writer, prepared, options, recording)
             result.outcomes.append(outcome)
             on_row(outcome)
+            if outcome.store_error is not None:
+                result.store_failed = outcome.store_error
+                return
 
     await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
     result.elapsed = time.monotonic() - started
@@ -278,7 +305,7 @@ async def run_bulk(
 
     credentials = credentials_from(settings)
     api_url = settings.api_url
-    writer = StoreWriter(settings.db_path)
+    writer = StoreWriter.for_settings(settings)
     try:
         async with contextlib.AsyncExitStack() as stack:
             webhook_url = None
@@ -290,7 +317,9 @@ async def run_bulk(
             client = MessagesClient(api_url, credentials, timeout=settings.http_timeout,
                                     limiter=RateLimiter(options.rate or None), connections=options.concurrency)  # fmt: skip
             async with client:
-                result = await send_batch(client, writer, report, options, on_row, webhook_url)
+                result = await send_batch(
+                    client, writer, report, options, on_row, webhook_url, recording(settings)
+                )
             if wait is None:
                 return result, None
             uuids = [o.message_uuid for o in result.outcomes if o.message_uuid and o.state == "accepted"]
@@ -302,6 +331,13 @@ async def run_bulk(
 def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:
     """The exit a batch ends in: rows not accepted first, then (with --wait) failures and timeouts."""
     counts = result.counts()
+    if counts.get("not_recorded"):
+        return SentNotRecorded.rows(counts["not_recorded"], result.store_failed or "the store is unavailable")
+    if result.store_failed:
+        return StoreUnavailable(
+            result.store_failed,
+            hint="the batch stopped and nothing more was sent: rerun the same command once the store is writable",
+        )
     if counts.get("refused"):
         return RowsRefused(f"{counts['refused']} row(s) were refused by the API",
                            hint="see the rows marked refused; fix them and run the same command again")  # fmt: skip

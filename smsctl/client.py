@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,7 @@ from smsctl.errors import ApiRefused, ApiUnavailable, OutcomeUnknown, Problem
 from smsctl.ratelimit import RateLimiter
 
 USER_AGENT = f"smsctl/{__version__}"
+Hook = Callable[[], Awaitable[None]]
 MAX_RETRY_AFTER = 60.0  # never sleep longer than this on one 429, whatever the server says
 
 _REFUSAL_HINTS = {
@@ -106,12 +108,26 @@ class MessagesClient:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, body: dict[str, Any], client_ref: str) -> Accepted:
-        """POST one message; retry only where nothing can have been sent or the API said so (429)."""
+    async def send(
+        self,
+        body: dict[str, Any],
+        client_ref: str,
+        *,
+        leaving: Hook | None = None,
+        held_back: Hook | None = None,
+    ) -> Accepted:
+        """POST one message; retry only where nothing can have been sent or the API said so (429).
+
+        `leaving` is awaited after the rate limiter's turn and before each request is written, so a
+        send waiting its turn is never recorded as maybe sent; `held_back` is awaited when an
+        attempt provably did not send (429, no connection) and the send waits to try again.
+        """
         payload = json.dumps(body, separators=(",", ":")).encode()
         throttled = connect_failures = 0
         while True:
             await self.limiter.acquire()
+            if leaving is not None:
+                await leaving()
             try:
                 status, headers, raw = await self._post(payload)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -122,6 +138,8 @@ class MessagesClient:
                         f"cannot connect to {self.url}: {exc}",
                         hint="nothing was sent; check VONAGE_API_URL and your network, then retry",
                     ) from None
+                if held_back is not None:
+                    await held_back()
                 await asyncio.sleep(0.25 * 2 ** (connect_failures - 1))
                 continue
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -134,6 +152,8 @@ class MessagesClient:
                         hint="slow down (bulk: --rate) or ask Vonage to raise the account's limit",
                     )
                 self.limiter.pause(_retry_after(headers))
+                if held_back is not None:
+                    await held_back()
                 continue
             return self._interpret(status, headers, raw, client_ref)
 

@@ -47,6 +47,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VONAGE_API_URL", DEFAULT_API_URL, False, "Messages API base URL (http:// loopback only)"),
     Variable("SMSCTL_DB", None, False, "path of the SQLite store (default: user data directory)"),
     Variable("SMSCTL_HTTP_TIMEOUT", "15", False, "seconds to wait for the API to answer a request"),
+    Variable(
+        "SMSCTL_BUSY_TIMEOUT", "5", False, "seconds a write waits for another process's lock on the store"
+    ),
+    Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
 )
 VARIABLES_BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -108,6 +112,16 @@ class Settings:
     def http_timeout(self) -> float:
         """Seconds to wait for one API request."""
         return _parse_number("SMSCTL_HTTP_TIMEOUT", self.get("SMSCTL_HTTP_TIMEOUT") or "15", float, 0.01, 600)
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds one store write waits for a lock held by another process."""
+        return _parse_number("SMSCTL_BUSY_TIMEOUT", self.get("SMSCTL_BUSY_TIMEOUT") or "5", float, 0, 600)
+
+    @property
+    def record_retry(self) -> float:
+        """Seconds to keep trying to record a send the API accepted, before spooling it."""
+        return _parse_number("SMSCTL_RECORD_RETRY", self.get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
 
     def signature_secrets(self) -> list[bytes]:
         """The signature secrets to verify webhooks with: current first, then the previous one."""

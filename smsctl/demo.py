@@ -92,7 +92,7 @@ async def run_demo(
         settings = throwaway_settings(Path(tmp))
         key = load_private_key(settings)
         assert key is not None
-        writer = StoreWriter(settings.db_path)
+        writer = StoreWriter.for_settings(settings)
         try:
             async with Listener(settings, writer, view.handle, port=0) as listener:
                 config = config_from_settings(settings, status_url=None, time_scale=time_scale, rate=30)

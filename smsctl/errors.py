@@ -21,7 +21,9 @@ class ExitCode(IntEnum):
     API_UNAVAILABLE = 5
     WAIT_TIMEOUT = 6
     NOT_FOUND = 7
+    SENT_NOT_RECORDED = 8
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -33,7 +35,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.API_UNAVAILABLE: "the API was unreachable or failing (429 after retries, 5xx, timeout)",
     ExitCode.WAIT_TIMEOUT: "timed out waiting for a final status (with --wait)",
     ExitCode.NOT_FOUND: "no such message in the local history",
+    ExitCode.SENT_NOT_RECORDED: "sent, not recorded: the API accepted it, the store could not record it (do not resend)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.TERMINATED: "terminated (SIGTERM): stopped cleanly, as for Ctrl-C",
 }
 
 
@@ -71,7 +75,11 @@ class StoreError(SmsctlError):
 
 
 class StoreUnavailable(StoreError):
-    """A transient store failure (busy, disk full, read-only): try again later."""
+    """A store failure that is not ours to fix (busy, disk full, read-only, I/O): `reason` says which."""
+
+    def __init__(self, reason: str, hint: str | None = None) -> None:
+        super().__init__(f"the store cannot commit: {reason}", hint)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,41 @@ class OutcomeUnknown(ApiUnavailable):
     """The request went out but no usable answer came back: the message may exist."""
 
 
+class SentNotRecorded(SmsctlError):
+    """The API accepted the message, but the store could not record it. Never a reason to resend."""
+
+    exit_code = ExitCode.SENT_NOT_RECORDED
+
+    def __init__(self, message: str, hint: str, message_uuid: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.message_uuid = message_uuid
+
+    @classmethod
+    def one(cls, message_uuid: str, reason: str, spooled: str | None) -> SentNotRecorded:
+        where = (
+            f"kept in {spooled} and recorded the next time smsctl can write the store"
+            if spooled
+            else "could not be kept anywhere: write it down"
+        )
+        return cls(
+            f"the message was sent (message_uuid {message_uuid}) but the store could not record it: {reason}",
+            f"do NOT send it again. Its uuid is {where}; free the store (disk space, the process holding "
+            "its lock) and `smsctl status` will show it",
+            message_uuid,
+        )
+
+    @classmethod
+    def rows(cls, count: int, reason: str) -> SentNotRecorded:
+        return cls(
+            f"{count} row(s) were sent but the store could not record them: {reason}",
+            "do NOT use --resend-unknown for them. Free the store, then rerun the same command: their "
+            "uuids are recorded first (from the spool beside the store), so nothing is sent twice",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "message_uuid": self.message_uuid, "sent": True, "recorded": False}
+
+
 class MessageFailed(SmsctlError):
     """The message reached a failed final status (rejected or undeliverable)."""
 
@@ -145,6 +188,12 @@ class WaitTimeout(SmsctlError):
     """No final status arrived within the timeout."""
 
     exit_code = ExitCode.WAIT_TIMEOUT
+
+
+class Terminated(SmsctlError):
+    """SIGTERM: the command stopped as cleanly as on Ctrl-C."""
+
+    exit_code = ExitCode.TERMINATED
 
 
 class NotFound(SmsctlError):

@@ -168,6 +168,11 @@ async def _answers_health(local_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+async def _forget(writer: StoreWriter, pid: int, host: str | None) -> None:
+    with contextlib.suppress(Exception):  # tidying only: a busy store can keep the row for now
+        await writer.run(lambda s: s.forget_listener(pid, host))
+
+
 async def usable_listener(writer: StoreWriter) -> Any:
     """A registered `smsctl listen` that is really there: heartbeat fresh, and, on this machine, its
     process alive and its /healthz answering. Registrations of dead listeners are removed."""
@@ -178,9 +183,7 @@ async def usable_listener(writer: StoreWriter) -> Any:
         if _process_alive(row["pid"]) and await _answers_health(row["local_url"]):
             return row
         if not _process_alive(row["pid"]):
-            pid, host = row["pid"], row["host"]
-            with contextlib.suppress(Exception):
-                await writer.run(lambda s: s.forget_listener(pid, host))
+            await _forget(writer, row["pid"], row["host"])
     return None
 
 
@@ -215,7 +218,7 @@ async def run_listener(
     build_verifier(settings)  # refuse to start without a secret, before opening anything
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
-    writer = StoreWriter(settings.db_path)
+    writer = StoreWriter.for_settings(settings)
     try:
         listener = Listener(settings, writer, view.handle, host=host, port=port,
                             public_url=public_url, max_token_age=max_token_age)  # fmt: skip

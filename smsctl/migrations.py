@@ -92,10 +92,16 @@ def m001_initial(conn: sqlite3.Connection) -> None:
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
-    # Not executescript(): it COMMITs first, which would break the migration's transaction.
-    for statement in script.split(";"):
-        if statement.strip():
+    """Run each complete statement in the migration's transaction. Not executescript(): it COMMITs
+    first. Split by `sqlite3.complete_statement`, not on `;`, which may sit inside a string."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
             conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete statement in a migration: {statement.strip()[:60]}")
 
 
 def m002_drop_unused_status_index(conn: sqlite3.Connection) -> None:
@@ -108,10 +114,52 @@ def m003_listener_host(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE listeners ADD COLUMN host TEXT")
 
 
+def m004_message_identity(conn: sqlite3.Connection) -> None:
+    """Each send is its own row, keyed by a local id and then by message_uuid, never by client_ref.
+
+    People reuse references (an order number on a retry, a campaign tag), and a mock API may answer
+    every send with one uuid: neither may merge two sends. Bulk rows are found by (batch, row). The
+    text may be NULL (SMSCTL_STORE_TEXT=false). Every existing row is carried over, ids included.
+    """
+    _run_script(
+        conn,
+        """
+        CREATE TABLE messages_v4 (
+            id INTEGER PRIMARY KEY,
+            client_ref TEXT NOT NULL,
+            message_uuid TEXT,
+            to_number TEXT NOT NULL,
+            from_number TEXT NOT NULL,
+            text TEXT,
+            encoding TEXT NOT NULL,
+            segments INTEGER NOT NULL,
+            batch_id TEXT,
+            batch_row INTEGER,
+            state TEXT NOT NULL,           -- local: pending | accepted | refused | unsent | unknown
+            error TEXT,
+            repeated_uuid INTEGER NOT NULL DEFAULT 0,  -- the API gave another send this uuid too
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        INSERT INTO messages_v4 (id, client_ref, message_uuid, to_number, from_number, text, encoding,
+                                 segments, batch_id, batch_row, state, error, created_at, updated_at)
+            SELECT id, client_ref, message_uuid, to_number, from_number, text, encoding, segments,
+                   batch_id, batch_row, state, error, created_at, updated_at FROM messages;
+        DROP TABLE messages;
+        ALTER TABLE messages_v4 RENAME TO messages;
+        CREATE INDEX messages_client_ref ON messages (client_ref);
+        CREATE INDEX messages_uuid ON messages (message_uuid);
+        CREATE UNIQUE INDEX messages_batch_row ON messages (batch_id, batch_row) WHERE batch_id IS NOT NULL;
+        CREATE INDEX messages_created ON messages (created_at);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
     m003_listener_host,
+    m004_message_identity,
 ]
 
 

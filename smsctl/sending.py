@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from smsctl.config import Settings
-from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError, OutcomeUnknown, UsageError
+from smsctl.errors import (
+    ApiRefused,
+    ApiUnavailable,
+    ConfigError,
+    OutcomeUnknown,
+    SentNotRecorded,
+    StoreUnavailable,
+    UsageError,
+)
 from smsctl.numbers import EncodingChoice, TextCost, parse_recipient, parse_sender, text_cost
 from smsctl.store import Attempt
 
@@ -52,11 +61,16 @@ class SendResult:
     segments: int
     encoding: str
     status: str
+    repeated_uuid: bool = False  # the API gave another send this uuid too (a mock, a replayed answer)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["from"] = data.pop("from_")
         return data
+
+
+def recording(settings: Settings) -> Recording:
+    return Recording(retry_for=settings.record_retry)
 
 
 def new_client_ref() -> str:
@@ -118,25 +132,88 @@ def build_body(
     return body
 
 
+def with_webhook(prepared: Prepared, webhook_url: str) -> Prepared:
+    """The same message with its statuses sent to `webhook_url` (in the v1 shape we parse)."""
+    from dataclasses import replace
+
+    return replace(prepared, body={**prepared.body, "webhook_url": webhook_url, "webhook_version": "v1"})
+
+
 def _absolute_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-async def send_prepared(client: MessagesClient, writer: StoreWriter, prepared: Prepared) -> SendResult:
-    """Record the attempt, send it, and record what the API said, whatever it said."""
+@dataclass(frozen=True)
+class Recording:
+    """How long to keep trying to record an accepted send before spooling it (SMSCTL_RECORD_RETRY)."""
+
+    retry_for: float = 30.0
+    pause: float = 0.2
+
+
+DEFAULT_RECORDING = Recording()
+
+
+async def send_prepared(
+    client: MessagesClient,
+    writer: StoreWriter,
+    prepared: Prepared,
+    *,
+    local_id: int | None = None,
+    recording: Recording = DEFAULT_RECORDING,
+) -> SendResult:
+    """Send, recording each step durably: `pending` just before the request is written (never while
+    it waits for the rate limiter), then what the API said, whatever it said.
+
+    `local_id` is the row of an earlier attempt (a bulk rerun); else a row is made at the first write.
+    """
     attempt = prepared.attempt
-    await writer.run(lambda store: store.record_attempt(attempt))
+    row: int | None = local_id
+
+    async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
+        nonlocal row
+        if row is None:
+            row = await writer.run(lambda store: store.record_attempt(attempt))
+        else:
+            known = row
+            await writer.run(lambda store: store.mark_pending(known))
+
+    async def held_back() -> None:  # a 429 or no connection: provably not sent while we wait again
+        known = row
+        if known is not None:
+            await writer.run(lambda store: store.mark_failed(known, "unsent", "waiting to retry"))
+
     try:
-        accepted = await client.send(prepared.body, attempt.client_ref)
+        accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
     except BaseException as exc:
-        await _record_failure(writer, attempt.client_ref, exc)
+        if row is not None:
+            await _record_failure(writer, row, exc)
         raise
-    await writer.run(lambda store: store.mark_accepted(attempt.client_ref, accepted.message_uuid))
+    assert row is not None  # `leaving` ran before the request that was accepted
+    repeated = await record_accepted(writer, row, accepted.message_uuid, recording)
     return SendResult(
         accepted.message_uuid, "+" + attempt.to,
-        attempt.from_, attempt.client_ref, attempt.segments, attempt.encoding, "accepted",
+        attempt.from_, attempt.client_ref, attempt.segments, attempt.encoding, "accepted", repeated,
     )  # fmt: skip
+
+
+async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:
+    """Record a 202, retrying while the store is unavailable; past `retry_for`, spool it and raise
+    SentNotRecorded (the message exists: never say anything that invites a resend)."""
+    import asyncio
+
+    from smsctl import spool
+
+    deadline = time.monotonic() + recording.retry_for
+    while True:
+        try:
+            return await writer.run(lambda store: store.mark_accepted(row, message_uuid))
+        except StoreUnavailable as exc:
+            if time.monotonic() >= deadline:
+                kept = spool.keep(writer.path, row, message_uuid)
+                raise SentNotRecorded.one(message_uuid, exc.reason, str(kept) if kept else None) from None
+            await asyncio.sleep(recording.pause)
 
 
 def failure_state(exc: BaseException) -> str:
@@ -148,10 +225,10 @@ def failure_state(exc: BaseException) -> str:
     return "unknown"  # OutcomeUnknown, or interrupted while the request was in flight
 
 
-async def _record_failure(writer: StoreWriter, client_ref: str, exc: BaseException) -> None:
+async def _record_failure(writer: StoreWriter, row: int, exc: BaseException) -> None:
     error = getattr(exc, "message", "") or type(exc).__name__
     try:
-        await writer.run(lambda store: store.mark_failed(client_ref, failure_state(exc), error))
+        await writer.run(lambda store: store.mark_failed(row, failure_state(exc), error))
     except Exception:  # the original error matters more than this bookkeeping
         pass
 
@@ -164,9 +241,9 @@ async def send_one(settings: Settings, request: SendRequest) -> tuple[SendResult
 
     prepared = prepare(request, settings)
     credentials, api_url = credentials_from(settings), settings.api_url
-    writer = StoreWriter(settings.db_path)
+    writer = StoreWriter.for_settings(settings)
     try:
         async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
-            return await send_prepared(client, writer, prepared), prepared.cost
+            return await send_prepared(client, writer, prepared, recording=recording(settings)), prepared.cost
     finally:
         writer.close()

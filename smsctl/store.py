@@ -117,42 +117,51 @@ class Store:
 
     # --- messages we send -------------------------------------------------------------------
 
-    def record_attempt(self, attempt: Attempt) -> sqlite3.Row:
-        """Insert a `pending` message (or return the existing row for this client_ref)."""
+    def record_attempt(self, attempt: Attempt) -> int:
+        """Record a send about to leave (`pending`: it may reach the API from now on); its local id."""
         now = time.time()
-        self.conn.execute(
+        cursor = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-               ON CONFLICT (client_ref) DO NOTHING""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
              attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
         )  # fmt: skip
-        row: sqlite3.Row = self.conn.execute(
-            "SELECT * FROM messages WHERE client_ref = ?", (attempt.client_ref,)
-        ).fetchone()
-        return row
+        return int(cursor.lastrowid or 0)
 
-    def message_by_ref(self, client_ref: str) -> sqlite3.Row | None:
-        """The message recorded under this client_ref, if any."""
-        row: sqlite3.Row | None = self.conn.execute(
-            "SELECT * FROM messages WHERE client_ref = ?", (client_ref,)
+    def message_in_batch(self, batch_id: str, row: int) -> sqlite3.Row | None:
+        """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""
+        found: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM messages WHERE batch_id = ? AND batch_row = ?", (batch_id, row)
         ).fetchone()
-        return row
+        return found
 
-    def mark_accepted(self, client_ref: str, message_uuid: str) -> None:
-        """The API answered 202 with this UUID."""
+    def mark_pending(self, local_id: int) -> None:
+        """A recorded send that is about to leave again (a rerun, or after a 429)."""
+        self._set_state(local_id, "pending", None)
+
+    def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
+        """The API answered 202 with this uuid; True when another send already has it (both kept, flagged)."""
+        repeated = self.conn.execute(
+            "SELECT 1 FROM messages WHERE message_uuid = ? AND id != ? LIMIT 1", (message_uuid, local_id)
+        ).fetchone()
         self.conn.execute(
-            "UPDATE messages SET state = 'accepted', message_uuid = ?, error = NULL, updated_at = ?"
-            " WHERE client_ref = ?",
-            (message_uuid, time.time(), client_ref),
+            "UPDATE messages SET state = 'accepted', message_uuid = ?, error = NULL, updated_at = ?,"
+            " repeated_uuid = ? WHERE id = ?",
+            (message_uuid, time.time(), bool(repeated), local_id),
         )
+        if repeated:
+            self.conn.execute("UPDATE messages SET repeated_uuid = 1 WHERE message_uuid = ?", (message_uuid,))
+        return bool(repeated)
 
-    def mark_failed(self, client_ref: str, state: str, error: str) -> None:
-        """The API refused the message (`refused`) or its outcome is `unknown`."""
+    def mark_failed(self, local_id: int, state: str, error: str) -> None:
+        """The API refused the send (`refused`), never got it (`unsent`), or may have (`unknown`)."""
+        self._set_state(local_id, state, error)
+
+    def _set_state(self, local_id: int, state: str, error: str | None) -> None:
         self.conn.execute(
-            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE client_ref = ?",
-            (state, error, time.time(), client_ref),
+            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+            (state, error, time.time(), local_id),
         )
 
     # --- webhooks -----------------------------------------------------------------------------
@@ -291,26 +300,31 @@ class Store:
         return found
 
     def find_message(self, ref: str) -> dict[str, Any] | None:
-        """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status."""
+        """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status.
+
+        `sends` counts the sends the API answered with this uuid (more than one only for a mock or a
+        replayed answer); the columns are those of the latest.
+        """
         if len(ref) < 8 or not _UUID_CHARS.fullmatch(ref):  # also keeps LIKE wildcards out
             return None
         pattern = ref if len(ref) >= 36 else ref + "%"
-        rows = self.conn.execute(
-            """SELECT s.message_uuid AS uuid, s.status, s.final, s.conflict, s.duplicates,
-                      s.first_seen, m.*
-               FROM message_status s LEFT JOIN messages m ON m.message_uuid = s.message_uuid
-               WHERE s.message_uuid LIKE ?
-               UNION ALL
-               SELECT m.message_uuid, m.state, 0, 0, 0, NULL, m.*
-               FROM messages m
-               WHERE m.message_uuid LIKE ? AND m.message_uuid NOT IN
-                     (SELECT message_uuid FROM message_status)
-               LIMIT 2""",
+        uuids = self.conn.execute(
+            """SELECT message_uuid FROM message_status WHERE message_uuid LIKE ?
+               UNION SELECT message_uuid FROM messages WHERE message_uuid LIKE ? LIMIT 2""",
             (pattern, pattern),
         ).fetchall()
-        if len(rows) != 1:
+        if len(uuids) != 1:
             return None
-        return dict(rows[0])
+        uuid = uuids[0][0]
+        row = self.conn.execute(
+            """SELECT ? AS uuid, COALESCE(s.status, m.state) AS status, COALESCE(s.final, 0) AS final,
+                      COALESCE(s.conflict, 0) AS conflict, COALESCE(s.duplicates, 0) AS duplicates,
+                      s.first_seen, (SELECT COUNT(*) FROM messages WHERE message_uuid = ?) AS sends, m.*
+               FROM (SELECT ? AS u) LEFT JOIN message_status s ON s.message_uuid = u
+                    LEFT JOIN messages m ON m.id = (SELECT MAX(id) FROM messages WHERE message_uuid = u)""",
+            (uuid, uuid, uuid),
+        ).fetchone()
+        return dict(row)
 
     def timeline(self, message_uuid: str) -> list[sqlite3.Row]:
         """Every stored event of a message, in the order they were received."""

@@ -24,7 +24,7 @@ from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
 from smsctl.events import FAILED_STATUSES
 from smsctl.history import timeline_event
 from smsctl.listening import Listener, discover_ngrok, usable_listener
-from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
+from smsctl.sending import SendRequest, SendResult, prepare, recording, send_prepared
 from smsctl.server import STATUS_PATH
 from smsctl.store import Store
 from smsctl.writer import StoreWriter
@@ -207,12 +207,12 @@ async def send_and_wait(
     prepare(request, settings)  # bad input fails before anything starts
     credentials = credentials_from(settings)
     api_url = settings.api_url
-    writer = StoreWriter(settings.db_path)
+    writer = StoreWriter.for_settings(settings)
     try:
         async with status_route(settings, writer, options, request.webhook_url) as route:
             prepared = prepare(dataclasses.replace(request, webhook_url=route.webhook_url), settings)
             async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
-                sent = await send_prepared(client, writer, prepared)
+                sent = await send_prepared(client, writer, prepared, recording=recording(settings))
             started = time.monotonic()
             on_progress(Progress(sent, sent.status, [], 0.0, route.description))
 

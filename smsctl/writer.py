@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
 from smsctl.store import Store
 
@@ -48,10 +49,29 @@ def _settle_async(jobs: list[_Job]) -> None:
             waiter.set_result(job.result)
 
 
+_HINTS = {
+    "locked": "another process holds the store's lock (a long query, a stuck smsctl, a backup): "
+    "wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "busy": "another process holds the store's lock: wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "full": "the disk holding the store is full: free some space",
+    "readonly": "the store is read-only: check the permissions of SMSCTL_DB and its directory",
+    "I/O": "the disk holding the store reported an I/O error: check it",
+}
+
+
+def unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
+    """A store failure that is the machine's, not ours, with what the user can do about it."""
+    text = str(exc)
+    hint = next((h for key, h in _HINTS.items() if key in text), None)
+    return StoreUnavailable(text, hint=hint)
+
+
 class StoreWriter:
     """Runs store writes on a dedicated thread, grouping concurrent ones into one commit."""
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self.replayed = 0  # accepted sends recorded from the spool when the store opened
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._opened: Future[None] = Future()
         self._thread = threading.Thread(
@@ -61,6 +81,10 @@ class StoreWriter:
         self.batched = 0
         self._thread.start()
         self._opened.result()  # re-raises StoreError when the store cannot be opened
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> StoreWriter:
+        return cls(settings.db_path, busy_timeout=settings.busy_timeout)
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run `fn(store)` inside the next group commit; returns once it is durable."""
@@ -87,6 +111,7 @@ class StoreWriter:
         except StoreError as exc:
             self._opened.set_exception(exc)
             return
+        self._replay_spool(store)
         self._opened.set_result(None)
         try:
             while (batch := self._next_batch()) is not None:
@@ -94,6 +119,20 @@ class StoreWriter:
                 self._settle(batch)
         finally:
             store.close()
+
+    def _replay_spool(self, store: Store) -> None:
+        """Sends accepted while the store could not record them are recorded first (see spool.py)."""
+        from smsctl import spool
+
+        committed = False
+        try:
+            with store.transaction():
+                self.replayed = spool.replay(store, self.path)
+            committed = True
+        except sqlite3.Error:
+            pass  # still unwritable: the spool stays for the next writer
+        finally:
+            spool.finish(self.path, committed)
 
     def _next_batch(self) -> list[_Job] | None:
         first = self._queue.get()
@@ -117,7 +156,7 @@ class StoreWriter:
                 for job in batch:
                     job.result = job.fn(store)
         except sqlite3.OperationalError as exc:  # busy, disk full, read-only, I/O error
-            error = StoreUnavailable(f"the store cannot commit: {exc}", hint="retry shortly")
+            error = unavailable(exc)
             for job in batch:
                 job.error = error
             return
@@ -134,7 +173,7 @@ class StoreWriter:
             with store.transaction():
                 job.result, job.error = job.fn(store), None
         except sqlite3.OperationalError as exc:
-            job.error = StoreUnavailable(f"the store cannot commit: {exc}")
+            job.error = unavailable(exc)
         except Exception as exc:
             job.error = exc
         else:

@@ -47,7 +47,16 @@ def test_send_json(sandbox: BackgroundSandbox) -> None:
     code, stdout, stderr = send("+14155550101", "€" * 81, "--json", "--from", "Acme")
     assert code == 0, stderr
     result = json.loads(stdout)
-    assert set(result) == {"message_uuid", "to", "from", "client_ref", "segments", "encoding", "status"}
+    assert set(result) == {
+        "message_uuid",
+        "to",
+        "from",
+        "client_ref",
+        "segments",
+        "encoding",
+        "status",
+        "repeated_uuid",
+    }
     assert result["to"] == "+14155550101" and result["from"] == "Acme"
     assert (result["segments"], result["encoding"], result["status"]) == (2, "GSM-7", "accepted")
     assert result["client_ref"].startswith("smsctl-")

@@ -30,7 +30,7 @@ def test_an_m001_store_is_upgraded(tmp_path: Path) -> None:
     indexes = {
         row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")
     }
-    assert "message_status_updated" not in indexes and "messages_batch" in indexes
+    assert "message_status_updated" not in indexes and "messages_batch_row" in indexes
 
 
 def test_every_connection_is_durable(tmp_path: Path) -> None:

@@ -58,8 +58,7 @@ def bulk(
 
     Example: smsctl bulk customers.csv "Hi {name}, your appointment is at {time}" --rate 10 --wait
     """
-    import asyncio
-
+    from smsctl import running
     from smsctl.bulk import BulkOptions, check, outcome_error, require_all_valid, run_bulk
     from smsctl.config import load_settings
     from smsctl.output import emit_json, reporting
@@ -76,7 +75,7 @@ def bulk(
             return
         require_all_valid(report, options)
         with BulkProgress(len(report.valid), json_output) as progress:
-            result, states = asyncio.run(run_bulk(
+            result, states = running.run(run_bulk(
                 settings, report, options, wait=WaitOptions(timeout, port, public_url) if wait else None,
                 on_row=progress.row, on_wait=progress.waiting,
             ))  # fmt: skip

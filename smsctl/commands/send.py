@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +15,10 @@ from smsctl.numbers import EncodingChoice
 
 def send(
     to: Annotated[str, typer.Argument(help="Recipient in E.164 form, e.g. +14155550101.")],
-    text: Annotated[str, typer.Argument(help="The message text (at most 3,200 characters).")],
+    text: Annotated[
+        str,
+        typer.Argument(help="The message text (at most 3,200 characters); - reads it from standard input."),
+    ],
     sender: Annotated[
         str | None, typer.Option("--from", help="Sender number or alphanumeric ID [env VONAGE_NUMBER].")
     ] = None,
@@ -61,15 +66,40 @@ def send(
         from smsctl.sending import SendRequest, prepare, send_one
 
         settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
-        request = SendRequest(to, text, sender, client_ref, webhook_url, ttl, encoding)
+        request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding)
         prepare(request, settings)  # bad input is refused before the HTTP client is even imported
-        import asyncio
+        from smsctl import running
 
-        if not wait:
-            result, cost = asyncio.run(send_one(settings, request))
-            _render(result.to_dict(), cost.segments, json_output)
-            return
-        _send_and_wait(settings, request, timeout, port, public_url, json_output)
+        with _uuid_on_stdout_when_not_recorded(json_output):
+            if not wait:
+                result, cost = running.run(send_one(settings, request))
+                _render(result.to_dict(), cost.segments, json_output)
+                return
+            _send_and_wait(settings, request, timeout, port, public_url, json_output)
+
+
+def _text(text: str) -> str:
+    """The text argument, or standard input for `-` (so a one-time code never shows in `ps`)."""
+    if text != "-":
+        return text
+    data = sys.stdin.read()
+    return data[:-1] if data.endswith("\n") else data
+
+
+@contextmanager
+def _uuid_on_stdout_when_not_recorded(json_output: bool) -> Iterator[None]:
+    """A message the API accepted is reported as sent on stdout, even if the store could not record it."""
+    from smsctl.errors import SentNotRecorded
+    from smsctl.output import emit_json, out
+
+    try:
+        yield
+    except SentNotRecorded as exc:
+        if json_output:
+            emit_json({"message_uuid": exc.message_uuid, "status": "accepted", "recorded": False})
+        else:
+            out().print(exc.message_uuid)
+        raise
 
 
 def _render(result: dict[str, Any], segments: int, json_output: bool) -> None:
@@ -77,6 +107,9 @@ def _render(result: dict[str, Any], segments: int, json_output: bool) -> None:
 
     if segments > 1:
         warn(f"the text bills as {segments} SMS segments")
+    if result["repeated_uuid"]:
+        warn(f"the API answered with message_uuid {result['message_uuid']}, which an earlier send has too "
+             "(a mock API, or a replayed answer?): both sends are kept; `smsctl status` shows them")  # fmt: skip
     if json_output:
         emit_json(result)
         return
@@ -88,13 +121,12 @@ def _render(result: dict[str, Any], segments: int, json_output: bool) -> None:
 
 def _send_and_wait(settings: Any, request: Any, timeout: float, port: int | None, public_url: str | None,
                    json_output: bool) -> None:  # fmt: skip
-    import asyncio
-
+    from smsctl import running
     from smsctl.output import emit_json, out
     from smsctl.waiting import WaitOptions, outcome_error, send_and_wait
 
     with WaitDisplay() as display:
-        result = asyncio.run(
+        result = running.run(
             send_and_wait(settings, request, WaitOptions(timeout, port, public_url), display.update)
         )
     if json_output:

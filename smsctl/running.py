@@ -1,0 +1,40 @@
+"""Running a command's coroutine so that SIGTERM stops it the way Ctrl-C does: cleanly.
+
+asyncio.run already turns Ctrl-C into a cancellation of the main task (so in-flight sends record
+what they know) followed by KeyboardInterrupt. SIGTERM, which process managers and `timeout` send,
+gets the same treatment here and ends in Terminated (exit 143) instead of an abrupt death.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from smsctl.errors import Terminated
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    terminated = False
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated("terminated (SIGTERM); stopped cleanly") from None
+        raise
