@@ -8,6 +8,7 @@ from typing import Any
 
 from smsctl.errors import NotFound, UsageError
 from smsctl.events import error_meaning, error_title
+from smsctl import spool
 from smsctl.store import Store
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -40,6 +41,12 @@ def timeline_event(row: Any) -> dict[str, Any]:
 def message_status(store: Store, ref: str) -> dict[str, Any]:
     """A message (by UUID or unique prefix) with its whole timeline; NotFound otherwise."""
     found = store.find_message(ref)
+    if found is None and (spooled := spool.lookup(store.path, ref)) is not None:
+        raise NotFound(
+            f"message {spooled} was sent but not recorded yet: the store could not write when it was accepted",
+            hint=f"it is kept in {spool.spool_path(store.path)}; the next `smsctl send`, `bulk` or `listen` "
+            "records it. Do not send it again",
+        )
     if found is None:
         raise NotFound(
             f"no message {ref!r} in the local history",
@@ -60,6 +67,7 @@ def message_status(store: Store, ref: str) -> dict[str, Any]:
         "final": bool(found["final"]),
         "conflict": bool(found["conflict"]),
         "duplicates": found["duplicates"],
+        "sends": found["sends"],  # more than 1: the API gave several sends this uuid (a mock, a replay)
         "to": known("to_number"),
         "from": known("from_number"),
         "client_ref": known("client_ref"),

@@ -38,6 +38,20 @@ def keep(db_path: Path | str, local_id: int, message_uuid: str) -> Path | None:
     return path
 
 
+def lookup(db_path: Path | str, ref: str) -> str | None:
+    """The spooled uuid this reference (a uuid or its prefix) names, if any; reads only."""
+    path = spool_path(db_path)
+    if len(ref) < 8 or not path.exists():
+        return None
+    with contextlib.suppress(OSError):
+        for raw in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                uuid = str(json.loads(raw)["message_uuid"])
+                if uuid.startswith(ref):
+                    return uuid
+    return None
+
+
 def replay(store: Store, db_path: Path | str) -> int:
     """Record every spooled send (inside the caller's transaction); how many were recorded.
 

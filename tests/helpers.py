@@ -135,3 +135,46 @@ class ListenProcess:
         for stream in (self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
+
+
+class StaticApi:
+    """A stand-in Messages API on an ephemeral port that answers every POST with 202, as a static
+    mock such as Prism does; `uuid_for(n)` chooses the n-th uuid and `before_answer(n)` runs first."""
+
+    def __init__(
+        self, uuid_for: Callable[[int], str], before_answer: Callable[[int], None] | None = None
+    ) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        api = self
+        self.bodies: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                length = int(self.headers.get("Content-Length", "0"))
+                api.bodies.append(json.loads(self.rfile.read(length)))
+                n = len(api.bodies)
+                if before_answer is not None:
+                    before_answer(n)
+                answer = json.dumps({"message_uuid": uuid_for(n)}).encode()
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticApi:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

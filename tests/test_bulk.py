@@ -179,3 +179,42 @@ def test_log_filters_by_batch(sandbox: BackgroundSandbox, tmp_path: Path) -> Non
     assert sorted(r["batch_row"] for r in rows) == [2, 3, 4]
     human = runner.invoke(app, ["batch", "mybatch"])
     assert human.exit_code == 0 and "3 messages" in human.stdout
+
+
+def _bulk_process(csv: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "paced", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def _wait_for_requests(sandbox: BackgroundSandbox, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(sandbox.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(sandbox.requests) >= count
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_rows_waiting_for_the_rate_limiter_are_plainly_unsent(
+    sandbox: BackgroundSandbox, tmp_path: Path, db_path: Path, sig: signal.Signals
+) -> None:
+    """Ten workers, one request a second: nine rows wait their turn. Stopped there, they must not
+    look "maybe sent" (the rerun would skip them, and --resend-unknown would double-send the rest)."""
+    csv = write_csv(tmp_path / "list.csv", 10, ["+14155550101"])
+    process = _bulk_process(csv, "--rate", "1")
+    _wait_for_requests(sandbox, 2)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    if sig == signal.SIGTERM:
+        assert process.returncode == 143, stderr
+        assert "terminated" in stderr and "Traceback" not in stderr
+    reached = {r.body["client_ref"] for r in sandbox.requests}
+    rows = stored(db_path, lambda s: s.recent_messages(100))
+    maybe_sent = {r["client_ref"] for r in rows if r["status"] in ("pending", "unknown")}
+    assert maybe_sent <= reached, "only a request that left can be 'maybe sent'"
+    assert len(rows) <= len(reached) + 1, "rows still waiting for their turn are not recorded at all"
+
+    code, lines, stderr = bulk(str(csv), "paced", "--rate", "0")
+    counts = lines[-1]["counts"]
+    assert counts.get("skipped_unknown", 0) <= 1 and counts.get("accepted", 0) >= 8, counts
+    assert set(accepted_per_ref(sandbox).values()) == {1}, "no row may be accepted twice"

@@ -47,7 +47,8 @@ def _render_status(result: dict[str, Any]) -> None:
 
     style = STATUS_STYLE.get(result["status"], "magenta")
     out().print(Text.assemble((result["message_uuid"], "bold"), "  ", (result["status"], style),
-                              ("  conflicting final statuses", "bold red") if result["conflict"] else ""))  # fmt: skip
+                              ("  conflicting final statuses", "bold red") if result["conflict"] else "",
+                              (f"  {result['sends']} sends got this uuid", "bold yellow") if result["sends"] > 1 else ""))  # fmt: skip
     out().print(f"to {result['to'] or '?'}  from {result['from'] or '?'}  client_ref "
                 f"{result['client_ref'] or '-'}  segments {result['segments'] or '?'}  "
                 f"sent {_when(result['sent_at']) or 'not by smsctl'}  duplicates {result['duplicates']}")  # fmt: skip
