@@ -6,9 +6,9 @@ import re
 import time
 from typing import Any
 
+from smsctl import spool
 from smsctl.errors import NotFound, UsageError
 from smsctl.events import error_meaning, error_title
-from smsctl import spool
 from smsctl.store import Store
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
