@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import hashlib
-import io
 import string
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from smsctl.client import MessagesClient
@@ -37,6 +34,7 @@ from smsctl.errors import (
 from smsctl.events import FAILED_STATUSES
 from smsctl.numbers import EncodingChoice
 from smsctl.ratelimit import RateLimiter
+from smsctl.recipients import Recipients, Row
 from smsctl.sending import (
     DEFAULT_RECORDING,
     Prepared,
@@ -50,17 +48,6 @@ from smsctl.sending import (
 )
 from smsctl.waiting import WaitOptions, status_route, watch_many
 from smsctl.writer import StoreWriter
-
-
-@dataclass(frozen=True)
-class Row:
-    """One recipient line of the file."""
-
-    line: int
-    to: str
-    text: str | None
-    client_ref: str | None
-    fields: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -88,31 +75,41 @@ class BulkOptions:
     webhook_url: str | None = None
 
 
+MAX_INVALID_SHOWN = 100  # the report lists this many invalid rows and counts the rest
+
+
 @dataclass
 class Report:
-    """The validation report: what would be sent."""
+    """The validation report: what would be sent. Counts only, so a million rows cost no memory."""
 
     batch_id: str
-    rows: list[Checked]
+    rows: int = 0
+    valid: int = 0
+    invalid_count: int = 0
+    invalid: list[Checked] = field(default_factory=list)  # the first MAX_INVALID_SHOWN
+    segments: int = 0
+    encodings: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def valid(self) -> list[Checked]:
-        return [c for c in self.rows if c.prepared is not None]
-
-    @property
-    def invalid(self) -> list[Checked]:
-        return [c for c in self.rows if c.prepared is None]
+    def add(self, checked: Checked) -> None:
+        self.rows += 1
+        if checked.prepared is None:
+            self.invalid_count += 1
+            if len(self.invalid) < MAX_INVALID_SHOWN:
+                self.invalid.append(checked)
+            return
+        self.valid += 1
+        self.segments += checked.prepared.cost.segments
+        self.encodings[checked.prepared.cost.encoding] += 1
 
     def to_dict(self) -> dict[str, Any]:
-        valid = self.valid
-        encodings = Counter(c.prepared.cost.encoding for c in valid if c.prepared)
         return {
             "batch_id": self.batch_id,
-            "rows": len(self.rows),
-            "valid": len(valid),
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid_count": self.invalid_count,
             "invalid": [{"line": c.row.line, "to": c.row.to, "error": c.error} for c in self.invalid],
-            "segments": sum(c.prepared.cost.segments for c in valid if c.prepared),
-            "encodings": dict(encodings),
+            "segments": self.segments,
+            "encodings": dict(self.encodings),
         }
 
 
@@ -135,40 +132,17 @@ class RowOutcome:
 
 @dataclass
 class BulkResult:
+    """What a run did: outcomes per state; the accepted uuids only when they will be waited for."""
+
     batch_id: str
-    outcomes: list[RowOutcome] = field(default_factory=list)
+    states: Counter[str] = field(default_factory=Counter)
+    accepted: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     throttle_pauses: int = 0
     store_failed: str | None = None  # why the batch stopped early: the store could not record
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(o.state for o in self.outcomes))
-
-
-def read_rows(path: Path) -> list[Row]:
-    """A CSV with a `to` column (optional `text`, `client_ref`, any placeholders), or one number a line."""
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    lines = content.splitlines()
-    first = next((ln for ln in lines if ln.strip()), "")
-    if "," not in first and first.strip().lower() != "to":
-        return [Row(n, ln.strip(), None, None, {}) for n, ln in enumerate(lines, 1)
-                if ln.strip() and not ln.lstrip().startswith("#")]  # fmt: skip
-    reader = csv.DictReader(io.StringIO(content))
-    headers = [h.strip().lower() for h in reader.fieldnames or []]
-    if "to" not in headers:
-        raise UsageError(
-            f"{path} has no `to` column", hint="the first line must name the columns, e.g. to,name"
-        )
-    reader.fieldnames = headers
-    rows = []
-    for record in reader:
-        fields = {k: (v or "").strip() for k, v in record.items() if k is not None}
-        rows.append(Row(reader.line_num, fields.get("to", ""), fields.get("text") or None,
-                        fields.get("client_ref") or None, fields))  # fmt: skip
-    return rows
+        return dict(self.states)
 
 
 def render(template: str, fields: dict[str, str]) -> str:
@@ -186,18 +160,18 @@ def render(template: str, fields: dict[str, str]) -> str:
     return "".join(out)
 
 
-def batch_id_for(path: Path, options: BulkOptions) -> str:
+def batch_id_for(recipients: Recipients, options: BulkOptions) -> str:
     """The same file, text and sender always give the same batch ID, so a rerun resumes."""
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(recipients.digest.encode())
     digest.update(f"\0{options.text or ''}\0{options.sender or ''}".encode())
     return "b" + digest.hexdigest()[:11]
 
 
-def check(path: Path, settings: Settings, options: BulkOptions) -> Report:
-    """Validate every row (number, rendered text, length, encoding) before anything is sent."""
-    batch_id = options.batch_id or batch_id_for(path, options)
-    checked = []
-    for row in read_rows(path):
+def checked_rows(
+    recipients: Recipients, settings: Settings, options: BulkOptions, batch_id: str
+) -> Iterator[Checked]:
+    """Every row validated (number, rendered text, length, encoding), one at a time."""
+    for row in recipients.rows():
         try:
             template = row.text or options.text
             if template is None:
@@ -205,10 +179,17 @@ def check(path: Path, settings: Settings, options: BulkOptions) -> Report:
             request = SendRequest(row.to, render(template, row.fields), options.sender,
                                   row.client_ref or f"{batch_id}-{row.line}", options.webhook_url,
                                   options.ttl, options.encoding)  # fmt: skip
-            checked.append(Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None))
+            yield Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None)
         except UsageError as exc:
-            checked.append(Checked(row, None, exc.message))
-    return Report(batch_id, checked)
+            yield Checked(row, None, exc.message)
+
+
+def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> Report:
+    """Validate every row before anything is sent, keeping counts (not rows)."""
+    report = Report(options.batch_id or batch_id_for(recipients, options))
+    for checked in checked_rows(recipients, settings, options, report.batch_id):
+        report.add(checked)
+    return report
 
 
 async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
@@ -246,26 +227,29 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
 async def send_batch(
     client: MessagesClient,
     writer: StoreWriter,
-    report: Report,
+    messages: Iterator[Prepared],
+    result: BulkResult,
     options: BulkOptions,
     on_row: Callable[[RowOutcome], None],
+    *,
     webhook_url: str | None = None,
     recording: Recording = DEFAULT_RECORDING,
+    keep_uuids: bool = False,
 ) -> BulkResult:
-    """Send every valid row with bounded concurrency, paced by the client's rate limiter.
+    """Send every message with bounded concurrency, paced by the client's rate limiter.
 
     When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
     """
-    result = BulkResult(report.batch_id)
-    rows = iter(report.valid)  # shared by the workers: each takes the next row when it is free
     started = time.monotonic()
 
     async def worker() -> None:
-        for item in rows:
-            assert item.prepared is not None
-            prepared = item.prepared if webhook_url is None else with_webhook(item.prepared, webhook_url)
+        for prepared in messages:  # shared by the workers: each takes the next row when it is free
+            if webhook_url is not None:
+                prepared = with_webhook(prepared, webhook_url)
             outcome = await _send_row(client, writer, prepared, options, recording)
-            result.outcomes.append(outcome)
+            result.states[outcome.state] += 1
+            if keep_uuids and outcome.state == "accepted" and outcome.message_uuid:
+                result.accepted.append(outcome.message_uuid)
             on_row(outcome)
             if outcome.store_error is not None:
                 result.store_failed = outcome.store_error
@@ -274,17 +258,16 @@ async def send_batch(
     await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
     result.elapsed = time.monotonic() - started
     result.throttle_pauses = client.limiter.pauses
-    result.outcomes.sort(key=lambda o: o.line)
     return result
 
 
 def require_all_valid(report: Report, options: BulkOptions) -> None:
     """Nothing is sent when any row is invalid, unless --skip-invalid."""
-    if report.invalid and not options.skip_invalid:
+    if report.invalid_count and not options.skip_invalid:
         lines = ", ".join(str(c.row.line) for c in report.invalid[:10])
-        more = "…" if len(report.invalid) > 10 else ""
+        more = "…" if report.invalid_count > 10 else ""
         raise UsageError(
-            f"{len(report.invalid)} of {len(report.rows)} rows are invalid (lines {lines}{more}); nothing was sent",
+            f"{report.invalid_count} of {report.rows} rows are invalid (lines {lines}{more}); nothing was sent",
             hint="fix them, or pass --skip-invalid to send the valid rows",
         )
     if not report.valid:
@@ -293,6 +276,7 @@ def require_all_valid(report: Report, options: BulkOptions) -> None:
 
 async def run_bulk(
     settings: Settings,
+    recipients: Recipients,
     report: Report,
     options: BulkOptions,
     *,
@@ -300,11 +284,17 @@ async def run_bulk(
     on_row: Callable[[RowOutcome], None],
     on_wait: Callable[[dict[str, str]], None],
 ) -> tuple[BulkResult, dict[str, tuple[str, bool]] | None]:
-    """Send the batch, then (with `wait`) watch every accepted message until final or timeout."""
+    """Send the batch (the file is streamed again), then with `wait` watch every accepted message."""
     from smsctl.auth import credentials_from
 
     credentials = credentials_from(settings)
     api_url = settings.api_url
+    messages = (
+        c.prepared
+        for c in checked_rows(recipients, settings, options, report.batch_id)
+        if c.prepared is not None
+    )
+    result = BulkResult(report.batch_id)
     writer = StoreWriter.for_settings(settings)
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -317,13 +307,11 @@ async def run_bulk(
             client = MessagesClient(api_url, credentials, timeout=settings.http_timeout,
                                     limiter=RateLimiter(options.rate or None), connections=options.concurrency)  # fmt: skip
             async with client:
-                result = await send_batch(
-                    client, writer, report, options, on_row, webhook_url, recording(settings)
-                )
+                await send_batch(client, writer, messages, result, options, on_row, webhook_url=webhook_url,
+                                 recording=recording(settings), keep_uuids=wait is not None)  # fmt: skip
             if wait is None:
                 return result, None
-            uuids = [o.message_uuid for o in result.outcomes if o.message_uuid and o.state == "accepted"]
-            return result, await watch_many(settings.db_path, uuids, wait.timeout, on_wait)
+            return result, await watch_many(settings.db_path, result.accepted, wait.timeout, on_wait)
     finally:
         writer.close()
 

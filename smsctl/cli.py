@@ -53,4 +53,18 @@ app.command("demo")(demo.demo)
 
 def main() -> None:
     """Console-script entry point."""
+    _warnings_to_stderr()
     app()
+
+
+def _warnings_to_stderr() -> None:
+    """The core logs what a user should know (e.g. store permissions tightened); say it on stderr."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("smsctl")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False

@@ -163,26 +163,51 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
 ]
 
 
+KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
+
+
+class NotOurs(Exception):
+    """The database is not an smsctl store, or one from a newer smsctl: leave it untouched."""
+
+
+def applied(conn: sqlite3.Connection) -> set[str] | None:
+    """The migrations this database has had; None for an empty database. NotOurs for one that has
+    tables but is not an smsctl store (another application's), or has migrations we do not know."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    if "_smsctl_migrations" not in tables:
+        raise NotOurs("it holds tables but is not an smsctl store (another application's database?)")
+    names = {row[0] for row in conn.execute("SELECT name FROM _smsctl_migrations")}
+    if unknown := names - KNOWN:
+        raise NotOurs(f"it was written by a newer smsctl (migration {sorted(unknown)[0]}): upgrade smsctl")
+    return names
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database has not had yet; return their names."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _smsctl_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    applied = {row[0] for row in conn.execute("SELECT name FROM _smsctl_migrations")}
-    done = []
-    for migration in MIGRATIONS:
-        if migration.__name__ in applied:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migration(conn)
-            conn.execute(
-                "INSERT INTO _smsctl_migrations (name, applied_at) VALUES (?, ?)",
-                (migration.__name__, time.time()),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
+    """Apply the migrations this database has not had yet, all in one write transaction; their names.
+
+    The transaction starts with BEGIN IMMEDIATE, before anything is read, so processes opening a new
+    store at the same moment queue on the lock and the later ones find every migration applied.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        done = applied(conn) or set()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _smsctl_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        names = []
+        for migration in MIGRATIONS:
+            if migration.__name__ not in done:
+                migration(conn)
+                conn.execute(
+                    "INSERT INTO _smsctl_migrations (name, applied_at) VALUES (?, ?)",
+                    (migration.__name__, time.time()),
+                )
+                names.append(migration.__name__)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
-        done.append(migration.__name__)
-    return done
+        raise
+    return names

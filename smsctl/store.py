@@ -6,6 +6,7 @@ Writes run inside `transaction()` (BEGIN IMMEDIATE); the listener batches them (
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -20,8 +21,9 @@ from typing import Any
 
 from smsctl.errors import StoreError
 from smsctl.events import InboundMessage, StatusEvent, status_rank
-from smsctl.migrations import migrate
+from smsctl.migrations import KNOWN, NotOurs, applied, migrate
 
+log = logging.getLogger("smsctl.store")
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
 
@@ -65,29 +67,95 @@ def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
     return None
 
 
-class Store:
-    """A connection to the store; migrate on open. Not thread-safe: one per thread."""
+def private_files(db: Path) -> None:
+    """Create the store's directory 0700 and file 0600 (it holds phone numbers and one-time codes);
+    tighten existing files that others can read, with a warning."""
+    if not db.parent.exists():
+        db.parent.mkdir(parents=True, mode=0o700)
+    if not db.exists():
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                path.chmod(0o600)
+                log.warning("%s was readable by other users (mode %o); it is now 600", path, mode)
+        except OSError:
+            pass
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+
+class Store:
+    """A connection to the store. Not thread-safe: one per thread.
+
+    `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files
+    0600), refuses a database that is not an smsctl store or is from a newer smsctl (changing
+    nothing), and applies pending migrations. `Store.reader(path)` opens an existing store read-only,
+    so `log` and `status` work on a store they cannot write.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         self.path = str(path)
         self._closed = True  # until the connection exists
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            if readonly:
+                self.conn = self._connect_readonly(busy_timeout)
+            else:
+                self.conn = self._connect_for_writing(busy_timeout)
             self._closed = False
-            migrate(self.conn)
+            self.conn.row_factory = sqlite3.Row
+            self._prepare(readonly)
+        except NotOurs as exc:
+            self.close()
+            raise StoreError(
+                f"SMSCTL_DB={self.path} is not usable as an smsctl store: {exc}",
+                hint="point SMSCTL_DB at an smsctl store (or a new file); this one was left untouched",
+            ) from None
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(
                 f"cannot open the store at {self.path}: {exc}",
-                hint="check SMSCTL_DB points at a writable smsctl database; it is never deleted for you",
+                hint="check SMSCTL_DB points at a readable smsctl database; it is never deleted for you",
             ) from None
+
+    @classmethod
+    def reader(cls, path: Path | str) -> Store | None:
+        """The store opened read-only; None when there is none yet (nothing is created)."""
+        return cls(path, readonly=True) if path == ":memory:" or Path(path).exists() else None
+
+    def _connect_for_writing(self, busy_timeout: float) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            private_files(Path(self.path))
+        return sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+
+    def _connect_readonly(self, busy_timeout: float) -> sqlite3.Connection:
+        uri = Path(self.path).resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # A WAL store in a directory we cannot write (no -shm to create): nobody can be writing
+            # it either, so it can be read as an immutable file.
+            conn.close()
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        return conn
+
+    def _prepare(self, readonly: bool) -> None:
+        done = applied(self.conn)  # NotOurs before anything is changed
+        outdated = done is None or not KNOWN <= done
+        if readonly:
+            if outdated:
+                raise sqlite3.OperationalError(
+                    "it was made by an older smsctl and needs upgrading, which takes a write: run "
+                    "`smsctl listen` or `smsctl send` once with write access"
+                )
+            return
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        if outdated:
+            migrate(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -218,3 +219,58 @@ def test_rows_waiting_for_the_rate_limiter_are_plainly_unsent(
     counts = lines[-1]["counts"]
     assert counts.get("skipped_unknown", 0) <= 1 and counts.get("accepted", 0) >= 8, counts
     assert set(accepted_per_ref(sandbox).values()) == {1}, "no row may be accepted twice"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: str(tmp / "missing.csv"), "cannot read"),
+    (lambda tmp: str(tmp), "is a directory"),
+])  # fmt: skip
+def test_unreadable_input_is_a_usage_error(sandbox: BackgroundSandbox, tmp_path: Path, make: Any,
+                                           message: str) -> None:  # fmt: skip
+    result = runner.invoke(app, ["bulk", make(tmp_path), "hi"])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert sandbox.requests == []
+
+
+def test_stdin_is_read_once(sandbox: BackgroundSandbox) -> None:
+    result = runner.invoke(app, ["bulk", "-", "hi", "--json", "--rate", "0"],
+                           input="to,name\n+14155550101,Ann\n+14155550102,Bob\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["counts"] == {"accepted": 2}
+    assert sorted(r.body["to"] for r in sandbox.requests) == ["14155550101", "14155550102"]
+
+
+def test_a_fifo_is_read_once_and_does_not_hang(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+    """A FIFO (what `bulk <(…)` hands us) can be read only once: it is copied, not read twice."""
+    import threading
+
+    fifo = tmp_path / "numbers"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as writer:
+            writer.write("+14155550101\n+14155550102\n+14155550103\n")
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    process = subprocess.run([sys.executable, "-m", "smsctl", "bulk", str(fifo), "hi", "--json", "--rate", "0"],
+                             capture_output=True, text=True, timeout=60, env=os.environ.copy())  # fmt: skip
+    feeder.join(timeout=5)
+    assert process.returncode == 0, process.stderr
+    assert json.loads(process.stdout.splitlines()[-1])["counts"] == {"accepted": 3}
+
+
+def test_a_semicolon_csv_is_recognised(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+    csv = tmp_path / "excel.csv"
+    csv.write_text("\ufeffto;name\n+14155550101;Ann\n+14155550102;Bob\n", encoding="utf-8")
+    code, lines, stderr = bulk(str(csv), "Hi {name}", "--rate", "0")
+    assert code == 0, stderr
+    assert sorted(r.body["text"] for r in sandbox.requests) == ["Hi Ann", "Hi Bob"]
+
+
+def test_a_header_without_to_names_the_likely_delimiter(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+    csv = tmp_path / "mixed.csv"
+    csv.write_text("phone,name;age\n+14155550101,Ann;3\n")
+    result = runner.invoke(app, ["bulk", str(csv), "hi"])
+    assert result.exit_code == 2 and "has no `to` column" in result.stderr

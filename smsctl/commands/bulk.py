@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,10 +12,10 @@ from smsctl.numbers import EncodingChoice
 
 def bulk(
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="CSV with a `to` column (and optional text, client_ref, "
-            "placeholders), or one number per line."
+            help="CSV with a `to` column (and optional text, client_ref, placeholders; comma, semicolon "
+            "or tab separated), or one number per line; - reads standard input."
         ),
     ],  # fmt: skip
     text: Annotated[
@@ -62,23 +61,25 @@ def bulk(
     from smsctl.bulk import BulkOptions, check, outcome_error, require_all_valid, run_bulk
     from smsctl.config import load_settings
     from smsctl.output import emit_json, reporting
+    from smsctl.recipients import Recipients
     from smsctl.waiting import WaitOptions
 
     with reporting(json_output, debug):
         settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
         options = BulkOptions(text, sender, batch_id, rate, concurrency, skip_invalid, resend_unknown, ttl,
                               encoding, webhook_url)  # fmt: skip
-        report = check(file, settings, options)
-        _render_report(report.to_dict(), json_output)
-        if dry_run:
+        with Recipients(file) as recipients:
+            report = check(recipients, settings, options)
+            _render_report(report.to_dict(), json_output)
             require_all_valid(report, options)
-            return
-        require_all_valid(report, options)
-        with BulkProgress(len(report.valid), json_output) as progress:
-            result, states = running.run(run_bulk(
-                settings, report, options, wait=WaitOptions(timeout, port, public_url) if wait else None,
-                on_row=progress.row, on_wait=progress.waiting,
-            ))  # fmt: skip
+            if dry_run:
+                return
+            with BulkProgress(report.valid, json_output) as progress:
+                result, states = running.run(run_bulk(
+                    settings, recipients, report, options,
+                    wait=WaitOptions(timeout, port, public_url) if wait else None,
+                    on_row=progress.row, on_wait=progress.waiting,
+                ))  # fmt: skip
         summary = {"event": "summary", "batch_id": result.batch_id, "counts": result.counts(),
                    "elapsed": round(result.elapsed, 3), "throttle_pauses": result.throttle_pauses}  # fmt: skip
         if states is not None:
@@ -106,10 +107,12 @@ def _render_report(report: dict[str, Any], json_output: bool) -> None:
         emit_json({"event": "validation", **report})
         return
     encodings = ", ".join(f"{n} {e}" for e, n in report["encodings"].items()) or "none"
-    note(f"batch {report['batch_id']}: {report['valid']} of {report['rows']} rows valid, "
-         f"{report['segments']} SMS segments ({encodings})")  # fmt: skip
+    note(f"batch {report['batch_id']}: {report['valid']:,} of {report['rows']:,} rows valid, "
+         f"{report['segments']:,} SMS segments ({encodings})")  # fmt: skip
     for bad in report["invalid"]:
         note(f"  line {bad['line']}: {bad['to'] or '(empty)'}: {bad['error']}")
+    if report["invalid_count"] > len(report["invalid"]):
+        note(f"  … and {report['invalid_count'] - len(report['invalid']):,} more invalid rows")
 
 
 def _render_summary(summary: dict[str, Any]) -> None:
@@ -191,12 +194,18 @@ def batch(
     Example: smsctl batch b3f2a91c0d4e1
     """
     from smsctl.config import load_settings
+    from smsctl.errors import NotFound
     from smsctl.history import batch_summary
     from smsctl.output import emit_json, out, reporting
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        with Store(load_settings().db_path) as store:
+        store = Store.reader(load_settings().db_path)
+        if store is None:
+            raise NotFound(
+                f"no batch {batch_id!r}: there is no local history yet", hint="`smsctl log` shows batch IDs"
+            )
+        with store:
             summary = batch_summary(store, batch_id)
         if json_output:
             emit_json(summary)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from smsctl.commands import DebugOption, JsonOption
+
+MAX_LOG_LIMIT = 1_000_000  # a bound, so a typo cannot read a whole store into memory
+NO_HISTORY = "sends, bulk runs and `smsctl listen` record messages in SMSCTL_DB; see `smsctl config`"
 
 
 def _when(epoch: float | None) -> str:
@@ -24,12 +28,16 @@ def status(
     Example: smsctl status 5b3c0d7e-…
     """
     from smsctl.config import load_settings
+    from smsctl.errors import NotFound
     from smsctl.history import message_status
     from smsctl.output import emit_json, reporting
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        with Store(load_settings().db_path) as store:
+        store = Store.reader(load_settings().db_path)
+        if store is None:
+            raise NotFound(f"no message {message!r}: there is no local history yet", hint=NO_HISTORY)
+        with store:
             result = message_status(store, message)
         if json_output:
             emit_json(result)
@@ -65,7 +73,7 @@ def _render_status(result: dict[str, Any]) -> None:
 
 
 def log(
-    limit: Annotated[int, typer.Option(min=1, help="How many messages.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LOG_LIMIT, help="How many messages.")] = 20,
     status: Annotated[str | None, typer.Option(help="Only messages in this status.")] = None,
     since: Annotated[str | None, typer.Option(help="Only newer than this, e.g. 15m, 2h, 7d.")] = None,
     batch: Annotated[str | None, typer.Option(help="Only messages of this bulk batch.")] = None,
@@ -78,13 +86,18 @@ def log(
     Example: smsctl log --since 1h --status rejected
     """
     from smsctl.config import load_settings
-    from smsctl.history import recent, recent_inbound
+    from smsctl.history import parse_duration, recent, recent_inbound
     from smsctl.output import emit_json, reporting
     from smsctl.store import Store
 
     with reporting(json_output, debug):
-        with Store(load_settings().db_path) as store:
-            if inbound:
+        if since is not None:
+            parse_duration(since)  # a bad --since is a usage error even with no history yet
+        store = Store.reader(load_settings().db_path)
+        with store or contextlib.nullcontext():
+            if store is None:
+                rows: list[dict[str, Any]] = []
+            elif inbound:
                 rows = recent_inbound(store, limit=limit, since=since)
             else:
                 rows = recent(store, limit=limit, status=status, since=since, batch=batch)

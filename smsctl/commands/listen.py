@@ -53,7 +53,7 @@ def _logging(json_lines: bool) -> None:
     handler: logging.Handler = logging.StreamHandler(sys.stderr) if json_lines else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger = logging.getLogger("smsctl")
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     logger.setLevel(logging.WARNING)
     logger.propagate = False
 

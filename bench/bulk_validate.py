@@ -1,0 +1,68 @@
+"""Bulk validation benchmark: `smsctl bulk FILE TEXT --dry-run` over 100,000 and 1,000,000 rows,
+wall time, rows/s and peak RSS, beside a baseline measured in the same run: a bare Python loop that
+only reads the same CSV with csv.DictReader (the floor for streaming a CSV in Python).
+
+    python bench/bulk_validate.py           # 100,000 and 1,000,000 rows
+    python bench/bulk_validate.py --quick   # 10,000 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PYTHON, SMSCTL, machine, table, write_credentials  # noqa: E402
+
+NUMBERS = ["+14155550101", "+447911123456", "+4915112345678", "+61412345678", "+33612345678"]
+BASELINE = "import csv,sys\nn=0\nfor row in csv.DictReader(open(sys.argv[1], newline='')): n+=1\nprint(n)"
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with open(path, "w") as out:
+        out.write("to,name\n")
+        for n in range(rows):
+            out.write(f"{NUMBERS[n % len(NUMBERS)]},Person {n}\n")
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command[:4]} failed: {process.stderr.read().decode() if process.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    sizes = [10_000] if parser.parse_args().quick else [100_000, 1_000_000]
+    rows_out = []
+    with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
+        env = write_credentials(Path(tmp), "http://127.0.0.1:1", Path(tmp) / "bench.db")
+        for size in sizes:
+            csv = Path(tmp) / f"rows-{size}.csv"
+            write_csv(csv, size)
+            base_wall, base_rss = measure([PYTHON, "-c", BASELINE, str(csv)], env)
+            wall, rss = measure([*SMSCTL, "bulk", str(csv), "Hi {name}, your code is 123456", "--dry-run", "--json"], env)
+            rows_out.append([f"{size:,}", "csv.DictReader only", f"{base_wall:.1f}", f"{size / base_wall:,.0f}",
+                             f"{base_rss:.0f}", "1.0"])  # fmt: skip
+            rows_out.append([f"{size:,}", "smsctl bulk --dry-run", f"{wall:.1f}", f"{size / wall:,.0f}",
+                             f"{rss:.0f}", f"{wall / base_wall:.1f}"])  # fmt: skip
+    print(f"bulk validation benchmark; {machine()}")
+    print(table(["rows", "program", "wall s", "rows/s", "peak RSS MB", "× baseline time"], rows_out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
