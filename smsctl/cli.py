@@ -38,6 +38,9 @@ def root(
     ),
 ) -> None:
     """Send SMS through the Vonage Messages API and know what happened to every message."""
+    from smsctl.output import warnings_to_stderr
+
+    warnings_to_stderr()
 
 
 app.command("send")(send.send)
@@ -53,18 +56,4 @@ app.command("demo")(demo.demo)
 
 def main() -> None:
     """Console-script entry point."""
-    _warnings_to_stderr()
     app()
-
-
-def _warnings_to_stderr() -> None:
-    """The core logs what a user should know (e.g. store permissions tightened); say it on stderr."""
-    import logging
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logger = logging.getLogger("smsctl")
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False

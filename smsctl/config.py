@@ -63,7 +63,10 @@ def default_db_path() -> Path:
 
 def _read_dotenv(directory: Path) -> dict[str, str]:
     path = directory / ".env"
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return {}
+    except OSError:  # the working directory itself cannot be read: there is no .env to use
         return {}
     from dotenv import dotenv_values  # lazily: only when a .env exists
 

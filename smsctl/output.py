@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,23 @@ class LineBuffer:
             sys.stdout.write("".join(self._lines))
             sys.stdout.flush()
             self._lines.clear()
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as `warning: …` on whatever sys.stderr is now (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(self.format(record))
+
+
+def warnings_to_stderr() -> None:
+    """The core logs what a user should know (e.g. store permissions tightened); say it on stderr.
+    `smsctl listen --json` replaces this with plain log lines beside its JSON Lines."""
+    logger = logging.getLogger("smsctl")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 def warn(message: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smsctl.errors import StoreError
+from smsctl.errors import StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, status_rank
 from smsctl.migrations import KNOWN, NotOurs, applied, migrate
 
@@ -67,6 +67,27 @@ def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
     return None
 
 
+_HINTS = {
+    "locked": "another process holds the store's lock (a long query, a stuck smsctl, a backup): "
+    "wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "busy": "another process holds the store's lock: wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "full": "the disk holding the store is full: free some space",
+    "readonly": "the store is read-only for this user: check the permissions of SMSCTL_DB and its "
+    "directory (`smsctl log` and `status` can still read it)",
+    "I/O": "the disk holding the store reported an I/O error: check it",
+}
+
+
+def unavailable(exc: sqlite3.OperationalError, context: str = "") -> StoreUnavailable:
+    """A store failure that is the machine's, not ours, with what the user can do about it."""
+    text = str(exc)
+    hint = next((h for key, h in _HINTS.items() if key in text), None)
+    error = StoreUnavailable(text, hint=hint)
+    if context:
+        error.message = context + text
+    return error
+
+
 def private_files(db: Path) -> None:
     """Create the store's directory 0700 and file 0600 (it holds phone numbers and one-time codes);
     tighten existing files that others can read, with a warning."""
@@ -110,11 +131,14 @@ class Store:
                 f"SMSCTL_DB={self.path} is not usable as an smsctl store: {exc}",
                 hint="point SMSCTL_DB at an smsctl store (or a new file); this one was left untouched",
             ) from None
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, read-only, disk full, I/O: the machine's
+            self.close()
+            raise unavailable(exc, f"cannot open the store at {self.path}: ") from None
+        except sqlite3.DatabaseError as exc:  # not a database at all, or a damaged one
             self.close()
             raise StoreError(
                 f"cannot open the store at {self.path}: {exc}",
-                hint="check SMSCTL_DB points at a readable smsctl database; it is never deleted for you",
+                hint="check SMSCTL_DB points at an smsctl store; it is never deleted or recreated for you",
             ) from None
 
     @classmethod

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smsctl.config import Settings
-from smsctl.errors import StoreError, StoreUnavailable
-from smsctl.store import Store
+from smsctl.errors import StoreError
+from smsctl.store import Store, unavailable
 
 T = TypeVar("T")
 MAX_BATCH = 256
@@ -47,23 +47,6 @@ def _settle_async(jobs: list[_Job]) -> None:
             waiter.set_exception(job.error)
         else:
             waiter.set_result(job.result)
-
-
-_HINTS = {
-    "locked": "another process holds the store's lock (a long query, a stuck smsctl, a backup): "
-    "wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
-    "busy": "another process holds the store's lock: wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
-    "full": "the disk holding the store is full: free some space",
-    "readonly": "the store is read-only: check the permissions of SMSCTL_DB and its directory",
-    "I/O": "the disk holding the store reported an I/O error: check it",
-}
-
-
-def unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
-    """A store failure that is the machine's, not ours, with what the user can do about it."""
-    text = str(exc)
-    hint = next((h for key, h in _HINTS.items() if key in text), None)
-    return StoreUnavailable(text, hint=hint)
 
 
 class StoreWriter:

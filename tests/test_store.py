@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from smsctl.errors import StoreError
 from smsctl.migrations import MIGRATIONS, m001_initial, migrate
 from smsctl.store import Store
+from tests.helpers import BackgroundSandbox
+
+runner = CliRunner()
 
 
 def test_a_blank_store_gets_every_migration_once(tmp_path: Path) -> None:
@@ -37,3 +50,94 @@ def test_every_connection_is_durable(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
+
+
+def test_another_applications_database_is_refused_and_left_untouched(
+    credentials: dict[str, str], db_path: Path
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, phone TEXT)")
+    conn.execute("INSERT INTO customers (phone) VALUES ('+14155550101')")
+    conn.commit()
+    conn.close()
+    before = db_path.read_bytes()
+    for args in (["log"], ["status", "deadbeef"], ["send", "+14155550101", "hi"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 3, result.output
+        assert "not an smsctl store" in result.stderr and "left untouched" in result.stderr
+    assert db_path.read_bytes() == before
+    assert not Path(f"{db_path}-wal").exists(), "not even switched to WAL"
+
+
+def test_a_store_from_a_newer_smsctl_is_refused(db_path: Path) -> None:
+    Store(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO _smsctl_migrations VALUES ('m999_from_the_future', 0)")
+    with pytest.raises(StoreError, match="newer smsctl"):
+        Store(db_path)
+    with pytest.raises(StoreError, match="newer smsctl"):
+        Store.reader(db_path)
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(db_path: Path) -> None:
+    code = "import sys; from smsctl.store import Store; Store(sys.argv[1]).close()"
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]  # fmt: skip
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    names = [row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM _smsctl_migrations")]
+    assert sorted(names) == sorted(m.__name__ for m in MIGRATIONS)
+
+
+def test_readers_never_create_a_store(credentials: dict[str, str], db_path: Path) -> None:
+    assert runner.invoke(app, ["log"]).exit_code == 0
+    assert runner.invoke(app, ["status", "deadbeef"]).exit_code == 7
+    assert runner.invoke(app, ["batch", "bnope"]).exit_code == 7
+    assert not db_path.exists() and not db_path.parent.exists()
+
+
+def test_the_store_is_private(sandbox: BackgroundSandbox, db_path: Path) -> None:
+    Store(db_path).close()
+    assert db_path.parent.stat().st_mode & 0o777 == 0o700
+    assert db_path.stat().st_mode & 0o777 == 0o600
+    db_path.chmod(0o644)
+    result = runner.invoke(app, ["send", "+14155550101", "hi", "--from", "Acme"])  # opens it for writing
+    assert "was readable by other users (mode 644); it is now 600" in result.stderr
+    assert db_path.stat().st_mode & 0o777 == 0o600
+
+
+def _as_another_user() -> list[str]:
+    """Run a command without write access to files we own: as `nobody` when we are root (CI)."""
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+
+
+def test_a_read_only_store_can_still_be_read_and_writers_say_read_only(
+    sandbox: BackgroundSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="smsctl-ro-"))  # outside pytest's 0700 tree
+    try:
+        db = directory / "smsctl.db"
+        env = {**os.environ, "SMSCTL_DB": str(db)}
+        sent = subprocess.run([sys.executable, "-m", "smsctl", "send", "+14155550101", "kept"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        directory.chmod(0o755)
+        db.chmod(0o644 if os.geteuid() == 0 else 0o444)
+        if os.geteuid() != 0:
+            directory.chmod(0o555)
+        for args, code, says in ((["log", "--json"], 0, sent.stdout.strip()),
+                                 (["status", sent.stdout.strip()], 0, "accepted")):  # fmt: skip
+            done = subprocess.run([*_as_another_user(), sys.executable, "-m", "smsctl", *args], env=env,
+                                  capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
+            assert done.returncode == code, done.stderr
+            assert says in done.stdout
+        refused = subprocess.run([*_as_another_user(), sys.executable, "-m", "smsctl", "send", "+14155550101", "x"],
+                                 env=env, capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
+        assert refused.returncode == 3, refused.stderr
+        assert "read-only" in refused.stderr and "retry shortly" not in refused.stderr
+        assert "Traceback" not in refused.stderr
+    finally:
+        directory.chmod(0o755)
+        shutil.rmtree(directory)
