@@ -119,7 +119,10 @@ def test_a_read_only_store_can_still_be_read_and_writers_say_read_only(
     directory = Path(tempfile.mkdtemp(prefix="smsctl-ro-"))  # outside pytest's 0700 tree
     try:
         db = directory / "smsctl.db"
-        env = {**os.environ, "SMSCTL_DB": str(db)}
+        key = directory / "private.key"  # readable by the other user too: this test is about the store
+        shutil.copy(os.environ["VONAGE_PRIVATE_KEY_PATH"], key)
+        key.chmod(0o644)
+        env = {**os.environ, "SMSCTL_DB": str(db), "VONAGE_PRIVATE_KEY_PATH": str(key)}
         sent = subprocess.run([sys.executable, "-m", "smsctl", "send", "+14155550101", "kept"], env=env,
                               capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
         assert sent.returncode == 0, sent.stderr
