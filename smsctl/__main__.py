@@ -1,3 +1,3 @@
-from smsctl.cli import main
+from smsctl._entry import main
 
 main()

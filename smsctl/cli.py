@@ -55,5 +55,5 @@ app.command("demo")(demo.demo)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line (the console script enters through smsctl._entry)."""
     app()

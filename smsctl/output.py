@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any, TextIO
@@ -36,19 +38,48 @@ def err() -> Console:
     return Console(stderr=True, highlight=False, markup=False)
 
 
+_stdout_closed = False
+
+
+def write_stdout(text: str) -> bool:
+    """Write data to stdout; False once the reader has gone away (EPIPE: `… | head -2`).
+
+    Then stdout is pointed at /dev/null, so nothing (not even the interpreter's last flush) raises
+    again, and one line on stderr says why the data stopped.
+    """
+    global _stdout_closed
+    if _stdout_closed:
+        return False
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _stdout_closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        note("stdout was closed (its reader went away): no more data is written")
+        return False
+
+
 def emit_json(data: Any, stream: TextIO | None = None) -> None:
     """One JSON document (or JSON Lines record) on stdout (or `stream`)."""
-    stream = stream or sys.stdout
-    stream.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    line = json.dumps(data, default=str, ensure_ascii=False) + "\n"
+    if stream is None:
+        write_stdout(line)
+        return
+    stream.write(line)
     stream.flush()
 
 
 class LineBuffer:
     """JSON Lines written once per event-loop turn: a burst of events costs one write, not hundreds."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_closed: Callable[[], None] | None = None) -> None:
         self._lines: list[str] = []
         self._scheduled = False
+        self._on_closed = on_closed  # called once if stdout's reader goes away
 
     def emit(self, data: Any) -> None:
         self._lines.append(json.dumps(data, default=str, ensure_ascii=False) + "\n")
@@ -66,10 +97,13 @@ class LineBuffer:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._lines:
-            sys.stdout.write("".join(self._lines))
-            sys.stdout.flush()
-            self._lines.clear()
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        if not write_stdout(text) and self._on_closed is not None:
+            self._on_closed()
+            self._on_closed = None
 
 
 class _StderrHandler(logging.Handler):

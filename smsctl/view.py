@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,8 +54,8 @@ def event_record(event: ListenerEvent) -> dict[str, Any]:
 class JsonLinesView:
     """One JSON object per line on stdout; the first is `ready`."""
 
-    def __init__(self) -> None:
-        self.lines = LineBuffer()
+    def __init__(self, on_closed: Callable[[], None] | None = None) -> None:
+        self.lines = LineBuffer(on_closed)
 
     def ready(self, info: dict[str, Any], counters: Counters) -> None:
         emit_json({"event": "ready", **info})

@@ -221,3 +221,38 @@ def test_refuses_to_start_on_a_corrupt_store_and_keeps_it(credentials: dict[str,
     assert result.exit_code == 3, result.output
     assert "cannot open the store" in json.loads(result.stderr.splitlines()[-1])["error"]["message"]
     assert db_path.read_bytes() == garbage, "the store must never be deleted or recreated"
+
+
+def test_closed_stdout_stops_the_listener_with_one_line(credentials: dict[str, str], db_path: Path) -> None:
+    """`smsctl listen --json | head -1`: once the reader goes away, stop cleanly; never spin or trace."""
+    import urllib.request
+
+    process = subprocess.Popen([sys.executable, "-m", "smsctl", "listen", "--port", "0", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    ready = json.loads(process.stdout.readline())
+    process.stdout.close()  # the reader exits, as `head -1` does
+    body = body_for("aaaaaaaa-0000-4000-8000-000000000001", "delivered")
+    request = urllib.request.Request(
+        ready["status_url"], data=body, headers=signed_headers(body), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200  # the event is stored before the answer, whatever stdout does
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert stderr.count("stdout was closed") == 1 and "Traceback" not in stderr
+    assert _stored_events(db_path) == {("aaaaaaaa-0000-4000-8000-000000000001", "delivered")}
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.5])
+def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], delay: float) -> None:
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "smsctl", "listen", "--port", "0", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(delay)  # not waiting for an outcome: choosing the moment the signal lands
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    # -SIGINT: the signal landed before Python itself was ready, and the OS ended it, silently.
+    assert process.returncode in (0, 130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -34,6 +34,7 @@ def listen(
     from smsctl.config import load_settings
     from smsctl.listening import run_listener, startup_warnings
     from smsctl.output import reporting, warn
+    from smsctl.view import JsonLinesView, LiveTerminalView
 
     with reporting(json_output, debug):
         settings = load_settings(flags(PORT=port, BASE_URL=public_url))
@@ -41,9 +42,11 @@ def listen(
             warn(message)
         json_lines = json_output or not sys.stdout.isatty()
         _logging(json_lines)
-        view = _view(json_lines)
+        stop = asyncio.Event()
+        # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
+        view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
-                                 max_token_age=max_token_age))  # fmt: skip
+                                 max_token_age=max_token_age, stop=stop))  # fmt: skip
 
 
 def _logging(json_lines: bool) -> None:
@@ -58,7 +61,3 @@ def _logging(json_lines: bool) -> None:
     logger.propagate = False
 
 
-def _view(json_lines: bool) -> Any:
-    from smsctl.view import JsonLinesView, LiveTerminalView
-
-    return JsonLinesView() if json_lines else LiveTerminalView()
