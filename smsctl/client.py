@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -58,6 +59,29 @@ def _problem(status: int, body: bytes) -> Problem:
             for p in params
             if isinstance(p, dict)
         ],
+    )
+
+
+CLOCK_TOLERANCE = 60.0  # seconds; beyond it a JWT's `iat`/`exp` can be judged wrong by the API
+
+
+def clock_hint(date_header: str | None, now: float) -> str | None:
+    """When a 401 comes with a `Date` far from our clock, the clock is the likelier culprit: the
+    application JWT's `iat` and `exp` come from it."""
+    from email.utils import parsedate_to_datetime
+
+    if not date_header:
+        return None
+    try:
+        offset = now - parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if abs(offset) <= CLOCK_TOLERANCE:
+        return None
+    direction = "ahead of" if offset > 0 else "behind"
+    return (
+        f"this machine's clock is {abs(offset):.0f} s {direction} the API's: the application JWT's iat/exp "
+        "come from it, so fix the clock (NTP) before the credentials"
     )
 
 
@@ -176,7 +200,10 @@ class MessagesClient:
                 ) from None
             return Accepted(str(uuid), headers.get("X-Request-Id"))
         if 400 <= status < 500:
-            raise ApiRefused(_problem(status, raw), hint=_REFUSAL_HINTS.get(status))
+            hint = (
+                clock_hint(headers.get("Date"), time.time()) if status == 401 else None
+            ) or _REFUSAL_HINTS.get(status)
+            raise ApiRefused(_problem(status, raw), hint=hint)
         problem = _problem(status, raw)
         raise self._unknown(f"the API failed: {problem.describe()}", client_ref)
 

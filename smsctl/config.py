@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 DEFAULT_API_URL = "https://api.nexmo.com"
+MIN_RSA_BITS = 2048  # what Vonage generates; PyJWT warns below it, and such a key is forgeable
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,11 @@ def load_private_key(settings: Settings) -> RSAPrivateKey | None:
         ) from None
     if not isinstance(key, RSAPrivateKey):
         raise ConfigError(f"{name} is not an RSA key; Vonage application keys are RSA")
+    if key.key_size < MIN_RSA_BITS:
+        raise ConfigError(
+            f"{name} is a {key.key_size}-bit RSA key; Vonage application keys have {MIN_RSA_BITS} bits or more",
+            hint="use the private.key downloaded when the application was created (or generate a new pair)",
+        )
     return key
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from smsctl.server import (
     STATUS_PATH,
     Counters,
     EventSink,
+    MalformedHttpDigest,
     ListenerEvent,
     create_app,
     start_serving,
@@ -100,6 +102,7 @@ class Listener:
     local_url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _digest: logging.Filter = field(default_factory=logging.Filter)
 
     @property
     def status_url(self) -> str:
@@ -110,6 +113,8 @@ class Listener:
         return f"{self.public_url or self.local_url}{INBOUND_PATH}"
 
     async def __aenter__(self) -> Listener:
+        self._digest = MalformedHttpDigest(self.counters)
+        logging.getLogger("aiohttp.server").addFilter(self._digest)
         verifier = build_verifier(self.settings, self.max_token_age)
         app = create_app(self.writer, verifier, self.sink, self.counters)
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
@@ -136,6 +141,7 @@ class Listener:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        logging.getLogger("aiohttp.server").removeFilter(self._digest)
         if self.register:
             self._tasks[-1].cancel()  # the heartbeat
         self._stop.set()

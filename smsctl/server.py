@@ -19,7 +19,7 @@ from aiohttp import web
 
 from smsctl.errors import ConfigError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
-from smsctl.signing import REJECTION_STATUS, Rejected, Verifier
+from smsctl.signing import Rejected, Verifier
 from smsctl.store import Applied, Store
 from smsctl.writer import StoreWriter
 
@@ -34,8 +34,6 @@ BODY_DEADLINE = 10.0
 RETRY_AFTER = "5"
 STATUS_PATH = "/webhooks/status"
 INBOUND_PATH = "/webhooks/inbound"
-
-REJECTION_STATUS.update({"too_large": 413, "compressed": 415, "slow_body": 408, "incomplete_body": 400})
 
 
 class RateMeter:
@@ -108,6 +106,36 @@ class Counters:
             "view_errors": self.view_errors,
             "rejected": dict(self.rejected),
         }
+
+
+class MalformedHttpDigest(logging.Filter):
+    """aiohttp logs a whole traceback for every request it cannot parse (a header over 8 KiB, a bad
+    request line), and anyone who finds the public URL can send those. Count each as a rejection
+    (`malformed_http`) and let one short line per kind through at most once per `interval`."""
+
+    def __init__(self, counters: Counters, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        super().__init__()
+        self.counters, self.interval, self.clock = counters, interval, clock
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.counters.rejected["malformed_http"] += 1
+        kind, now = type(exc).__name__, self.clock()
+        if now - self._last.get(kind, -self.interval) < self.interval:
+            return False
+        self._last[kind] = now
+        record.msg = (
+            "rejected a malformed HTTP request (%s: %s); more are counted on /healthz, logged once a minute"
+        )
+        record.args = (kind, " ".join(str(exc.message).split())[:80])
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 @dataclass(frozen=True)

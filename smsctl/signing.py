@@ -23,11 +23,13 @@ MAX_TOKEN_BYTES = 4096
 FUTURE_SKEW = 60.0  # an `iat` further ahead than this is counted as clock skew
 STALE_AFTER = 300.0  # older tokens are accepted by default, but counted as stale
 
-# We warn about short secrets once at start-up ourselves; PyJWT would warn on every request.
-warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
-
 # reason -> HTTP status. 503 makes Vonage retry (its rare unsigned callbacks); 401 does not.
+# The first four are the listener's checks of the body itself, before any token is looked at.
 REJECTION_STATUS: dict[str, int] = {
+    "too_large": 413,
+    "compressed": 415,
+    "slow_body": 408,
+    "incomplete_body": 400,
     "missing_signature": 503,
     "malformed_authorization": 401,
     "token_too_large": 401,
@@ -111,6 +113,8 @@ class Verifier:
     ) -> None:
         if not secrets or not all(secrets):
             raise ValueError("at least one non-empty signature secret is required")
+        # `listen` warns about a short secret once at start-up; PyJWT would warn on every request.
+        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning, module="jwt")
         self.secrets = secrets
         self.api_key = api_key
         self.max_token_age = max_token_age

@@ -87,3 +87,28 @@ def test_store_urls_and_memory_are_refused_and_create_nothing(
     assert message in result.stderr and "SMSCTL_DB" in result.stderr
     assert "hunter2" not in result.stderr, "a password in the URL is never printed"
     assert list(isolated.iterdir()) == [], "no file named after the URL is created"
+
+
+def test_a_short_rsa_key_is_refused_with_our_message(credentials: dict[str, str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    path = tmp_path / "weak.key"
+    path.write_bytes(weak.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))  # fmt: skip
+    monkeypatch.setenv("VONAGE_PRIVATE_KEY_PATH", str(path))
+    monkeypatch.setenv("VONAGE_API_URL", "http://127.0.0.1:1")  # never reached: refused before sending
+    result = runner.invoke(app, ["send", "+14155550101", "hi"])
+    assert result.exit_code == 3, result.output
+    assert "is a 1024-bit RSA key" in result.stderr and "InsecureKeyLength" not in result.output
+
+
+def test_the_sandbox_tls_key_is_private_from_the_start(tmp_path: Path) -> None:
+    from smsctl.tls import self_signed
+
+    (tmp_path / "sandbox-key.pem").write_text("old, world-readable")
+    (tmp_path / "sandbox-key.pem").chmod(0o644)
+    _, key = self_signed(tmp_path)
+    assert key.stat().st_mode & 0o777 == 0o600 and b"PRIVATE KEY" in key.read_bytes()

@@ -256,3 +256,26 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], 
     # -SIGINT: the signal landed before Python itself was ready, and the OS ended it, silently.
     assert process.returncode in (0, 130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+
+
+def test_malformed_http_is_one_short_line_and_counted(credentials: dict[str, str]) -> None:
+    """aiohttp would log a ~700-byte traceback per oversized header: anyone can send those."""
+    import urllib.request
+
+    with ListenProcess() as listener:
+        local = listener.ready()["local_url"]
+        port = int(local.rsplit(":", 1)[1])
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(
+                    b"POST /webhooks/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+                )
+                assert conn.recv(64).startswith(b"HTTP/1.0 400")
+        with urllib.request.urlopen(local + "/healthz", timeout=10) as response:
+            health = json.loads(response.read())
+        assert listener.stop() == 0
+        assert listener.process.stderr is not None
+        stderr = listener.process.stderr.read()
+    assert health["rejected"] == {"malformed_http": 3}
+    assert stderr.count("rejected a malformed HTTP request (LineTooLong") == 1
+    assert "Traceback" not in stderr and len(stderr) < 800, stderr

@@ -277,3 +277,18 @@ async def test_one_jwt_for_many_sends(emulator: Sandbox) -> None:
         results = await asyncio.gather(*(client.send(GOOD, f"r{i}") for i in range(25)))
     assert len({r.message_uuid for r in results}) == 25
     assert jwt.minted == 1
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [(0, None), (45, None), (600, "600 s ahead of the API's"), (-3600, "3600 s behind the API's")],
+)
+def test_a_401_with_a_distant_date_blames_the_clock(offset: float, expected: str | None) -> None:
+    from email.utils import formatdate
+
+    from smsctl.client import clock_hint
+
+    now = 1_800_000_000.0
+    hint = clock_hint(formatdate(now - offset, usegmt=True), now)
+    assert (hint is None) if expected is None else (expected in (hint or ""))
+    assert clock_hint("not a date", now) is None and clock_hint(None, now) is None

@@ -55,9 +55,8 @@ def _logging(json_lines: bool) -> None:
 
     handler: logging.Handler = logging.StreamHandler(sys.stderr) if json_lines else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logger = logging.getLogger("smsctl")
-    logger.handlers = [handler]
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-
-
+    for name in ("smsctl", "aiohttp.server"):  # aiohttp's own: malformed requests, digested (server.py)
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
