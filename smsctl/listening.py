@@ -22,8 +22,8 @@ from smsctl.server import (
     STATUS_PATH,
     Counters,
     EventSink,
-    MalformedHttpDigest,
     ListenerEvent,
+    MalformedHttpDigest,
     create_app,
     start_serving,
 )

@@ -249,3 +249,9 @@ def test_no_sender_exits_3_naming_the_variable(
     code, _, stderr = send("+14155550101", "hi")
     assert code == 3 and "give --from or set VONAGE_NUMBER" in stderr
     assert sandbox.requests == []
+
+
+def test_the_text_can_come_from_stdin_so_it_never_shows_in_ps(sandbox: BackgroundSandbox) -> None:
+    result = runner.invoke(app, ["send", "+14155550101", "-"], input="Your code is 493817\n")
+    assert result.exit_code == 0, result.output
+    assert sandbox.requests[-1].body["text"] == "Your code is 493817"
