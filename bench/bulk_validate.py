@@ -54,7 +54,9 @@ def main() -> int:
             csv = Path(tmp) / f"rows-{size}.csv"
             write_csv(csv, size)
             base_wall, base_rss = measure([PYTHON, "-c", BASELINE, str(csv)], env)
-            wall, rss = measure([*SMSCTL, "bulk", str(csv), "Hi {name}, your code is 123456", "--dry-run", "--json"], env)
+            wall, rss = measure(
+                [*SMSCTL, "bulk", str(csv), "Hi {name}, your code is 123456", "--dry-run", "--json"], env
+            )
             rows_out.append([f"{size:,}", "csv.DictReader only", f"{base_wall:.1f}", f"{size / base_wall:,.0f}",
                              f"{base_rss:.0f}", "1.0"])  # fmt: skip
             rows_out.append([f"{size:,}", "smsctl bulk --dry-run", f"{wall:.1f}", f"{size / wall:,.0f}",

@@ -199,10 +199,13 @@ class LiveView:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         try:
             layout = Layout.for_width(options.max_width)
-            parts: list[RenderableType] = [self._header(), self._table(layout)]
-            if self.inbound:
-                parts.append(self._inbound())
-            parts.append(self._footer())
+            above: list[RenderableType] = [self._header()]
+            below: list[RenderableType] = [self._inbound()] if self.inbound else []
+            below.append(self._footer())
+            # The table gets the lines the rest leaves, so the footer always stays on screen.
+            used = sum(len(console.render_lines(part, options, pad=False)) for part in above + below)
+            room = (options.height or console.height) - used - 1  # -1: the table's own header
+            parts: list[RenderableType] = [*above, self._table(layout, room), *below]
         except Exception as exc:  # the refresh thread must survive anything; the listener keeps storing
             self.counters.view_errors += 1
             parts = [Text(f"display error ({type(exc).__name__}); events are still stored", "bold red")]
@@ -220,7 +223,7 @@ class LiveView:
         lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")
         return Panel(lines, title="smsctl listen", subtitle="Ctrl-C to stop", border_style="blue")
 
-    def _table(self, layout: Layout) -> Table:
+    def _table(self, layout: Layout, lines: int = 1_000) -> Table:
         # Essential columns never wrap; transitions wrap between words (never inside one); the
         # optional ones are cut with an ellipsis or left out, so nothing is spelled down the screen.
         table = Table(expand=True, box=None, header_style="bold")
@@ -235,13 +238,26 @@ class LiveView:
         table.add_column(
             "error", no_wrap=True, overflow="ellipsis", max_width=ERROR_WIDTH[layout.error_title]
         )
-        shown = list(reversed(self.rows.values()))[: self.visible_rows]
-        room = layout.transitions_width(shown)
-        for row in shown:
+        candidates = list(reversed(self.rows.values()))[: self.visible_rows]
+        room = layout.transitions_width(candidates)
+        for row in candidates:
+            height = self._row_height(row, layout, room)
+            if height > lines:
+                break
+            lines -= height
             table.add_row(*self._cells(row, layout, room))
         if not self.rows:
-            table.add_row("", "", *([""] if layout.client_ref else []), Text("waiting for webhooks…", "dim"))
+            table.add_row(
+                "", "", *([""] if layout.client_ref else []), "", Text("waiting for webhooks…", "dim")
+            )
         return table
+
+    @staticmethod
+    def _row_height(row: MessageRow, layout: Layout, room: int) -> int:
+        """Lines a row takes: one, or one per transition when they do not fit; two if the status wraps."""
+        transitions = 1 if row.timeline(layout.delays, room).cell_len <= room else len(row.transitions)
+        status = 2 if row.duplicates or "conflicting_final" in row.anomalies else 1
+        return max(transitions, status)
 
     def _cells(self, row: MessageRow, layout: Layout, room: int) -> list[Text]:
         """One row's cells; data is plain Text (never markup), and a row that cannot be shown is counted."""

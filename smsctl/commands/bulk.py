@@ -120,7 +120,8 @@ def _render_summary(summary: dict[str, Any]) -> None:
 
     from smsctl.output import out
 
-    table = Table("outcome", "rows", box=None, title=f"batch {summary['batch_id']}")
+    out().print(f"batch {summary['batch_id']}")
+    table = Table("outcome", "rows", box=None)
     for state, count in sorted(summary["counts"].items()):
         table.add_row(state, str(count))
     for status, count in sorted(summary.get("final", {}).items()):
