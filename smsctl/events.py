@@ -40,6 +40,7 @@ class StatusEvent:
     currency: str | None
     segments: str | None
     body: str
+    unreadable: tuple[str, ...] = ()  # fields present in a shape we cannot read: flagged, never dropped
 
     @property
     def is_final(self) -> bool:
@@ -123,23 +124,55 @@ def _required(data: dict[str, Any], key: str) -> str:
 
 
 def parse_status(raw: bytes) -> StatusEvent:
-    """A status webhook body; raises Unusable for what can only be a dead letter."""
+    """A status webhook body, v1 or the legacy v0.1 shape; raises Unusable for what can only be a dead
+    letter. v0.1 (accounts still set to it) has `to`/`from` as `{type, number}` and `error` as
+    `{code, reason}`; v1 has plain numbers and `error` as `{title, detail}`."""
     data = _object(raw)
+    unreadable: list[str] = []
+    to, from_ = _party(data, "to", unreadable), _party(data, "from", unreadable)
+    error_code, error_detail = _error(data, unreadable)
     return StatusEvent(
         message_uuid=_required(data, "message_uuid"),
         status=_required(data, "status"),
         timestamp=_text(data, "timestamp") or "",
-        to=_text(data, "to"),
-        from_=_text(data, "from"),
+        to=to,
+        from_=from_,
         client_ref=_text(data, "client_ref"),
-        error_code=_text(data, "error", "title"),
-        error_detail=_text(data, "error", "detail"),
+        error_code=error_code,
+        error_detail=error_detail,
         price=_text(data, "usage", "price"),
         currency=_text(data, "usage", "currency"),
         # The spec says sms.count_total; one docs example says sms.total_count.
         segments=_text(data, "sms", "count_total") or _text(data, "sms", "total_count"),
         body=raw.decode("utf-8"),
+        unreadable=tuple(unreadable),
     )
+
+
+def _party(data: dict[str, Any], key: str, unreadable: list[str]) -> str | None:
+    """`to`/`from`: a number (v1), or `{type, number}` (v0.1)."""
+    value = data.get(key)
+    if isinstance(value, dict):
+        number = _text(value, "number")
+        if number is None:
+            unreadable.append(key)
+        return number
+    if value is not None and not isinstance(value, str | int):
+        unreadable.append(key)
+        return None
+    return None if value is None else str(value)
+
+
+def _error(data: dict[str, Any], unreadable: list[str]) -> tuple[str | None, str | None]:
+    """(code, detail): v1 `{title: "1240", detail}` or v0.1 `{code: 1240, reason}`."""
+    error = data.get("error")
+    if error is None:
+        return None, None
+    code = _text(data, "error", "title") or _text(data, "error", "code")
+    detail = _text(data, "error", "detail") or _text(data, "error", "reason")
+    if code is None and detail is None:
+        unreadable.append("error")
+    return code, detail
 
 
 def parse_inbound(raw: bytes) -> InboundMessage:

@@ -59,12 +59,12 @@ def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
     if status_rank(event.status) == 0:
         return "unknown_status"
     if current is None:
-        return None
+        return "unreadable_fields" if event.unreadable else None
     if current["final"] and event.is_final and event.status != current["status"]:
         return "conflicting_final"
     if status_rank(event.status) < status_rank(current["status"]):
         return "late"
-    return None
+    return "unreadable_fields" if event.unreadable else None  # v0.1/v1 fields in a shape we cannot read
 
 
 _HINTS = {

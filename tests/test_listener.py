@@ -486,3 +486,31 @@ async def test_idle_connections_do_not_block_real_traffic(client: TestClient, db
         for _, writer in idle:
             writer.close()
     assert counts(db_path)["events"] == 1
+
+
+async def test_a_v01_status_webhook_is_understood(client: TestClient, db_path: Path) -> None:
+    """Accounts still on webhook_version v0.1: `to`/`from` objects, `error: {code, reason}`."""
+    body = (FIXTURES / "status-v0.1-legacy.COMPOSED-from-spec-v0.4.0-field-examples.json").read_bytes()
+    assert await post(client, body, signed_headers(body)) == 200
+    event = stored(db_path, lambda s: s.timeline("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"))[0]
+    assert (event["to_number"], event["from_number"], event["error_code"], event["error_detail"]) == (
+        "447700900000", "447700900001", "1300", "Not part of the provider network",
+    )  # fmt: skip
+    assert (event["status"], event["client_ref"], event["anomaly"]) == (
+        "rejected",
+        "my-personal-reference",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"to": {"type": "sms"}}, {"to": ["447700900000"]}, {"error": "bad"}, {"error": {"kind": "x"}}],
+)
+async def test_a_shape_we_cannot_read_is_stored_and_flagged(client: TestClient, db_path: Path,
+                                                            odd: dict[str, Any]) -> None:  # fmt: skip
+    body = json.dumps({"message_uuid": UUID, "status": "delivered", "timestamp": "2025-02-03T12:14:25Z",
+                       **odd}).encode()  # fmt: skip
+    assert await post(client, body, signed_headers(body)) == 200
+    event = stored(db_path, lambda s: s.timeline(UUID))[0]
+    assert event["anomaly"] == "unreadable_fields" and json.loads(event["body"]) == json.loads(body)
