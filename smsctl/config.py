@@ -49,6 +49,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SMSCTL_DB", None, False, "path of the SQLite store (default: user data directory)"),
     Variable("SMSCTL_HTTP_TIMEOUT", "15", False, "seconds to wait for the API to answer a request"),
     Variable(
+        "SMSCTL_STORE_TEXT",
+        "true",
+        False,
+        "false: keep SMS texts out of the store (length and segments stay)",
+    ),
+    Variable(
         "SMSCTL_BUSY_TIMEOUT", "5", False, "seconds a write waits for another process's lock on the store"
     ),
     Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
@@ -116,6 +122,16 @@ class Settings:
     def http_timeout(self) -> float:
         """Seconds to wait for one API request."""
         return _parse_number("SMSCTL_HTTP_TIMEOUT", self.get("SMSCTL_HTTP_TIMEOUT") or "15", float, 0.01, 600)
+
+    @property
+    def store_text(self) -> bool:
+        """Whether texts (often one-time codes) are kept in the store."""
+        raw = (self.get("SMSCTL_STORE_TEXT") or "true").strip().lower()
+        if raw in ("true", "1", "yes", "on"):
+            return True
+        if raw in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"SMSCTL_STORE_TEXT={raw!r} is not true or false", hint="set it to true or false")
 
     @property
     def busy_timeout(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,16 @@ class InboundMessage:
     text: str | None
     timestamp: str | None
     body: str
+
+    def without_text(self) -> InboundMessage:
+        """The message as kept with SMSCTL_STORE_TEXT=false: no text, not even in the raw body."""
+        data = json.loads(self.body)
+        message = data.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        for holder in (data, content):  # v1 `text`; v0.1 `message.content.text`
+            if isinstance(holder, dict) and "text" in holder:
+                holder["text"] = None
+        return replace(self, text=None, body=json.dumps(data, ensure_ascii=False))
 
 
 def parse_timestamp(value: str) -> float | None:

@@ -116,7 +116,7 @@ class Listener:
         self._digest = MalformedHttpDigest(self.counters)
         logging.getLogger("aiohttp.server").addFilter(self._digest)
         verifier = build_verifier(self.settings, self.max_token_age)
-        app = create_app(self.writer, verifier, self.sink, self.counters)
+        app = create_app(self.writer, verifier, self.sink, self.counters, self.settings.store_text)
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)
         if self.public_url is None:

@@ -100,7 +100,7 @@ def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] 
         raise UsageError(f"--client-ref is {len(client_ref)} characters; at most {MAX_CLIENT_REF}")
     body = build_body(to, sender, request, client_ref, request.webhook_url or default_webhook_url(settings))
     attempt = Attempt(
-        client_ref, to, sender, request.text, cost.encoding, cost.segments,
+        client_ref, to, sender, request.text if settings.store_text else None, cost.encoding, cost.segments,
         batch[0] if batch else None, batch[1] if batch else None,
     )  # fmt: skip
     return Prepared(body, attempt, cost)

@@ -157,6 +157,7 @@ WRITER: web.AppKey[StoreWriter] = web.AppKey("writer", StoreWriter)
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 COUNTERS: web.AppKey[Counters] = web.AppKey("counters", Counters)
 SINK: web.AppKey[EventSink] = web.AppKey("sink", object)  # type: ignore[arg-type]
+STORE_TEXT: web.AppKey[bool] = web.AppKey("store_text", bool)
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -234,6 +235,8 @@ def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
 async def _dead_letter(
     request: web.Request, route: str, body: bytes, reason: str, received_at: float
 ) -> web.Response:
+    if route == INBOUND_PATH and not request.app[STORE_TEXT]:  # it may hold a text we must not keep
+        body = f"(withheld: SMSCTL_STORE_TEXT=false; {len(body)} bytes)".encode()
     try:
         await request.app[WRITER].run(lambda s: s.add_dead_letter(route, reason, body, received_at))
     except StoreUnavailable as exc:
@@ -279,9 +282,14 @@ async def handle_status(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
+    return parse_inbound(raw).without_text()
+
+
 async def handle_inbound(request: web.Request) -> web.Response:
     """POST /webhooks/inbound: an SMS sent to your Vonage number."""
-    outcome = await _receive(request, INBOUND_PATH, parse_inbound, Store.add_inbound)
+    parse = parse_inbound if request.app[STORE_TEXT] else _parse_inbound_without_text
+    outcome = await _receive(request, INBOUND_PATH, parse, Store.add_inbound)
     if isinstance(outcome, web.Response):
         return outcome
     message, new, received_at = outcome
@@ -298,11 +306,15 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 def create_app(
-    writer: StoreWriter, verifier: Verifier, sink: EventSink, counters: Counters | None = None
+    writer: StoreWriter,
+    verifier: Verifier,
+    sink: EventSink,
+    counters: Counters | None = None,
+    store_text: bool = True,
 ) -> web.Application:
     """The listener's aiohttp application."""
     app = web.Application(client_max_size=MAX_BODY)
-    app[WRITER], app[VERIFIER], app[SINK] = writer, verifier, sink
+    app[WRITER], app[VERIFIER], app[SINK], app[STORE_TEXT] = writer, verifier, sink, store_text
     app[COUNTERS] = counters or Counters()
     app.router.add_post(STATUS_PATH, handle_status)
     app.router.add_post(INBOUND_PATH, handle_inbound)

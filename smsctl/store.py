@@ -35,7 +35,7 @@ class Attempt:
     client_ref: str
     to: str
     from_: str
-    text: str
+    text: str | None  # None with SMSCTL_STORE_TEXT=false
     encoding: str
     segments: int
     batch_id: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption, flags
+from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
 from smsctl.numbers import EncodingChoice
 
 
@@ -47,6 +47,7 @@ def bulk(
         int | None, typer.Option(min=0, max=65535, help="With --wait: embedded listener port.")
     ] = None,
     public_url: Annotated[str | None, typer.Option(help="With --wait: public URL of the listener.")] = None,
+    no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -65,7 +66,14 @@ def bulk(
     from smsctl.waiting import WaitOptions
 
     with reporting(json_output, debug):
-        settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
+        settings = load_settings(
+            flags(
+                VONAGE_NUMBER=sender,
+                PORT=port,
+                BASE_URL=public_url,
+                SMSCTL_STORE_TEXT=store_text_flag(no_store_text),
+            )
+        )
         options = BulkOptions(text, sender, batch_id, rate, concurrency, skip_invalid, resend_unknown, ttl,
                               encoding, webhook_url)  # fmt: skip
         with Recipients(file) as recipients:
@@ -187,6 +195,7 @@ def _count(statuses: dict[str, str]) -> dict[str, int]:
 
 def batch(
     batch_id: Annotated[str, typer.Argument(help="The batch ID printed by `smsctl bulk`.")],
+    no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:

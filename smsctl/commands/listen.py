@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption, flags
+from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
 
 
 def listen(
@@ -20,6 +20,7 @@ def listen(
         float | None,
         typer.Option(min=1, help="Reject authentic tokens older than this (default: accept, count)."),
     ] = None,
+    no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -37,7 +38,9 @@ def listen(
     from smsctl.view import JsonLinesView, LiveTerminalView
 
     with reporting(json_output, debug):
-        settings = load_settings(flags(PORT=port, BASE_URL=public_url))
+        settings = load_settings(
+            flags(PORT=port, BASE_URL=public_url, SMSCTL_STORE_TEXT=store_text_flag(no_store_text))
+        )
         for message in startup_warnings(settings):
             warn(message)
         json_lines = json_output or not sys.stdout.isatty()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption, flags
+from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
 from smsctl.numbers import EncodingChoice
 
 
@@ -48,6 +48,7 @@ def send(
     public_url: Annotated[
         str | None, typer.Option(help="With --wait: public URL of the listener [env BASE_URL, else ngrok's].")
     ] = None,
+    no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -65,7 +66,14 @@ def send(
     with reporting(json_output, debug):
         from smsctl.sending import SendRequest, prepare, send_one
 
-        settings = load_settings(flags(VONAGE_NUMBER=sender, PORT=port, BASE_URL=public_url))
+        settings = load_settings(
+            flags(
+                VONAGE_NUMBER=sender,
+                PORT=port,
+                BASE_URL=public_url,
+                SMSCTL_STORE_TEXT=store_text_flag(no_store_text),
+            )
+        )
         request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding)
         prepare(request, settings)  # bad input is refused before the HTTP client is even imported
         from smsctl import running
