@@ -41,19 +41,9 @@ def build_verifier(settings: Settings, max_token_age: float | None = None) -> Ve
     return Verifier(secrets, api_key=settings.get("VONAGE_API_KEY"), max_token_age=max_token_age)
 
 
-WAL_RESET_FIXED = (3, 51, 3)
-
-
 def startup_warnings(settings: Settings) -> list[str]:
-    """Warnings about the configured secrets (never their values) and the SQLite library."""
-    import sqlite3
-
+    """Warnings about the configured secrets (never their values) that the user can act on."""
     warnings = []
-    if sqlite3.sqlite_version_info < WAL_RESET_FIXED:
-        warnings.append(
-            f"SQLite {sqlite3.sqlite_version} predates 3.51.3, which fixed a rare WAL race between "
-            "processes writing one store at once (listen + send); a Python built with a newer SQLite removes it"
-        )
     for name in ("VONAGE_SIGNATURE_SECRET", "VONAGE_SIGNATURE_SECRET_PREVIOUS"):
         value = settings.get(name)
         if value and len(value.encode()) < SHORT_SECRET:

@@ -10,14 +10,17 @@ def config(json_output: JsonOption = False) -> None:
 
     Example: smsctl config --json
     """
-    from smsctl.config import VARIABLES_BY_NAME, load_settings, redacted
-    from smsctl.output import emit_json, out, reporting
+    from smsctl.config import VARIABLES_BY_NAME, environment_notes, load_settings, redacted
+    from smsctl.output import emit_json, note, out, reporting
 
     with reporting(json_output):
         settings = load_settings()
         rows = redacted(settings)
+        notes = environment_notes()
         if json_output:
             emit_json({name: {"value": value, "source": source} for name, value, source in rows})
+            for text in notes:
+                note(f"note: {text}")
             return
         from rich.table import Table
 
@@ -26,3 +29,5 @@ def config(json_output: JsonOption = False) -> None:
             style = "dim" if source in ("default", "unset") else ""
             table.add_row(name, value, source, VARIABLES_BY_NAME[name].meaning, style=style)
         out().print(table)
+        for text in notes:
+            note(f"note: {text}")
