@@ -74,6 +74,17 @@ class StoreError(SmsctlError):
     exit_code = ExitCode.CONFIG
 
 
+class StoreBug(StoreError):
+    """A store operation failed for a reason that is ours (an SQL or schema error): a bug, not the disk."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"internal error in the store: {type(cause).__name__}: {cause}",
+            hint="this is a bug in smsctl: please report it with the command you ran (run again with --debug)",
+        )
+        self.__cause__ = cause
+
+
 class StoreUnavailable(StoreError):
     """A store failure that is not ours to fix (busy, disk full, read-only, I/O): `reason` says which."""
 

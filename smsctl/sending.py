@@ -15,6 +15,7 @@ from smsctl.errors import (
     ConfigError,
     OutcomeUnknown,
     SentNotRecorded,
+    StoreBug,
     StoreUnavailable,
     UsageError,
 )
@@ -209,10 +210,11 @@ async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, reco
     while True:
         try:
             return await writer.run(lambda store: store.mark_accepted(row, message_uuid))
-        except StoreUnavailable as exc:
-            if time.monotonic() >= deadline:
+        except (StoreUnavailable, StoreBug) as exc:
+            if isinstance(exc, StoreBug) or time.monotonic() >= deadline:  # a bug will not pass by waiting
                 kept = spool.keep(writer.path, row, message_uuid)
-                raise SentNotRecorded.one(message_uuid, exc.reason, str(kept) if kept else None) from None
+                reason = exc.reason if isinstance(exc, StoreUnavailable) else exc.message
+                raise SentNotRecorded.one(message_uuid, reason, str(kept) if kept else None) from None
             await asyncio.sleep(recording.pause)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from smsctl.errors import ConfigError, StoreUnavailable
+from smsctl.errors import ConfigError, StoreBug, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
 from smsctl.store import Applied, Store
@@ -72,6 +72,7 @@ class Counters:
     clock_skew: int = 0
     previous_secret: int = 0  # verified with VONAGE_SIGNATURE_SECRET_PREVIOUS: finish the rotation
     store_unavailable: int = 0
+    store_errors: int = 0  # bugs: an SQL or schema error (answered 500, so Vonage retries)
     store_ok: bool = True  # did the last commit succeed?
     view_errors: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -103,6 +104,7 @@ class Counters:
             "clock_skew": self.clock_skew,
             "previous_secret": self.previous_secret,
             "store_unavailable": self.store_unavailable,
+            "store_errors": self.store_errors,
             "view_errors": self.view_errors,
             "rejected": dict(self.rejected),
         }
@@ -226,6 +228,15 @@ async def _verified_body(request: web.Request, received_at: float) -> bytes | we
     return body
 
 
+def _store_bug(request: web.Request, exc: StoreBug) -> web.Response:
+    """A bug, not the disk: logged once with its traceback, counted, answered 500 (Vonage retries)."""
+    counters = request.app[COUNTERS]
+    counters.store_errors += 1
+    if counters.store_errors == 1:
+        log.error("the store failed with an internal error; later ones are counted on /healthz", exc_info=exc)
+    return web.Response(status=500, text="internal error\n")
+
+
 def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
     request.app[COUNTERS].store_unavailable += 1
     request.app[COUNTERS].store_ok = False
@@ -241,6 +252,8 @@ async def _dead_letter(
         await request.app[WRITER].run(lambda s: s.add_dead_letter(route, reason, body, received_at))
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
+    except StoreBug as exc:
+        return _store_bug(request, exc)
     request.app[COUNTERS].dead_letters += 1
     _notify(request, ListenerEvent("dead_letter", received_at, reason=reason))
     return web.Response(status=200)
@@ -262,6 +275,8 @@ async def _receive(
         result = await request.app[WRITER].run(lambda s: store(s, item, received_at))
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
+    except StoreBug as exc:
+        return _store_bug(request, exc)
     request.app[COUNTERS].store_ok = True
     return item, result, received_at
 

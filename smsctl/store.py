@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smsctl.errors import StoreError, StoreUnavailable
+from smsctl.errors import StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, status_rank
 from smsctl.migrations import KNOWN, NotOurs, applied, migrate
 
@@ -76,6 +76,17 @@ _HINTS = {
     "directory (`smsctl log` and `status` can still read it)",
     "I/O": "the disk holding the store reported an I/O error: check it",
 }
+
+
+_MACHINE_CONDITIONS = ("locked", "busy", "full", "readonly", "read-only", "I/O", "unable to open", "disk")
+
+
+def classify(exc: BaseException) -> StoreUnavailable | StoreBug:
+    """The machine's problem (locked, full, read-only, I/O: retry later, fix the disk) or ours (any
+    other failure, such as an SQL or schema error: a bug, never disguised as "unavailable")."""
+    if isinstance(exc, sqlite3.OperationalError) and any(c in str(exc) for c in _MACHINE_CONDITIONS):
+        return unavailable(exc)
+    return StoreBug(exc)
 
 
 def unavailable(exc: sqlite3.OperationalError, context: str = "") -> StoreUnavailable:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smsctl.config import Settings
-from smsctl.errors import StoreError
-from smsctl.store import Store, unavailable
+from smsctl.errors import StoreError, StoreUnavailable
+from smsctl.store import Store, classify
 
 T = TypeVar("T")
 MAX_BATCH = 256
@@ -138,12 +138,12 @@ class StoreWriter:
             with store.transaction():
                 for job in batch:
                     job.result = job.fn(store)
-        except sqlite3.OperationalError as exc:  # busy, disk full, read-only, I/O error
-            error = unavailable(exc)
-            for job in batch:
-                job.error = error
-            return
-        except Exception:
+        except Exception as exc:
+            error = classify(exc)
+            if isinstance(error, StoreUnavailable):  # busy, disk full, read-only, I/O: all of them fail
+                for job in batch:
+                    job.error = error
+                return
             # One job is broken (a bug, not the disk): run each alone so only it fails.
             for job in batch:
                 self._commit_alone(store, job)
@@ -155,10 +155,8 @@ class StoreWriter:
         try:
             with store.transaction():
                 job.result, job.error = job.fn(store), None
-        except sqlite3.OperationalError as exc:
-            job.error = unavailable(exc)
         except Exception as exc:
-            job.error = exc
+            job.error = classify(exc)
         else:
             self.commits += 1
 

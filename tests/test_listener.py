@@ -514,3 +514,18 @@ async def test_a_shape_we_cannot_read_is_stored_and_flagged(client: TestClient, 
     assert await post(client, body, signed_headers(body)) == 200
     event = stored(db_path, lambda s: s.timeline(UUID))[0]
     assert event["anomaly"] == "unreadable_fields" and json.loads(event["body"]) == json.loads(body)
+
+
+async def test_a_store_bug_is_a_500_logged_once_and_counted_never_unavailable(
+    client: TestClient, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sqlite3.connect(db_path) as conn:  # a schema that is not what the code expects: our bug
+        conn.execute("DROP TABLE events")
+    for status in ("submitted", "delivered"):
+        body = status_body(status)
+        response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
+        assert response.status == 500 and "Retry-After" not in response.headers
+    health = await (await client.get("/healthz")).json()
+    assert (health["store_errors"], health["store_unavailable"]) == (2, 0)
+    logged = [r for r in caplog.records if r.name == "smsctl.listen" and r.exc_info]
+    assert len(logged) == 1 and "internal error" in logged[0].getMessage()
