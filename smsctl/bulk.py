@@ -46,6 +46,7 @@ from smsctl.sending import (
     send_prepared,
     with_webhook,
 )
+from smsctl.storage import LocalState
 from smsctl.waiting import WaitOptions, status_route, watch_many
 from smsctl.writer import StoreWriter
 
@@ -200,17 +201,16 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
     outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
     existing = await writer.run(lambda s: s.message_in_batch(batch_id, line))
     if existing is not None:
-        state = existing["state"]
-        if state == "accepted":
-            outcome.state, outcome.message_uuid = "already_sent", existing["message_uuid"]
+        if existing.state == LocalState.ACCEPTED:
+            outcome.state, outcome.message_uuid = "already_sent", existing.message_uuid
             return outcome
-        if state in ("pending", "unknown") and not options.resend_unknown:
+        if existing.state in (LocalState.PENDING, LocalState.UNKNOWN) and not options.resend_unknown:
             outcome.state = "skipped_unknown"
             outcome.error = (
                 "outcome unknown from an earlier run (the request may have reached the API); not resent"
             )
             return outcome
-    local_id = existing["id"] if existing is not None else None
+    local_id = existing.id if existing is not None else None
     try:
         result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording)
         outcome.message_uuid = result.message_uuid

@@ -73,8 +73,8 @@ def _with_api(settings: Settings, api_url: str) -> Settings:
 
 
 async def _all_final(writer: StoreWriter, uuids: list[str]) -> bool:
-    rows = await writer.run(lambda s: [s.current_status(u) for u in uuids])
-    return all(row is not None and row["final"] for row in rows)
+    statuses = await writer.run(lambda s: [s.current_status(u) for u in uuids])
+    return all(current is not None and current.final for current in statuses)
 
 
 async def run_demo(

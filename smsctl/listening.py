@@ -28,6 +28,7 @@ from smsctl.server import (
     start_serving,
 )
 from smsctl.signing import Verifier
+from smsctl.storage import ListenerRecord
 from smsctl.writer import StoreWriter
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
@@ -169,17 +170,17 @@ async def _forget(writer: StoreWriter, pid: int, host: str | None) -> None:
         await writer.run(lambda s: s.forget_listener(pid, host))
 
 
-async def usable_listener(writer: StoreWriter) -> Any:
+async def usable_listener(writer: StoreWriter) -> ListenerRecord | None:
     """A registered `smsctl listen` that is really there: heartbeat fresh, and, on this machine, its
     process alive and its /healthz answering. Registrations of dead listeners are removed."""
     here = socket.gethostname()
-    for row in await writer.run(lambda s: s.fresh_listeners()):
-        if row["host"] not in (None, here):
-            return row  # another machine's: its heartbeat is all we can check from here
-        if _process_alive(row["pid"]) and await _answers_health(row["local_url"]):
-            return row
-        if not _process_alive(row["pid"]):
-            await _forget(writer, row["pid"], row["host"])
+    for listener in await writer.run(lambda s: s.fresh_listeners()):
+        if listener.host not in (None, here):
+            return listener  # another machine's: its heartbeat is all we can check from here
+        if _process_alive(listener.pid) and await _answers_health(listener.local_url):
+            return listener
+        if not _process_alive(listener.pid):
+            await _forget(writer, listener.pid, listener.host)
     return None
 
 

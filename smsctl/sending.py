@@ -20,7 +20,7 @@ from smsctl.errors import (
     UsageError,
 )
 from smsctl.numbers import EncodingChoice, TextCost, parse_recipient, parse_sender, text_cost
-from smsctl.store import Attempt
+from smsctl.storage import Attempt, LocalState
 
 if TYPE_CHECKING:  # the HTTP client and the writer are loaded only once input has been validated
     from smsctl.client import MessagesClient
@@ -183,7 +183,7 @@ async def send_prepared(
     async def held_back() -> None:  # a 429 or no connection: provably not sent while we wait again
         known = row
         if known is not None:
-            await writer.run(lambda store: store.mark_failed(known, "unsent", "waiting to retry"))
+            await writer.run(lambda store: store.mark_failed(known, LocalState.UNSENT, "waiting to retry"))
 
     try:
         accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
@@ -218,13 +218,13 @@ async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, reco
             await asyncio.sleep(recording.pause)
 
 
-def failure_state(exc: BaseException) -> str:
+def failure_state(exc: BaseException) -> LocalState:
     """refused: the API said no; unsent: it was never reached; unknown: it may exist."""
     if isinstance(exc, ApiRefused):
-        return "refused"
+        return LocalState.REFUSED
     if isinstance(exc, ApiUnavailable) and not isinstance(exc, OutcomeUnknown):
-        return "unsent"
-    return "unknown"  # OutcomeUnknown, or interrupted while the request was in flight
+        return LocalState.UNSENT
+    return LocalState.UNKNOWN  # OutcomeUnknown, or interrupted while the request was in flight
 
 
 async def _record_failure(writer: StoreWriter, row: int, exc: BaseException) -> None:

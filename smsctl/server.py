@@ -20,7 +20,8 @@ from aiohttp import web
 from smsctl.errors import ConfigError, StoreBug, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
-from smsctl.store import Applied, Store
+from smsctl.storage import Applied
+from smsctl.store import Store
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:

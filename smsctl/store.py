@@ -1,7 +1,8 @@
-"""The SQLite store: every message sent, every status event, inbound SMS and dead letters.
+"""The SQLite backend of the storage interface (storage.py): every message sent, every status
+event, inbound SMS and dead letters, in one file.
 
-One small class with intent-named methods, so another backend (PostgreSQL) can stand in later.
-Writes run inside `transaction()` (BEGIN IMMEDIATE); the listener batches them (see writer.py).
+Rows never leave this module: every method returns the interface's frozen dataclasses. Writes run
+inside `transaction()` (BEGIN IMMEDIATE); the writer thread batches them (see writer.py).
 """
 
 from __future__ import annotations
@@ -15,42 +16,28 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, status_rank
 from smsctl.migrations import KNOWN, NotOurs, applied, migrate
+from smsctl.storage import (
+    Applied,
+    Attempt,
+    CurrentStatus,
+    FoundMessage,
+    InboundRecord,
+    ListenerRecord,
+    LocalState,
+    MessageSummary,
+    SentMessage,
+    Source,
+    StoredEvent,
+)
 
 log = logging.getLogger("smsctl.store")
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A message about to be sent, recorded before the request goes out."""
-
-    client_ref: str
-    to: str
-    from_: str
-    text: str | None  # None with SMSCTL_STORE_TEXT=false
-    encoding: str
-    segments: int
-    batch_id: str | None = None
-    batch_row: int | None = None
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What storing one status event did."""
-
-    duplicate: bool
-    status: str  # the message's current status after this event
-    final: bool
-    anomaly: str | None
-    changed: bool
 
 
 def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
@@ -232,16 +219,16 @@ class Store:
         )  # fmt: skip
         return int(cursor.lastrowid or 0)
 
-    def message_in_batch(self, batch_id: str, row: int) -> sqlite3.Row | None:
+    def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""
-        found: sqlite3.Row | None = self.conn.execute(
+        found = self.conn.execute(
             "SELECT * FROM messages WHERE batch_id = ? AND batch_row = ?", (batch_id, row)
         ).fetchone()
-        return found
+        return _sent(found) if found else None
 
     def mark_pending(self, local_id: int) -> None:
         """A recorded send that is about to leave again (a rerun, or after a 429)."""
-        self._set_state(local_id, "pending", None)
+        self._set_state(local_id, LocalState.PENDING, None)
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
         """The API answered 202 with this uuid; True when another send already has it (both kept, flagged)."""
@@ -257,11 +244,11 @@ class Store:
             self.conn.execute("UPDATE messages SET repeated_uuid = 1 WHERE message_uuid = ?", (message_uuid,))
         return bool(repeated)
 
-    def mark_failed(self, local_id: int, state: str, error: str) -> None:
+    def mark_failed(self, local_id: int, state: LocalState, error: str) -> None:
         """The API refused the send (`refused`), never got it (`unsent`), or may have (`unknown`)."""
         self._set_state(local_id, state, error)
 
-    def _set_state(self, local_id: int, state: str, error: str | None) -> None:
+    def _set_state(self, local_id: int, state: LocalState, error: str | None) -> None:
         self.conn.execute(
             "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE id = ?",
             (state, error, time.time(), local_id),
@@ -359,18 +346,15 @@ class Store:
     def unregister_listener(self) -> None:
         self.conn.execute("DELETE FROM listeners WHERE pid = ?", (os.getpid(),))
 
-    def live_listener(self) -> sqlite3.Row | None:
-        """The most recent listener whose heartbeat is fresh, if any (see `listening.usable_listener`)."""
-        rows = self.fresh_listeners()
-        return rows[0] if rows else None
-
-    def fresh_listeners(self) -> list[sqlite3.Row]:
+    def fresh_listeners(self) -> list[ListenerRecord]:
         """Registered listeners whose heartbeat is recent, newest first. A heartbeat rests on the wall
         clock, so callers check the process too before they trust one."""
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT * FROM listeners WHERE heartbeat_at > ? ORDER BY started_at DESC",
             (time.time() - LISTENER_STALE_AFTER,),
         ).fetchall()
+        return [ListenerRecord(r["pid"], r["host"], r["local_url"], r["public_url"], r["started_at"],
+                               r["heartbeat_at"]) for r in rows]  # fmt: skip
 
     def forget_listener(self, pid: int, host: str | None) -> None:
         """Drop the registration of a listener that is gone (killed: it could not unregister)."""
@@ -382,12 +366,15 @@ class Store:
         """Changes whenever another connection commits: a cheap 'anything new?' check."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
-    def current_status(self, message_uuid: str) -> sqlite3.Row | None:
-        """The message's current status row (status, final, conflict, duplicates)."""
-        row: sqlite3.Row | None = self.conn.execute(
+    def current_status(self, message_uuid: str) -> CurrentStatus | None:
+        """The message's current status (status, final, conflict, duplicates)."""
+        row = self.conn.execute(
             "SELECT * FROM message_status WHERE message_uuid = ?", (message_uuid,)
         ).fetchone()
-        return row
+        if row is None:
+            return None
+        return CurrentStatus(row["message_uuid"], row["status"], bool(row["final"]), bool(row["conflict"]),
+                             row["duplicates"])  # fmt: skip
 
     def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
         """Current (status, final) of each message that has any status yet."""
@@ -402,11 +389,11 @@ class Store:
                 found[row["message_uuid"]] = (row["status"], bool(row["final"]))
         return found
 
-    def find_message(self, ref: str) -> dict[str, Any] | None:
+    def find_message(self, ref: str) -> FoundMessage | None:
         """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status.
 
         `sends` counts the sends the API answered with this uuid (more than one only for a mock or a
-        replayed answer); the columns are those of the latest.
+        replayed answer); `sent` is the latest of them.
         """
         if len(ref) < 8 or not _UUID_CHARS.fullmatch(ref):  # also keeps LIKE wildcards out
             return None
@@ -419,21 +406,28 @@ class Store:
         if len(uuids) != 1:
             return None
         uuid = uuids[0][0]
-        row = self.conn.execute(
-            """SELECT ? AS uuid, COALESCE(s.status, m.state) AS status, COALESCE(s.final, 0) AS final,
-                      COALESCE(s.conflict, 0) AS conflict, COALESCE(s.duplicates, 0) AS duplicates,
-                      s.first_seen, (SELECT COUNT(*) FROM messages WHERE message_uuid = ?) AS sends, m.*
-               FROM (SELECT ? AS u) LEFT JOIN message_status s ON s.message_uuid = u
-                    LEFT JOIN messages m ON m.id = (SELECT MAX(id) FROM messages WHERE message_uuid = u)""",
-            (uuid, uuid, uuid),
-        ).fetchone()
-        return dict(row)
+        sends = self.conn.execute(
+            "SELECT * FROM messages WHERE message_uuid = ? ORDER BY id DESC", (uuid,)
+        ).fetchall()
+        sent = _sent(sends[0]) if sends else None
+        current = self.current_status(uuid)
+        if current is None:
+            assert sent is not None
+            return FoundMessage(uuid, sent.state, False, False, 0, len(sends), sent)
+        return FoundMessage(uuid, current.status, current.final, current.conflict, current.duplicates,
+                            len(sends), sent)  # fmt: skip
 
-    def timeline(self, message_uuid: str) -> list[sqlite3.Row]:
+    def timeline(self, message_uuid: str) -> list[StoredEvent]:
         """Every stored event of a message, in the order they were received."""
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT * FROM events WHERE message_uuid = ? ORDER BY received_at, id", (message_uuid,)
         ).fetchall()
+        return [
+            StoredEvent(r["message_uuid"], r["status"], r["timestamp"], r["received_at"], r["to_number"],
+                        r["from_number"], r["client_ref"], r["error_code"], r["error_detail"], r["price"],
+                        r["currency"], r["segments"], r["anomaly"], r["body"])
+            for r in rows
+        ]  # fmt: skip
 
     def recent_messages(
         self,
@@ -441,7 +435,7 @@ class Store:
         status: str | None = None,
         since: float | None = None,
         batch: str | None = None,
-    ) -> list[sqlite3.Row]:
+    ) -> list[MessageSummary]:
         """Every message the store knows, newest activity first: those smsctl sent, and those seen
         only through status webhooks (sent by another program; `source` = 'webhook').
 
@@ -464,7 +458,7 @@ class Store:
             sent_where.append("m.batch_id = ?")
             hook_where.append("0")  # webhook-only messages belong to no batch
             params_sent.append(batch)
-        return self.conn.execute(
+        rows = self.conn.execute(
             f"""WITH recent AS (
                     SELECT m.id AS mid, m.message_uuid AS uuid,
                            MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
@@ -494,15 +488,31 @@ class Store:
                 ORDER BY r.activity DESC, r.mid DESC""",
             (*params_sent, *params_hook, limit),
         ).fetchall()
+        return [
+            MessageSummary(r["message_uuid"], Source(r["source"]), r["to_number"], r["from_number"],
+                           r["client_ref"], r["status"], bool(r["final"]), r["segments"], r["created_at"],
+                           r["activity"], r["error"], r["error_code"], r["batch_id"], r["batch_row"])
+            for r in rows
+        ]  # fmt: skip
 
-    def recent_inbound(self, limit: int, since: float | None = None) -> list[sqlite3.Row]:
+    def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]:
         """Inbound SMS, newest first."""
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT * FROM inbound WHERE received_at >= ? ORDER BY received_at DESC, id DESC LIMIT ?",
             (since or 0, limit),
         ).fetchall()
+        return [InboundRecord(r["message_uuid"], r["from_number"], r["to_number"], r["text"], r["timestamp"],
+                              r["received_at"]) for r in rows]  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         """Row counts per table, for tests and health checks."""
         tables = ("messages", "events", "message_status", "dead_letters", "inbound")
         return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def _sent(row: sqlite3.Row) -> SentMessage:
+    return SentMessage(
+        row["id"], row["client_ref"], row["message_uuid"], row["to_number"], row["from_number"], row["text"],
+        row["encoding"], row["segments"], row["batch_id"], row["batch_row"], LocalState(row["state"]),
+        row["error"], bool(row["repeated_uuid"]), row["created_at"], row["updated_at"],
+    )  # fmt: skip

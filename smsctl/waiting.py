@@ -81,9 +81,9 @@ class WaitResult:
 
 def read_state(store: Store, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
     """(current status, final?, timeline) of a message, read in one go."""
-    row = store.current_status(message_uuid)
-    events = [timeline_event(r) for r in store.timeline(message_uuid)]
-    return (row["status"], bool(row["final"]), events) if row else (None, False, events)
+    current = store.current_status(message_uuid)
+    events = [timeline_event(e) for e in store.timeline(message_uuid)]
+    return (current.status, current.final, events) if current else (None, False, events)
 
 
 async def _poll_store(db_path: Path, timeout: float, read: Callable[[Store], bool]) -> None:
@@ -124,7 +124,7 @@ async def watch(
         nonlocal state, alive
         previous, previous_alive = state, alive
         state = read_state(store, message_uuid)
-        alive = store.live_listener() is not None if watch_listener else True
+        alive = bool(store.fresh_listeners()) if watch_listener else True
         if len(state[2]) != len(previous[2]) or previous[0] is None or alive != previous_alive:
             on_change(state[0], state[2], alive)
         return state[1]
@@ -180,10 +180,10 @@ async def status_route(
     local_api = _api_is_local(settings)
     live = await usable_listener(writer)
     if live is not None:
-        base = options.public_url or live["public_url"] or (live["local_url"] if local_api else None)
+        base = options.public_url or live.public_url or (live.local_url if local_api else None)
         if base is None:
             raise _no_way_for_statuses(settings.port)
-        yield Route(_status_url(base), f"smsctl listen at {live['local_url']}", shared=True)
+        yield Route(_status_url(base), f"smsctl listen at {live.local_url}", shared=True)
         return
     public_url, port = await embedded_listener_address(settings, options, local_api)
     embedded = Listener(

@@ -160,7 +160,7 @@ def test_kill_9_and_rerun_sends_no_row_twice(
     assert code == (5 if counts.get("skipped_unknown") else 0), stderr
     assert set(accepted_per_ref(sandbox).values()) == {1}, "no row may be accepted twice"
 
-    states = collections.Counter(r["state"] for r in stored(db_path, lambda s: s.recent_messages(1000)))
+    states = collections.Counter(m.status for m in stored(db_path, lambda s: s.recent_messages(1000)))
     assert states["accepted"] == 400 - counts.get("skipped_unknown", 0)
     if counts.get("skipped_unknown"):  # rows in flight at the kill: resent only when asked
         code, lines, _ = bulk(str(csv), "resume me", "--rate", "0", "--resend-unknown")
@@ -211,7 +211,7 @@ def test_rows_waiting_for_the_rate_limiter_are_plainly_unsent(
         assert "terminated" in stderr and "Traceback" not in stderr
     reached = {r.body["client_ref"] for r in sandbox.requests}
     rows = stored(db_path, lambda s: s.recent_messages(100))
-    maybe_sent = {r["client_ref"] for r in rows if r["status"] in ("pending", "unknown")}
+    maybe_sent = {m.client_ref for m in rows if m.status in ("pending", "unknown")}
     assert maybe_sent <= reached, "only a request that left can be 'maybe sent'"
     assert len(rows) <= len(reached) + 1, "rows still waiting for their turn are not recorded at all"
 

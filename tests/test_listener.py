@@ -347,15 +347,15 @@ async def test_redelivery_is_a_duplicate(
         assert await post(client, body, signed_headers(body)) == 200
     assert counts(db_path)["events"] == 1
     assert [e.kind for e in events] == ["accepted", "duplicate", "duplicate"]
-    assert stored(db_path, lambda s: s.current_status(UUID))["duplicates"] == 2
+    assert stored(db_path, lambda s: s.current_status(UUID)).duplicates == 2
 
 
 async def test_status_never_regresses(client: TestClient, db_path: Path) -> None:
     for status, ts in (("delivered", "2025-02-03T12:14:30Z"), ("submitted", "2025-02-03T12:14:25Z")):
         body = status_body(status, ts=ts)
         assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.current_status(UUID))["status"] == "delivered"
-    assert [(e["status"], e["anomaly"]) for e in stored(db_path, lambda s: s.timeline(UUID))] == [
+    assert stored(db_path, lambda s: s.current_status(UUID)).status == "delivered"
+    assert [(e.status, e.anomaly) for e in stored(db_path, lambda s: s.timeline(UUID))] == [
         ("delivered", None),
         ("submitted", "late"),
     ]
@@ -365,16 +365,16 @@ async def test_conflicting_final_is_flagged_and_the_first_stands(client: TestCli
     for status in ("delivered", "rejected"):
         body = status_body(status)
         assert await post(client, body, signed_headers(body)) == 200
-    row = stored(db_path, lambda s: s.current_status(UUID))
-    assert (row["status"], row["conflict"]) == ("delivered", 1)
-    assert stored(db_path, lambda s: s.timeline(UUID))[-1]["anomaly"] == "conflicting_final"
+    current = stored(db_path, lambda s: s.current_status(UUID))
+    assert current is not None and (current.status, current.conflict) == ("delivered", True)
+    assert stored(db_path, lambda s: s.timeline(UUID))[-1].anomaly == "conflicting_final"
 
 
 async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, db_path: Path) -> None:
     for body in (status_body("delivered"), status_body("read"), status_body("failed", ts="yesterday")):
         assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.current_status(UUID))["status"] == "delivered"
-    assert [e["anomaly"] for e in stored(db_path, lambda s: s.timeline(UUID))] == [
+    assert stored(db_path, lambda s: s.current_status(UUID)).status == "delivered"
+    assert [e.anomaly for e in stored(db_path, lambda s: s.timeline(UUID))] == [
         None,
         "unknown_status",
         "bad_timestamp",
@@ -384,7 +384,7 @@ async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, db_
 async def test_events_for_unknown_messages_are_kept(client: TestClient, db_path: Path) -> None:
     body = status_body("submitted", uuid="11111111-2222-4333-8444-555555555555")
     assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.find_message("11111111"))["status"] == "submitted"
+    assert stored(db_path, lambda s: s.find_message("11111111")).status == "submitted"
 
 
 async def test_inbound_sms_is_stored_once(
@@ -403,8 +403,8 @@ async def test_inbound_sms_is_stored_once(
 async def test_legacy_inbound_shape_is_understood(client: TestClient, db_path: Path) -> None:
     body = (FIXTURES / "inbound-sms-v0.1-legacy.blog-2021-logged.json").read_bytes()
     assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
-    row = stored(db_path, lambda s: s.recent_inbound(1))[0]
-    assert (row["from_number"], row["text"]) == ("447312277109", "Chuck Norris can hear text messages.")
+    inbound = stored(db_path, lambda s: s.recent_inbound(1))[0]
+    assert (inbound.from_, inbound.text) == ("447312277109", "Chuck Norris can hear text messages.")
 
 
 async def test_store_that_cannot_commit_answers_503(
@@ -458,7 +458,7 @@ async def test_published_status_payloads_parse(client: TestClient, db_path: Path
     body = (FIXTURES / fixture).read_bytes()
     assert await post(client, body, signed_headers(body)) == 200
     event = stored(db_path, lambda s: s.timeline(UUID))[0]
-    assert (event["status"], event["error_code"], event["segments"]) == (status, error_code, segments)
+    assert (event.status, event.error_code, event.segments) == (status, error_code, segments)
 
 
 async def test_previous_secret_use_is_counted(client: TestClient) -> None:
@@ -493,10 +493,10 @@ async def test_a_v01_status_webhook_is_understood(client: TestClient, db_path: P
     body = (FIXTURES / "status-v0.1-legacy.COMPOSED-from-spec-v0.4.0-field-examples.json").read_bytes()
     assert await post(client, body, signed_headers(body)) == 200
     event = stored(db_path, lambda s: s.timeline("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"))[0]
-    assert (event["to_number"], event["from_number"], event["error_code"], event["error_detail"]) == (
+    assert (event.to, event.from_, event.error_code, event.error_detail) == (
         "447700900000", "447700900001", "1300", "Not part of the provider network",
     )  # fmt: skip
-    assert (event["status"], event["client_ref"], event["anomaly"]) == (
+    assert (event.status, event.client_ref, event.anomaly) == (
         "rejected",
         "my-personal-reference",
         None,
@@ -513,7 +513,7 @@ async def test_a_shape_we_cannot_read_is_stored_and_flagged(client: TestClient, 
                        **odd}).encode()  # fmt: skip
     assert await post(client, body, signed_headers(body)) == 200
     event = stored(db_path, lambda s: s.timeline(UUID))[0]
-    assert event["anomaly"] == "unreadable_fields" and json.loads(event["body"]) == json.loads(body)
+    assert event.anomaly == "unreadable_fields" and json.loads(event.body) == json.loads(body)
 
 
 async def test_a_store_bug_is_a_500_logged_once_and_counted_never_unavailable(

@@ -37,10 +37,10 @@ def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -
         for raw in arrivals:
             with store.transaction():
                 store.apply_status(parse_status(raw), time.time())
-        row = store.current_status(UUID)
-        assert row is not None
-        assert (row["status"], row["final"], row["conflict"]) == (final, 1, 0)
+        current = store.current_status(UUID)
+        assert current is not None
+        assert (current.status, current.final, current.conflict) == (final, True, False)
         assert len(store.timeline(UUID)) == len(set(arrivals))
-        assert row["duplicates"] == len(arrivals) - len(set(arrivals))
+        assert current.duplicates == len(arrivals) - len(set(arrivals))
     finally:
         store.close()

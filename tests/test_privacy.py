@@ -31,8 +31,8 @@ def test_sent_texts_stay_out_of_the_store(sandbox: BackgroundSandbox, db_path: P
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert sandbox.requests[-1].body["text"] == CODE, "the text is still sent, of course"
-    row = stored(db_path, lambda s: s.recent_messages(1))[0]
-    assert (row["status"], row["segments"]) == ("delivered", 1)
+    message = stored(db_path, lambda s: s.recent_messages(1))[0]
+    assert (message.status, message.segments) == ("delivered", 1)
     assert CODE.encode() not in _store_bytes(db_path)
     shown = runner.invoke(app, ["config", "--json"])
     if how == "environment":

@@ -39,8 +39,8 @@ def test_send_prints_the_uuid_and_the_api_gets_a_spec_body(sandbox: BackgroundSa
         "webhook_url": "https://example.ngrok.app/webhooks/status", "webhook_version": "v1",
     }  # fmt: skip
     assert "1 segment(s) GSM-7" in stderr
-    row = stored(db_path, lambda s: s.recent_messages(1))[0]
-    assert (row["message_uuid"], row["state"], row["client_ref"]) == (uuid, "accepted", "order-1")
+    message = stored(db_path, lambda s: s.recent_messages(1))[0]
+    assert (message.message_uuid, message.status, message.client_ref) == (uuid, "accepted", "order-1")
 
 
 def test_send_json(sandbox: BackgroundSandbox) -> None:
@@ -172,7 +172,7 @@ def test_refusal_json_carries_the_problem(sandbox: BackgroundSandbox, db_path: P
     assert code == 4 and stdout == ""
     error = json.loads(stderr.splitlines()[-1])["error"]
     assert (error["code"], error["status"], error["problem"]["title"]) == (4, 402, "Low balance")
-    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "refused"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0].status == "refused"
 
 
 def test_server_error_exits_5_naming_the_client_ref(sandbox: BackgroundSandbox, db_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_server_error_exits_5_naming_the_client_ref(sandbox: BackgroundSandbox, 
     assert code == 5, stderr
     assert "may or may not have been sent" in stderr and "'look-for-me'" in stderr
     assert len(sandbox.requests) == 1, "a 5xx must not be resent blindly"
-    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unknown"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0].status == "unknown"
 
 
 def test_timeout_after_sending_exits_5(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +204,7 @@ def test_connection_refused_retries_then_exits_5(credentials: dict[str, str], db
     assert code == 5, stderr
     assert "cannot connect" in stderr and "nothing was sent" in stderr
     assert time.monotonic() - started >= 0.25 + 0.5 + 1.0  # backed off three times
-    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unsent"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0].status == "unsent"
 
 
 def test_throttled_request_is_retried_after_retry_after(
@@ -239,7 +239,7 @@ def test_ctrl_c_exits_130_and_keeps_the_attempt(sandbox: BackgroundSandbox, db_p
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
-    assert stored(db_path, lambda s: s.recent_messages(1))[0]["state"] == "unknown"
+    assert stored(db_path, lambda s: s.recent_messages(1))[0].status == "unknown"
 
 
 def test_no_sender_exits_3_naming_the_variable(

@@ -96,7 +96,7 @@ def test_early_webhooks_are_not_missed(
             result = runner.invoke(app, ["send", "+14155550101", "fast", "--wait", "--timeout", "10"])
             assert result.exit_code == 0, result.output
     with Store(db_path) as store:
-        assert {r["status"] for r in store.recent_messages(10)} == {"delivered"}
+        assert {m.status for m in store.recent_messages(10)} == {"delivered"}
         assert store.counts()["events"] == 10
 
 
@@ -221,7 +221,7 @@ def test_registrations_of_dead_or_silent_listeners_are_not_trusted(
     result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait", "--timeout", "30"])
     assert result.exit_code == 0, result.output
     assert "via embedded listener" in result.stderr
-    pids = {row["pid"] for row in stored(db_path, lambda s: s.fresh_listeners())}
+    pids = {listener.pid for listener in stored(db_path, lambda s: s.fresh_listeners())}
     assert dead_pid not in pids and os.getpid() in pids, "a dead listener's row is removed, a live one kept"
 
 
