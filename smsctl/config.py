@@ -273,23 +273,6 @@ def load_private_key(settings: Settings) -> RSAPrivateKey | None:
     return key
 
 
-WAL_RESET_FIXED = (3, 51, 3)
-
-
-def environment_notes() -> list[str]:
-    """Facts about this machine worth knowing, shown by `smsctl config` (not on every start: the
-    user can rarely act on them)."""
-    import sqlite3
-
-    notes = []
-    if sqlite3.sqlite_version_info < WAL_RESET_FIXED:
-        notes.append(
-            f"SQLite {sqlite3.sqlite_version} predates 3.51.3, which fixed a rare WAL race between processes "
-            "writing one store at the same moment (listen + send); a Python built with a newer SQLite removes it"
-        )
-    return notes
-
-
 def redacted(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, shown value, source) for every variable, with secrets masked."""
     rows = []

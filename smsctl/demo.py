@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import tempfile
 import time
@@ -19,7 +20,7 @@ from smsctl.history import message_status
 from smsctl.listening import Listener, ListenerView
 from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS, Sandbox, config_from_settings
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
-from smsctl.store import Store
+from smsctl.storage import open_store
 from smsctl.writer import StoreWriter
 
 SENDER = "+14155550199"
@@ -108,7 +109,7 @@ async def run_demo(
                     while time.monotonic() < deadline and not await _all_final(writer, uuids):
                         await asyncio.sleep(0.2)
                     await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
-            with Store(settings.db_path) as store:
+            with contextlib.closing(open_store(settings.db_path)) as store:
                 return [message_status(store, u) for u in uuids], listener.counters.health()
         finally:
             writer.close()

@@ -20,8 +20,7 @@ from aiohttp import web
 from smsctl.errors import ConfigError, StoreBug, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
-from smsctl.storage import Applied
-from smsctl.store import Store
+from smsctl.storage import Applied, HistoryStore
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
@@ -261,7 +260,10 @@ async def _dead_letter(
 
 
 async def _receive(
-    request: web.Request, route: str, parse: Callable[[bytes], T], store: Callable[[Store, T, float], R]
+    request: web.Request,
+    route: str,
+    parse: Callable[[bytes], T],
+    store: Callable[[HistoryStore, T, float], R],
 ) -> tuple[T, R, float] | web.Response:
     """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early."""
     received_at = time.time()
@@ -284,7 +286,9 @@ async def _receive(
 
 async def handle_status(request: web.Request) -> web.Response:
     """POST /webhooks/status: a message status update."""
-    outcome = await _receive(request, STATUS_PATH, parse_status, Store.apply_status)
+    outcome = await _receive(
+        request, STATUS_PATH, parse_status, lambda s, event, at: s.apply_status(event, at)
+    )
     if isinstance(outcome, web.Response):
         return outcome
     event, applied, received_at = outcome
@@ -305,7 +309,7 @@ def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
 async def handle_inbound(request: web.Request) -> web.Response:
     """POST /webhooks/inbound: an SMS sent to your Vonage number."""
     parse = parse_inbound if request.app[STORE_TEXT] else _parse_inbound_without_text
-    outcome = await _receive(request, INBOUND_PATH, parse, Store.add_inbound)
+    outcome = await _receive(request, INBOUND_PATH, parse, lambda s, message, at: s.add_inbound(message, at))
     if isinstance(outcome, web.Response):
         return outcome
     message, new, received_at = outcome

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from smsctl.store import Store
+    from smsctl.storage import HistoryStore
 
 
 def spool_path(db_path: Path | str) -> Path:
@@ -52,7 +52,7 @@ def lookup(db_path: Path | str, ref: str) -> str | None:
     return None
 
 
-def replay(store: Store, db_path: Path | str) -> int:
+def replay(store: HistoryStore, db_path: Path | str) -> int:
     """Record every spooled send (inside the caller's transaction); how many were recorded.
 
     The file is moved aside first, so a send spooled meanwhile by another process lands in a new

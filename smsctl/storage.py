@@ -9,6 +9,7 @@ one new module and its migrations. Writes run inside a backend's transaction, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -196,7 +197,6 @@ class HistoryStore(Protocol):
     def forget_listener(self, pid: int, host: str | None) -> None: ...
 
     # reading
-    def data_version(self) -> int: ...
     def current_status(self, message_uuid: str) -> CurrentStatus | None: ...
     def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]: ...
     def find_message(self, ref: str) -> FoundMessage | None: ...
@@ -221,6 +221,21 @@ def open_store(path: Path, *, busy_timeout: float = 5.0) -> HistoryStore:
     from smsctl.store import Store
 
     return Store(path, busy_timeout=busy_timeout)
+
+
+async def watch_changes(path: Path, timeout: float, read: Callable[[HistoryStore], bool]) -> None:
+    """Call `read(store)` each time the store may have changed (another process committed), until it
+    returns True or `timeout` passes: how waiters notice statuses stored by a listener."""
+    from smsctl import store
+
+    await store.watch_changes(path, timeout, read)
+
+
+def environment_notes() -> list[str]:
+    """What the backend wants the user to know about this machine (`smsctl config` shows it)."""
+    from smsctl import store
+
+    return store.environment_notes()
 
 
 def open_writer(settings: Settings) -> StoreWriter:

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +36,9 @@ from smsctl.storage import (
 )
 
 log = logging.getLogger("smsctl.store")
+WAL_RESET_FIXED = (3, 51, 3)
+POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
+REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
 
@@ -516,3 +519,36 @@ def _sent(row: sqlite3.Row) -> SentMessage:
         row["encoding"], row["segments"], row["batch_id"], row["batch_row"], LocalState(row["state"]),
         row["error"], bool(row["repeated_uuid"]), row["created_at"], row["updated_at"],
     )  # fmt: skip
+
+
+async def watch_changes(path: Path | str, timeout: float, read: Callable[[Store], bool]) -> None:
+    """Call `read(store)` whenever another connection has committed (and at least every second),
+    until it returns True or time is up.
+
+    `PRAGMA data_version` is a cheap "anything new?" check, so this neither busy-loops on queries nor
+    holds locks; a busy or recovering database is simply read again on the next tick.
+    """
+    import asyncio
+    import contextlib
+
+    with Store(path) as store:
+        deadline, seen_version, last_read = time.monotonic() + timeout, -1, 0.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.OperationalError):
+                version = store.data_version()
+                if version != seen_version or time.monotonic() - last_read >= REREAD_EVERY:
+                    seen_version, last_read = version, time.monotonic()
+                    if read(store):
+                        return
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def environment_notes() -> list[str]:
+    """Facts about this machine's SQLite worth knowing, shown by `smsctl config` (not on every start:
+    the user can rarely act on them)."""
+    if sqlite3.sqlite_version_info >= WAL_RESET_FIXED:
+        return []
+    return [
+        f"SQLite {sqlite3.sqlite_version} predates 3.51.3, which fixed a rare WAL race between processes "
+        "writing one store at the same moment (listen + send); a Python built with a newer SQLite removes it"
+    ]

@@ -7,10 +7,8 @@ we watch the store: `PRAGMA data_version` tells us cheaply when another connecti
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,11 +24,8 @@ from smsctl.history import timeline_event
 from smsctl.listening import Listener, discover_ngrok, usable_listener
 from smsctl.sending import SendRequest, SendResult, prepare, recording, send_prepared
 from smsctl.server import STATUS_PATH
-from smsctl.store import Store
+from smsctl.storage import HistoryStore, watch_changes
 from smsctl.writer import StoreWriter
-
-POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
-REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 
 
 @dataclass(frozen=True)
@@ -79,30 +74,11 @@ class WaitResult:
         return data
 
 
-def read_state(store: Store, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
+def read_state(store: HistoryStore, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
     """(current status, final?, timeline) of a message, read in one go."""
     current = store.current_status(message_uuid)
     events = [timeline_event(e) for e in store.timeline(message_uuid)]
     return (current.status, current.final, events) if current else (None, False, events)
-
-
-async def _poll_store(db_path: Path, timeout: float, read: Callable[[Store], bool]) -> None:
-    """Call `read(store)` whenever another connection has committed (and at least every second),
-    until it returns True or time is up.
-
-    `PRAGMA data_version` is a cheap "anything new?" check, so this neither busy-loops on queries nor
-    holds locks; a busy or recovering database is simply read again on the next tick.
-    """
-    with Store(db_path) as store:
-        deadline, seen_version, last_read = time.monotonic() + timeout, -1, 0.0
-        while time.monotonic() < deadline:
-            with contextlib.suppress(sqlite3.OperationalError):
-                version = store.data_version()
-                if version != seen_version or time.monotonic() - last_read >= REREAD_EVERY:
-                    seen_version, last_read = version, time.monotonic()
-                    if read(store):
-                        return
-            await asyncio.sleep(POLL_INTERVAL)
 
 
 async def watch(
@@ -120,7 +96,7 @@ async def watch(
     state: tuple[str | None, bool, list[dict[str, Any]]] = (None, False, [])
     alive: bool | None = None
 
-    def read(store: Store) -> bool:
+    def read(store: HistoryStore) -> bool:
         nonlocal state, alive
         previous, previous_alive = state, alive
         state = read_state(store, message_uuid)
@@ -129,7 +105,7 @@ async def watch(
             on_change(state[0], state[2], alive)
         return state[1]
 
-    await _poll_store(db_path, timeout, read)
+    await watch_changes(db_path, timeout, read)
     return state
 
 
@@ -234,12 +210,12 @@ async def watch_many(
     """Wait until every message is final or `timeout` passes; report the statuses as they change."""
     states: dict[str, tuple[str, bool]] = dict.fromkeys(uuids, ("accepted", False))
 
-    def read(store: Store) -> bool:
+    def read(store: HistoryStore) -> bool:
         states.update(store.statuses([u for u, (_, final) in states.items() if not final]))
         on_change({u: status for u, (status, _) in states.items()})
         return all(final for _, final in states.values())
 
-    await _poll_store(db_path, timeout, read)
+    await watch_changes(db_path, timeout, read)
     return states
 
 

@@ -1,4 +1,4 @@
-"""One writer thread owns the write connection and commits in groups.
+"""The SQLite backend's writer: one thread owns the write connection and commits in groups.
 
 Handlers `await writer.run(fn)`; the thread takes everything queued, runs it in one
 BEGIN IMMEDIATE … COMMIT (one fsync with synchronous=FULL), then resolves every waiter of the

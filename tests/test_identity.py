@@ -133,8 +133,7 @@ def test_a_store_from_the_previous_release_is_carried_over_whole(tmp_path: Path)
                                       " FROM messages ORDER BY id").fetchall()  # fmt: skip
         assert [tuple(r) for r in new_rows] == old_rows
         assert (
-            store.message_in_batch("b0123456789a", 3).message_uuid
-            == "11111111-0000-4000-8000-000000000004"
+            store.message_in_batch("b0123456789a", 3).message_uuid == "11111111-0000-4000-8000-000000000004"
         )
         assert store.find_message("11111111-0000-4000-8000-000000000002").status == "rejected"
         with store.transaction():  # client_ref is no longer unique

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -207,15 +208,15 @@ def batch(
     from smsctl.errors import NotFound
     from smsctl.history import batch_summary
     from smsctl.output import emit_json, out, reporting
-    from smsctl.store import Store
+    from smsctl.storage import open_reader
 
     with reporting(json_output, debug):
-        store = Store.reader(load_settings().db_path)
+        store = open_reader(load_settings().db_path)
         if store is None:
             raise NotFound(
                 f"no batch {batch_id!r}: there is no local history yet", hint="`smsctl log` shows batch IDs"
             )
-        with store:
+        with contextlib.closing(store):
             summary = batch_summary(store, batch_id)
         if json_output:
             emit_json(summary)

@@ -10,8 +10,9 @@ def config(json_output: JsonOption = False) -> None:
 
     Example: smsctl config --json
     """
-    from smsctl.config import VARIABLES_BY_NAME, environment_notes, load_settings, redacted
+    from smsctl.config import VARIABLES_BY_NAME, load_settings, redacted
     from smsctl.output import emit_json, note, out, reporting
+    from smsctl.storage import environment_notes
 
     with reporting(json_output):
         settings = load_settings()

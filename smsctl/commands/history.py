@@ -31,13 +31,13 @@ def status(
     from smsctl.errors import NotFound
     from smsctl.history import message_status
     from smsctl.output import emit_json, reporting
-    from smsctl.store import Store
+    from smsctl.storage import open_reader
 
     with reporting(json_output, debug):
-        store = Store.reader(load_settings().db_path)
+        store = open_reader(load_settings().db_path)
         if store is None:
             raise NotFound(f"no message {message!r}: there is no local history yet", hint=NO_HISTORY)
-        with store:
+        with contextlib.closing(store):
             result = message_status(store, message)
         if json_output:
             emit_json(result)
@@ -88,13 +88,13 @@ def log(
     from smsctl.config import load_settings
     from smsctl.history import parse_duration, recent, recent_inbound
     from smsctl.output import emit_json, reporting
-    from smsctl.store import Store
+    from smsctl.storage import open_reader
 
     with reporting(json_output, debug):
         if since is not None:
             parse_duration(since)  # a bad --since is a usage error even with no history yet
-        store = Store.reader(load_settings().db_path)
-        with store or contextlib.nullcontext():
+        store = open_reader(load_settings().db_path)
+        with contextlib.closing(store) if store else contextlib.nullcontext():
             if store is None:
                 rows: list[dict[str, Any]] = []
             elif inbound:
