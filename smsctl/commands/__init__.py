@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from smsctl.config import Settings
 
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="SMSCTL_JSON", help="Machine-readable JSON on stdout.")
@@ -19,6 +22,22 @@ DebugOption = Annotated[bool, typer.Option("--debug", hidden=True, help="Show tr
 def store_text_flag(no_store_text: bool) -> str | None:
     """--no-store-text as the SMSCTL_STORE_TEXT override (None: not given, the setting decides)."""
     return "false" if no_store_text else None
+
+
+def sender_settings(
+    sender: str | None, port: int | None, public_url: str | None, no_store_text: bool
+) -> Settings:
+    """Settings for a command that sends (`send`, `bulk`): its flags over the environment and `.env`."""
+    from smsctl.config import load_settings
+
+    return load_settings(
+        flags(
+            VONAGE_NUMBER=sender,
+            PORT=port,
+            BASE_URL=public_url,
+            SMSCTL_STORE_TEXT=store_text_flag(no_store_text),
+        )
+    )
 
 
 def flags(**values: object) -> dict[str, str | None]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
+from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, sender_settings
 from smsctl.numbers import EncodingChoice
 
 
@@ -61,20 +61,12 @@ def bulk(
     """
     from smsctl import running
     from smsctl.bulk import BulkOptions, check, outcome_error, require_all_valid, run_bulk
-    from smsctl.config import load_settings
     from smsctl.output import emit_json, reporting
     from smsctl.recipients import Recipients
     from smsctl.waiting import WaitOptions
 
     with reporting(json_output, debug):
-        settings = load_settings(
-            flags(
-                VONAGE_NUMBER=sender,
-                PORT=port,
-                BASE_URL=public_url,
-                SMSCTL_STORE_TEXT=store_text_flag(no_store_text),
-            )
-        )
+        settings = sender_settings(sender, port, public_url, no_store_text)
         options = BulkOptions(text, sender, batch_id, rate, concurrency, skip_invalid, resend_unknown, ttl,
                               encoding, webhook_url)  # fmt: skip
         with Recipients(file) as recipients:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
+from smsctl.commands import DebugOption, JsonOption, NoStoreTextOption, sender_settings
 from smsctl.numbers import EncodingChoice
 
 
@@ -60,20 +60,12 @@ def send(
 
     Example: smsctl send +14155550101 "Your code is 123456" --wait
     """
-    from smsctl.config import load_settings
     from smsctl.output import reporting
 
     with reporting(json_output, debug):
         from smsctl.sending import SendRequest, prepare, send_one
 
-        settings = load_settings(
-            flags(
-                VONAGE_NUMBER=sender,
-                PORT=port,
-                BASE_URL=public_url,
-                SMSCTL_STORE_TEXT=store_text_flag(no_store_text),
-            )
-        )
+        settings = sender_settings(sender, port, public_url, no_store_text)
         request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding)
         prepare(request, settings)  # bad input is refused before the HTTP client is even imported
         from smsctl import running
