@@ -77,7 +77,7 @@ class ApplicationJwt:
 
 def credentials_from(settings: Settings) -> Credentials:
     """Pick JWT auth when an application is configured, else Basic; say what is missing otherwise."""
-    application_id = settings.get("VONAGE_APPLICATION_ID")
+    application_id = settings.application_id
     key = load_private_key(settings)
     if application_id and key is not None:
         return ApplicationJwt(application_id, key)
@@ -91,7 +91,7 @@ def credentials_from(settings: Settings) -> Credentials:
             "a private key is configured but VONAGE_APPLICATION_ID is not",
             hint="set VONAGE_APPLICATION_ID to the ID of the application that key belongs to",
         )
-    api_key, api_secret = settings.get("VONAGE_API_KEY"), settings.get("VONAGE_API_SECRET")
+    api_key, api_secret = settings.api_key, settings.api_secret
     if api_key and api_secret:
         return BasicCredentials(api_key, api_secret)
     raise ConfigError(

@@ -87,14 +87,14 @@ class Settings:
     values: Mapping[str, str | None]
     sources: Mapping[str, str]
 
-    def get(self, name: str) -> str | None:
+    def _get(self, name: str) -> str | None:
         """The value of one variable, or None when unset or empty."""
         value = self.values.get(name)
         return value if value else None
 
     def require(self, name: str, why: str) -> str:
         """The value of one variable, or a ConfigError that says how to set it."""
-        value = self.get(name)
+        value = self._get(name)
         if value is None:
             raise ConfigError(
                 f"{name} is not set; it is needed {why}",
@@ -102,31 +102,64 @@ class Settings:
             )
         return value
 
+    def with_overrides(self, **values: str) -> Settings:
+        """The same settings with some values replaced, as if given as flags (the demo's own emulator)."""
+        return Settings({**self.values, **values}, {**self.sources, **dict.fromkeys(values, "flag")})
+
+    @property
+    def api_key(self) -> str | None:
+        return self._get("VONAGE_API_KEY")
+
+    @property
+    def api_secret(self) -> str | None:
+        return self._get("VONAGE_API_SECRET")
+
+    @property
+    def application_id(self) -> str | None:
+        return self._get("VONAGE_APPLICATION_ID")
+
+    @property
+    def sender(self) -> str | None:
+        """The default sender (VONAGE_NUMBER)."""
+        return self._get("VONAGE_NUMBER")
+
+    @property
+    def base_url(self) -> str | None:
+        """The listener's public URL (BASE_URL), without a trailing slash."""
+        base = self._get("BASE_URL")
+        return base.rstrip("/") if base else None
+
+    @property
+    def signature_secret(self) -> str | None:
+        return self._get("VONAGE_SIGNATURE_SECRET")
+
     @property
     def api_url(self) -> str:
         """The validated Messages API base URL, without a trailing slash."""
-        return validate_api_url(self.get("VONAGE_API_URL") or DEFAULT_API_URL)
+        return validate_api_url(self._get("VONAGE_API_URL") or DEFAULT_API_URL)
 
     @property
     def db_path(self) -> Path:
         """Where the store lives: a file path (URLs and in-memory databases are refused)."""
-        configured = self.get("SMSCTL_DB")
+        configured = self._get("SMSCTL_DB")
         return validate_db_path(configured) if configured else default_db_path()
 
     @property
     def port(self) -> int:
         """The listener port."""
-        return _parse_number("PORT", self.get("PORT") or "3000", int, 0, 65535)
+        return _parse_number("PORT", self._get("PORT") or "3000", int, 0, 65535)
 
     @property
     def http_timeout(self) -> float:
         """Seconds to wait for one API request."""
-        return _parse_number("SMSCTL_HTTP_TIMEOUT", self.get("SMSCTL_HTTP_TIMEOUT") or "15", float, 0.01, 600)
+        return _parse_number(
+            "SMSCTL_HTTP_TIMEOUT", self._get("SMSCTL_HTTP_TIMEOUT") or "15", float, 0.01, 600
+        )
 
     @property
     def store_text(self) -> bool:
         """Whether texts (often one-time codes) are kept in the store."""
-        raw = (self.get("SMSCTL_STORE_TEXT") or "true").strip().lower()
+        raw = (self._get("SMSCTL_STORE_TEXT") or "true").strip().lower()
         if raw in ("true", "1", "yes", "on"):
             return True
         if raw in ("false", "0", "no", "off"):
@@ -136,18 +169,18 @@ class Settings:
     @property
     def busy_timeout(self) -> float:
         """Seconds one store write waits for a lock held by another process."""
-        return _parse_number("SMSCTL_BUSY_TIMEOUT", self.get("SMSCTL_BUSY_TIMEOUT") or "5", float, 0, 600)
+        return _parse_number("SMSCTL_BUSY_TIMEOUT", self._get("SMSCTL_BUSY_TIMEOUT") or "5", float, 0, 600)
 
     @property
     def record_retry(self) -> float:
         """Seconds to keep trying to record a send the API accepted, before spooling it."""
-        return _parse_number("SMSCTL_RECORD_RETRY", self.get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
+        return _parse_number("SMSCTL_RECORD_RETRY", self._get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
 
     def signature_secrets(self) -> list[bytes]:
         """The signature secrets to verify webhooks with: current first, then the previous one."""
         current = self.require("VONAGE_SIGNATURE_SECRET", "to verify signed webhooks")
         secrets = [current.encode()]
-        previous = self.get("VONAGE_SIGNATURE_SECRET_PREVIOUS")
+        previous = self._get("VONAGE_SIGNATURE_SECRET_PREVIOUS")
         if previous:
             secrets.append(previous.encode())
         return secrets
@@ -242,11 +275,11 @@ def load_private_key(settings: Settings) -> RSAPrivateKey | None:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    pem_text, name = settings.get("VONAGE_PRIVATE_KEY"), "VONAGE_PRIVATE_KEY"
+    pem_text, name = settings._get("VONAGE_PRIVATE_KEY"), "VONAGE_PRIVATE_KEY"
     if pem_text is not None:
         pem = pem_text.replace("\\n", "\n").encode()
     else:
-        path, name = settings.get("VONAGE_PRIVATE_KEY_PATH"), "VONAGE_PRIVATE_KEY_PATH"
+        path, name = settings._get("VONAGE_PRIVATE_KEY_PATH"), "VONAGE_PRIVATE_KEY_PATH"
         if path is None:
             return None
         try:

@@ -69,8 +69,7 @@ def throwaway_settings(directory: Path, api_url: str = "http://127.0.0.1:1") -> 
 
 
 def _with_api(settings: Settings, api_url: str) -> Settings:
-    values = dict(settings.values, VONAGE_API_URL=api_url)
-    return Settings(values, dict(settings.sources, VONAGE_API_URL="flag"))
+    return settings.with_overrides(VONAGE_API_URL=api_url)
 
 
 async def _all_final(writer: StoreWriter, uuids: list[str]) -> bool:
@@ -103,7 +102,9 @@ async def run_demo(
                                 "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",
                                 "api_url": sandbox.url, "public_hint": "not needed: the emulator is local"},
                                listener.counters)  # fmt: skip
-                    jwt = ApplicationJwt(settings.require("VONAGE_APPLICATION_ID", ""), key)
+                    jwt = ApplicationJwt(
+                        settings.require("VONAGE_APPLICATION_ID", "for the demo's application JWT"), key
+                    )
                     uuids = await _send_all(settings, jwt, writer, listener.status_url, on_sent)
                     deadline = time.monotonic() + bound
                     while time.monotonic() < deadline and not await _all_final(writer, uuids):

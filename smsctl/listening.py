@@ -39,17 +39,17 @@ SHORT_SECRET = 32
 def build_verifier(settings: Settings, max_token_age: float | None = None) -> Verifier:
     """A verifier over the configured signature secret(s); ConfigError when there is none."""
     secrets = settings.signature_secrets()
-    return Verifier(secrets, api_key=settings.get("VONAGE_API_KEY"), max_token_age=max_token_age)
+    return Verifier(secrets, api_key=settings.api_key, max_token_age=max_token_age)
 
 
 def startup_warnings(settings: Settings) -> list[str]:
     """Warnings about the configured secrets (never their values) that the user can act on."""
     warnings = []
-    for name in ("VONAGE_SIGNATURE_SECRET", "VONAGE_SIGNATURE_SECRET_PREVIOUS"):
-        value = settings.get(name)
-        if value and len(value.encode()) < SHORT_SECRET:
+    for name, secret in zip(("VONAGE_SIGNATURE_SECRET", "VONAGE_SIGNATURE_SECRET_PREVIOUS"),
+                            settings.signature_secrets(), strict=False):  # fmt: skip
+        if len(secret) < SHORT_SECRET:
             warnings.append(
-                f"{name} is {len(value.encode())} bytes; HS256 wants at least {SHORT_SECRET}: "
+                f"{name} is {len(secret)} bytes; HS256 wants at least {SHORT_SECRET}: "
                 "generate a longer one in the Vonage dashboard"
             )
     return warnings
@@ -111,7 +111,7 @@ class Listener:
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)
         if self.public_url is None:
-            self.public_url = self.settings.get("BASE_URL") or await discover_ngrok(
+            self.public_url = self.settings.base_url or await discover_ngrok(
                 int(self.local_url.rsplit(":", 1)[1])
             )
         self.public_url = self.public_url.rstrip("/") if self.public_url else None

@@ -426,8 +426,8 @@ def config_from_settings(
 
     secret = settings.require("VONAGE_SIGNATURE_SECRET", "to sign the emulator's status webhooks")
     key = load_private_key(settings)
-    application_id = settings.get("VONAGE_APPLICATION_ID")
-    if key is None and not (settings.get("VONAGE_API_KEY") and settings.get("VONAGE_API_SECRET")):
+    application_id = settings.application_id
+    if key is None and not (settings.api_key and settings.api_secret):
         raise ConfigError(
             "the emulator needs credentials to accept: an application (VONAGE_APPLICATION_ID + "
             "VONAGE_PRIVATE_KEY_PATH) or VONAGE_API_KEY + VONAGE_API_SECRET",
@@ -437,8 +437,8 @@ def config_from_settings(
         signature_secret=secret,
         application_id=application_id,
         public_key=key.public_key() if key is not None and application_id else None,
-        api_key=settings.get("VONAGE_API_KEY"),
-        api_secret=settings.get("VONAGE_API_SECRET"),
+        api_key=settings.api_key,
+        api_secret=settings.api_secret,
         status_url=status_url,
         time_scale=time_scale,
         rate=rate or None,

@@ -81,14 +81,13 @@ def new_client_ref() -> str:
 
 def default_webhook_url(settings: Settings) -> str | None:
     """BASE_URL + /webhooks/status, when BASE_URL is set."""
-    base = settings.get("BASE_URL")
-    return f"{base.rstrip('/')}/webhooks/status" if base else None
+    return f"{settings.base_url}/webhooks/status" if settings.base_url else None
 
 
 def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] | None = None) -> Prepared:
     """Validate everything and build the body with the SDK's `Sms` model; nothing is sent."""
     to = parse_recipient(request.to)
-    sender_raw = request.sender or settings.get("VONAGE_NUMBER")
+    sender_raw = request.sender or settings.sender
     if sender_raw is None:
         raise ConfigError(
             "no sender: give --from or set VONAGE_NUMBER",

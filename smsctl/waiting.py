@@ -133,7 +133,7 @@ async def embedded_listener_address(
     A public URL (flag, BASE_URL, or an ngrok tunnel to PORT) forwards to PORT, so the listener must
     listen there; only with no public URL and a local API (the emulator) is any free port right.
     """
-    public_url = options.public_url or settings.get("BASE_URL") or await discover_ngrok(settings.port)
+    public_url = options.public_url or settings.base_url or await discover_ngrok(settings.port)
     if options.port is not None:
         return public_url, options.port
     if public_url is None and local_api:

@@ -18,10 +18,10 @@ def test_precedence_flag_env_dotenv_default(isolated: Path, monkeypatch: pytest.
     monkeypatch.setenv("BASE_URL", "https://env.example")
     monkeypatch.setenv("VONAGE_NUMBER", "222")
     settings = load_settings({"VONAGE_NUMBER": "333", "BASE_URL": None})
-    assert settings.get("VONAGE_NUMBER") == "333" and settings.sources["VONAGE_NUMBER"] == "flag"
-    assert settings.get("BASE_URL") == "https://env.example" and settings.sources["BASE_URL"] == "environment"
+    assert settings.sender == "333" and settings.sources["VONAGE_NUMBER"] == "flag"
+    assert settings.base_url == "https://env.example" and settings.sources["BASE_URL"] == "environment"
     assert settings.port == 4000 and settings.sources["PORT"] == ".env"
-    assert settings.get("VONAGE_API_URL") == "https://api.nexmo.com"
+    assert settings.api_url == "https://api.nexmo.com"
     assert settings.sources["VONAGE_API_URL"] == "default"
     assert settings.sources["VONAGE_API_KEY"] == "unset"
 
