@@ -42,7 +42,6 @@ from smsctl.sending import (
     SendRequest,
     failure_state,
     prepare,
-    recording,
     send_prepared,
     with_webhook,
 )
@@ -286,34 +285,28 @@ async def run_bulk(
 ) -> tuple[BulkResult, dict[str, tuple[str, bool]] | None]:
     """Send the batch (the file is streamed again), then with `wait` watch every accepted message."""
     from smsctl.auth import credentials_from
+    from smsctl.runtime import Runtime
 
-    credentials = credentials_from(settings)
-    api_url = settings.api_url
+    credentials_from(settings)  # missing credentials fail before a listener starts
     messages = (
         c.prepared
         for c in checked_rows(recipients, settings, options, report.batch_id)
         if c.prepared is not None
     )
     result = BulkResult(report.batch_id)
-    writer = StoreWriter.for_settings(settings)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            webhook_url = None
-            if wait is not None:
-                route = await stack.enter_async_context(
-                    status_route(settings, writer, wait, options.webhook_url)
-                )
-                webhook_url = route.webhook_url
-            client = MessagesClient(api_url, credentials, timeout=settings.http_timeout,
-                                    limiter=RateLimiter(options.rate or None), connections=options.concurrency)  # fmt: skip
-            async with client:
-                await send_batch(client, writer, messages, result, options, on_row, webhook_url=webhook_url,
-                                 recording=recording(settings), keep_uuids=wait is not None)  # fmt: skip
-            if wait is None:
-                return result, None
-            return result, await watch_many(settings.db_path, result.accepted, wait.timeout, on_wait)
-    finally:
-        writer.close()
+    async with Runtime(settings) as rt, contextlib.AsyncExitStack() as stack:
+        webhook_url = None
+        if wait is not None:
+            route = await stack.enter_async_context(
+                status_route(settings, rt.writer, wait, options.webhook_url)
+            )
+            webhook_url = route.webhook_url
+        client = await rt.client(limiter=RateLimiter(options.rate or None), connections=options.concurrency)
+        await send_batch(client, rt.writer, messages, result, options, on_row, webhook_url=webhook_url,
+                         recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip
+        if wait is None:
+            return result, None
+        return result, await watch_many(settings.db_path, result.accepted, wait.timeout, on_wait)
 
 
 def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:

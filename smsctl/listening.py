@@ -213,11 +213,12 @@ async def run_listener(
 ) -> Counters:
     """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
     build_verifier(settings)  # refuse to start without a secret, before opening anything
+    from smsctl.runtime import Runtime
+
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
-    writer = StoreWriter.for_settings(settings)
-    try:
-        listener = Listener(settings, writer, view.handle, host=host, port=port,
+    async with Runtime(settings) as rt:  # closes the writer after the server drained: all is committed
+        listener = Listener(settings, rt.writer, view.handle, host=host, port=port,
                             public_url=public_url, max_token_age=max_token_age)  # fmt: skip
         async with listener:
             view.ready({
@@ -226,7 +227,5 @@ async def run_listener(
                 "store": str(settings.db_path),
             }, listener.counters)  # fmt: skip
             await stop.wait()
-    finally:
-        writer.close()  # after the server drained: every acknowledged event is committed
     view.stopped(listener.counters)
     return listener.counters

@@ -236,15 +236,9 @@ async def _record_failure(writer: StoreWriter, row: int, exc: BaseException) -> 
 
 async def send_one(settings: Settings, request: SendRequest) -> tuple[SendResult, TextCost]:
     """Validate, then send one message with credentials from the settings."""
-    from smsctl.auth import credentials_from
-    from smsctl.client import MessagesClient
-    from smsctl.writer import StoreWriter
+    from smsctl.runtime import Runtime
 
     prepared = prepare(request, settings)
-    credentials, api_url = credentials_from(settings), settings.api_url
-    writer = StoreWriter.for_settings(settings)
-    try:
-        async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
-            return await send_prepared(client, writer, prepared, recording=recording(settings)), prepared.cost
-    finally:
-        writer.close()
+    async with Runtime(settings) as rt:
+        client = await rt.client()
+        return await send_prepared(client, rt.writer, prepared, recording=rt.recording), prepared.cost

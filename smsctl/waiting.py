@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from smsctl.client import MessagesClient
 from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
 from smsctl.events import FAILED_STATUSES
 from smsctl.history import timeline_event
 from smsctl.listening import Listener, discover_ngrok, usable_listener
-from smsctl.sending import SendRequest, SendResult, prepare, recording, send_prepared
+from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
 from smsctl.storage import HistoryStore, watch_changes
 from smsctl.writer import StoreWriter
@@ -179,16 +178,14 @@ async def send_and_wait(
 ) -> WaitResult:
     """Send one message and wait for its final status (see the module docstring)."""
     from smsctl.auth import credentials_from
+    from smsctl.runtime import Runtime
 
     prepare(request, settings)  # bad input fails before anything starts
-    credentials = credentials_from(settings)
-    api_url = settings.api_url
-    writer = StoreWriter.for_settings(settings)
-    try:
-        async with status_route(settings, writer, options, request.webhook_url) as route:
+    credentials_from(settings)  # and missing credentials, before a listener starts
+    async with Runtime(settings) as rt:
+        async with status_route(settings, rt.writer, options, request.webhook_url) as route:
             prepared = prepare(dataclasses.replace(request, webhook_url=route.webhook_url), settings)
-            async with MessagesClient(api_url, credentials, timeout=settings.http_timeout) as client:
-                sent = await send_prepared(client, writer, prepared, recording=recording(settings))
+            sent = await send_prepared(await rt.client(), rt.writer, prepared, recording=rt.recording)
             started = time.monotonic()
             on_progress(Progress(sent, sent.status, [], 0.0, route.description))
 
@@ -200,8 +197,6 @@ async def send_and_wait(
                 settings.db_path, sent.message_uuid, options.timeout, changed, watch_listener=route.shared
             )
             return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
-    finally:
-        writer.close()
 
 
 async def watch_many(
