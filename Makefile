@@ -22,8 +22,9 @@ lint: setup
 	$(BIN)/ruff check smsctl tests bench
 	$(BIN)/mypy
 
+# Four workers on two cores: most of the suite waits on real servers and processes, not the CPU.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 # Each benchmark prints its figures beside a baseline measured in the same run. The listener one
 # needs Debian's wrk and installs it (apt-get) when missing.
