@@ -16,7 +16,7 @@ from typing import Any
 from smsctl.auth import ApplicationJwt
 from smsctl.client import MessagesClient
 from smsctl.config import Settings, load_private_key, load_settings
-from smsctl.history import message_status
+from smsctl.history import MessageReport, message_status
 from smsctl.listening import Listener, ListenerView
 from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS, Sandbox, config_from_settings
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
@@ -83,7 +83,7 @@ async def run_demo(
     time_scale: float = 0.5,
     bound: float = 30.0,
     on_sent: Callable[[SendResult, str], None] = lambda result, scenario: None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[MessageReport], dict[str, Any]]:
     """Emulator + listener on free ports, a handful of messages, until all are final (or `bound`).
 
     Returns each message's status and timeline, and the listener's counters.

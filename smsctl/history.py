@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from smsctl import spool
 from smsctl.errors import NotFound, UsageError
 from smsctl.events import error_meaning, error_title
-from smsctl.storage import HistoryStore, MessageSummary, Source, StoredEvent
+from smsctl.storage import HistoryStore, InboundRecord, LocalState, MessageSummary, Source, StoredEvent
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -24,22 +25,58 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def timeline_event(event: StoredEvent) -> dict[str, Any]:
-    """One stored status event as shown by `status`, `send --wait --json` and the demo."""
-    return {
-        "status": event.status,
-        "timestamp": event.timestamp,
-        "received_at": event.received_at,
-        "error_code": event.error_code,
-        "error_meaning": error_meaning(event.error_code) or event.error_detail,
-        "price": event.price,
-        "currency": event.currency,
-        "segments": event.segments,
-        "anomaly": event.anomaly,
-    }
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One status event as `status`, `send --wait` and the demo show it."""
+
+    status: str
+    timestamp: str
+    received_at: float
+    error_code: str | None
+    error_meaning: str | None
+    price: str | None
+    currency: str | None
+    segments: str | None
+    anomaly: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def message_status(store: HistoryStore, ref: str) -> dict[str, Any]:
+def timeline_event(event: StoredEvent) -> TimelineEvent:
+    return TimelineEvent(event.status, event.timestamp, event.received_at, event.error_code,
+                         error_meaning(event.error_code) or event.error_detail, event.price, event.currency,
+                         event.segments, event.anomaly)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MessageReport:
+    """One message with its whole timeline (`smsctl status`)."""
+
+    message_uuid: str
+    status: str
+    final: bool
+    conflict: bool
+    duplicates: int
+    sends: int  # more than 1: the API gave several sends this uuid (a mock, a replay)
+    to: str | None
+    from_: str | None
+    client_ref: str | None
+    segments: int | str | None
+    encoding: str | None
+    sent_at: float | None
+    source: Source
+    local_state: LocalState | None
+    events: list[TimelineEvent]
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["from"] = data.pop("from_")
+        data["events"] = [e.to_json() for e in self.events]
+        return data
+
+
+def message_status(store: HistoryStore, ref: str) -> MessageReport:
     """A message (by UUID or unique prefix) with its whole timeline; NotFound otherwise."""
     found = store.find_message(ref)
     if found is None and (spooled := spool.lookup(store.path, ref)) is not None:
@@ -60,34 +97,30 @@ def message_status(store: HistoryStore, ref: str) -> dict[str, Any]:
         """What its status webhooks said, for a message smsctl did not send."""
         return next((getattr(e, field) for e in timeline if getattr(e, field) is not None), None)
 
-    return {
-        "message_uuid": found.message_uuid,
-        "status": found.status,
-        "final": found.final,
-        "conflict": found.conflict,
-        "duplicates": found.duplicates,
-        "sends": found.sends,  # more than 1: the API gave several sends this uuid (a mock, a replay)
-        "to": sent.to if sent else heard("to"),
-        "from": sent.from_ if sent else heard("from_"),
-        "client_ref": sent.client_ref if sent else heard("client_ref"),
-        "segments": sent.segments if sent else heard("segments"),
-        "encoding": sent.encoding if sent else None,
-        "sent_at": sent.created_at if sent else None,
-        "source": Source.SMSCTL if sent else Source.WEBHOOK,
-        "local_state": sent.state if sent else None,
-        "events": [timeline_event(e) for e in timeline],
-    }
+    return MessageReport(
+        found.message_uuid, found.status, found.final, found.conflict, found.duplicates, found.sends,
+        to=sent.to if sent else heard("to"),
+        from_=sent.from_ if sent else heard("from_"),
+        client_ref=sent.client_ref if sent else heard("client_ref"),
+        segments=sent.segments if sent else heard("segments"),
+        encoding=sent.encoding if sent else None,
+        sent_at=sent.created_at if sent else None,
+        source=Source.SMSCTL if sent else Source.WEBHOOK,
+        local_state=sent.state if sent else None,
+        events=[timeline_event(e) for e in timeline],
+    )  # fmt: skip
 
 
 def recent(
     store: HistoryStore, *, limit: int, status: str | None, since: str | None, batch: str | None
-) -> list[dict[str, Any]]:
+) -> list[MessageSummary]:
     """Every message the store knows (sent by smsctl or seen through webhooks), newest activity first."""
     after = time.time() - parse_duration(since) if since else None
-    return [_summary(m) for m in store.recent_messages(limit, status=status, since=after, batch=batch)]
+    return store.recent_messages(limit, status=status, since=after, batch=batch)
 
 
-def _summary(m: MessageSummary) -> dict[str, Any]:
+def summary_json(m: MessageSummary) -> dict[str, Any]:
+    """One `log` row as JSON."""
     return {
         "message_uuid": m.message_uuid, "to": m.to, "from": m.from_, "client_ref": m.client_ref,
         "status": m.status, "final": m.final, "segments": m.segments,
@@ -97,35 +130,53 @@ def _summary(m: MessageSummary) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def recent_inbound(store: HistoryStore, *, limit: int, since: str | None) -> list[dict[str, Any]]:
+def recent_inbound(store: HistoryStore, *, limit: int, since: str | None) -> list[InboundRecord]:
     """Inbound SMS, newest first."""
     after = time.time() - parse_duration(since) if since else None
-    return [
-        {
-            "message_uuid": r.message_uuid,
-            "from": r.from_,
-            "to": r.to,
-            "text": r.text,
-            "timestamp": r.timestamp,
-            "received_at": r.received_at,
-        }  # fmt: skip
-        for r in store.recent_inbound(limit, since=after)
-    ]
+    return store.recent_inbound(limit, since=after)
+
+
+def inbound_json(r: InboundRecord) -> dict[str, Any]:
+    """One `log --inbound` row as JSON."""
+    return {"message_uuid": r.message_uuid, "from": r.from_, "to": r.to, "text": r.text,
+            "timestamp": r.timestamp, "received_at": r.received_at}  # fmt: skip
 
 
 FAILED_OR_UNSURE = ("rejected", "undeliverable", "refused", "unsent", "unknown", "pending")
 
 
-def batch_summary(store: HistoryStore, batch_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BatchFailure:
+    row: int | None
+    to: str | None
+    message_uuid: str | None
+    status: str
+    error_code: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """A bulk batch (`smsctl batch`): messages per current status, and every failure."""
+
+    batch_id: str
+    messages: int
+    counts: dict[str, int]
+    failures: list[BatchFailure]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def batch_summary(store: HistoryStore, batch_id: str) -> BatchSummary:
     """Counts per current status and every failure with its error code, for one batch."""
     messages = store.recent_messages(1_000_000, batch=batch_id)
     if not messages:
         raise NotFound(f"no batch {batch_id!r} in the local history", hint="`smsctl log` shows batch IDs")
-    counts = dict(Counter(m.status for m in messages))
     failures = [
-        {"row": m.batch_row, "to": m.to, "message_uuid": m.message_uuid, "status": m.status,
-         "error_code": m.error_code, "error": error_title(m.error_code) if m.error_code else m.error}
+        BatchFailure(m.batch_row, m.to, m.message_uuid, m.status, m.error_code,
+                     error_title(m.error_code) if m.error_code else m.error)
         for m in sorted(messages, key=lambda m: m.batch_row or 0)
         if m.status in FAILED_OR_UNSURE
     ]  # fmt: skip
-    return {"batch_id": batch_id, "messages": len(messages), "counts": counts, "failures": failures}
+    return BatchSummary(batch_id, len(messages), dict(Counter(m.status for m in messages)), failures)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
 from smsctl.events import FAILED_STATUSES
-from smsctl.history import timeline_event
+from smsctl.history import TimelineEvent, timeline_event
 from smsctl.listening import Listener, discover_ngrok, usable_listener
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
@@ -42,7 +42,7 @@ class Progress:
 
     sent: SendResult
     status: str
-    events: list[dict[str, Any]]
+    events: list[TimelineEvent]
     elapsed: float
     source: str  # "smsctl listen at …" or "embedded listener at …"
     listener_alive: bool = True  # False while a separate `smsctl listen` has stopped heartbeating
@@ -64,16 +64,17 @@ class WaitResult:
     sent: SendResult
     status: str
     final: bool
-    events: list[dict[str, Any]]
+    events: list[TimelineEvent]
     elapsed: float
 
     def to_dict(self) -> dict[str, Any]:
         data = self.sent.to_dict()
-        data.update(status=self.status, final=self.final, events=self.events, elapsed=round(self.elapsed, 3))
+        data.update(status=self.status, final=self.final, events=[e.to_json() for e in self.events],
+                    elapsed=round(self.elapsed, 3))  # fmt: skip
         return data
 
 
-def read_state(store: HistoryStore, message_uuid: str) -> tuple[str | None, bool, list[dict[str, Any]]]:
+def read_state(store: HistoryStore, message_uuid: str) -> tuple[str | None, bool, list[TimelineEvent]]:
     """(current status, final?, timeline) of a message, read in one go."""
     current = store.current_status(message_uuid)
     events = [timeline_event(e) for e in store.timeline(message_uuid)]
@@ -84,15 +85,15 @@ async def watch(
     db_path: Path,
     message_uuid: str,
     timeout: float,
-    on_change: Callable[[str | None, list[dict[str, Any]], bool], None],
+    on_change: Callable[[str | None, list[TimelineEvent], bool], None],
     watch_listener: bool = False,
-) -> tuple[str | None, bool, list[dict[str, Any]]]:
+) -> tuple[str | None, bool, list[TimelineEvent]]:
     """Wait until the message is final or `timeout` passes; report each new event.
 
     With `watch_listener`, also report when the `smsctl listen` feeding the store stops (or comes
     back): its heartbeat commits every few seconds, so this costs no extra polling.
     """
-    state: tuple[str | None, bool, list[dict[str, Any]]] = (None, False, [])
+    state: tuple[str | None, bool, list[TimelineEvent]] = (None, False, [])
     alive: bool | None = None
 
     def read(store: HistoryStore) -> bool:
@@ -189,7 +190,7 @@ async def send_and_wait(
             started = time.monotonic()
             on_progress(Progress(sent, sent.status, [], 0.0, route.description))
 
-            def changed(status: str | None, events: list[dict[str, Any]], alive: bool) -> None:
+            def changed(status: str | None, events: list[TimelineEvent], alive: bool) -> None:
                 elapsed = time.monotonic() - started
                 on_progress(Progress(sent, status or sent.status, events, elapsed, route.description, alive))
 
@@ -222,9 +223,9 @@ def outcome_error(result: WaitResult) -> MessageFailed | WaitTimeout | None:
             hint=f"SMS can take up to 72 h: check later with `smsctl status {result.sent.message_uuid}`",
         )
     if result.status in FAILED_STATUSES:
-        last: dict[str, Any] = next((e for e in reversed(result.events) if e["status"] == result.status), {})
-        code = last.get("error_code")
-        meaning = last.get("error_meaning") or "no error detail"
+        last = next((e for e in reversed(result.events) if e.status == result.status), None)
+        code = last.error_code if last else None
+        meaning = (last.error_meaning if last else None) or "no error detail"
         return MessageFailed(
             f"message {result.status}" + (f": error {code}: {meaning}" if code else f": {meaning}")
         )

@@ -211,15 +211,15 @@ def batch(
         with contextlib.closing(store):
             summary = batch_summary(store, batch_id)
         if json_output:
-            emit_json(summary)
+            emit_json(summary.to_json())
             return
         from rich.table import Table
 
-        out().print(f"batch {batch_id}: {summary['messages']} messages  "
-                    + "  ".join(f"{s} {n}" for s, n in sorted(summary["counts"].items())))  # fmt: skip
-        if summary["failures"]:
+        out().print(f"batch {batch_id}: {summary.messages} messages  "
+                    + "  ".join(f"{s} {n}" for s, n in sorted(summary.counts.items())))  # fmt: skip
+        if summary.failures:
             table = Table("row", "to", "message", "status", "error", box=None)
-            for f in summary["failures"]:
-                table.add_row(str(f["row"] or ""), f["to"], f["message_uuid"] or "-", f["status"],
-                              f"{f['error_code'] or ''} {f['error'] or ''}".strip())  # fmt: skip
+            for f in summary.failures:
+                table.add_row(str(f.row or ""), f.to or "", f.message_uuid or "-", f.status,
+                              f"{f.error_code or ''} {f.error or ''}".strip())  # fmt: skip
             out().print(table)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from smsctl.commands import DebugOption, JsonOption
+
+if TYPE_CHECKING:
+    from smsctl.history import MessageReport
 
 
 def demo(
@@ -40,7 +43,7 @@ def demo(
         finally:
             view.stopped()
         if json_output:
-            emit_json({"event": "summary", "messages": messages, "listener": counters})
+            emit_json({"event": "summary", "messages": [m.to_json() for m in messages], "listener": counters})
         else:
             _render_summary(messages, counters)
 
@@ -63,7 +66,7 @@ def _sent(json_output: bool) -> Any:
     return report
 
 
-def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> None:
+def _render_summary(summary: list[MessageReport], counters: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -77,14 +80,14 @@ def _render_summary(summary: list[dict[str, Any]], counters: dict[str, Any]) -> 
     table.add_column("events as received", min_width=13)
     table.add_column("notes")
     for message in summary:
-        style = STATUS_STYLE.get(message["status"], "magenta")
-        received = " → ".join(e["status"] for e in message["events"])
-        notes = [_plural(message["duplicates"], "duplicate") + " absorbed"] if message["duplicates"] else []
-        notes += sorted({f"{e['status']} arrived {e['anomaly']}" for e in message["events"] if e["anomaly"]})
-        notes += [f"error {e['error_code']}" for e in message["events"] if e["error_code"]]
-        scenario = SCENARIOS.get(message["to"], DEFAULT_SCENARIO).name
-        table.add_row(message["message_uuid"][:8], "+" + message["to"], scenario,
-                      Text(message["status"] + ("" if message["final"] else " (not final)"), style),
+        style = STATUS_STYLE.get(message.status, "magenta")
+        received = " → ".join(e.status for e in message.events)
+        notes = [_plural(message.duplicates, "duplicate") + " absorbed"] if message.duplicates else []
+        notes += sorted({f"{e.status} arrived {e.anomaly}" for e in message.events if e.anomaly})
+        notes += [f"error {e.error_code}" for e in message.events if e.error_code]
+        scenario = SCENARIOS.get(message.to or "", DEFAULT_SCENARIO).name
+        table.add_row(message.message_uuid[:8], f"+{message.to}", scenario,
+                      Text(message.status + ("" if message.final else " (not final)"), style),
                       received, "; ".join(notes))  # fmt: skip
     out().print(table)
     rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smsctl.commands import DebugOption, JsonOption
+
+if TYPE_CHECKING:
+    from smsctl.history import MessageReport
+    from smsctl.storage import InboundRecord, MessageSummary
 
 MAX_LOG_LIMIT = 1_000_000  # a bound, so a typo cannot read a whole store into memory
 NO_HISTORY = "sends, bulk runs and `smsctl listen` record messages in SMSCTL_DB; see `smsctl config`"
@@ -40,12 +44,12 @@ def status(
         with contextlib.closing(store):
             result = message_status(store, message)
         if json_output:
-            emit_json(result)
+            emit_json(result.to_json())
         else:
             _render_status(result)
 
 
-def _render_status(result: dict[str, Any]) -> None:
+def _render_status(result: MessageReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -53,22 +57,19 @@ def _render_status(result: dict[str, Any]) -> None:
     from smsctl.output import out
     from smsctl.view import STATUS_STYLE
 
-    style = STATUS_STYLE.get(result["status"], "magenta")
-    out().print(Text.assemble((result["message_uuid"], "bold"), "  ", (result["status"], style),
-                              ("  conflicting final statuses", "bold red") if result["conflict"] else "",
-                              (f"  {result['sends']} sends got this uuid", "bold yellow") if result["sends"] > 1 else ""))  # fmt: skip
-    out().print(f"to {result['to'] or '?'}  from {result['from'] or '?'}  client_ref "
-                f"{result['client_ref'] or '-'}  segments {result['segments'] or '?'}  "
-                f"sent {_when(result['sent_at']) or 'not by smsctl'}  duplicates {result['duplicates']}")  # fmt: skip
+    style = STATUS_STYLE.get(result.status, "magenta")
+    out().print(Text.assemble((result.message_uuid, "bold"), "  ", (result.status, style),
+                              ("  conflicting final statuses", "bold red") if result.conflict else "",
+                              (f"  {result.sends} sends got this uuid", "bold yellow") if result.sends > 1 else ""))  # fmt: skip
+    out().print(f"to {result.to or '?'}  from {result.from_ or '?'}  client_ref "
+                f"{result.client_ref or '-'}  segments {result.segments or '?'}  "
+                f"sent {_when(result.sent_at) or 'not by smsctl'}  duplicates {result.duplicates}")  # fmt: skip
     table = Table("status", "vonage timestamp", "received", "error", "price", "note", box=None)
-    for event in result["events"]:
-        error = (
-            f"{event['error_code']} {error_title(event['error_code']) or ''}" if event["error_code"] else ""
-        )
-        price = f"{event['price']} {event['currency'] or ''}" if event["price"] else ""
-        table.add_row(Text(event["status"], STATUS_STYLE.get(event["status"], "magenta")),
-                      event["timestamp"], _when(event["received_at"]), error, price,
-                      event["anomaly"] or "")  # fmt: skip
+    for event in result.events:
+        error = f"{event.error_code} {error_title(event.error_code) or ''}" if event.error_code else ""
+        price = f"{event.price} {event.currency or ''}" if event.price else ""
+        table.add_row(Text(event.status, STATUS_STYLE.get(event.status, "magenta")), event.timestamp,
+                      _when(event.received_at), error, price, event.anomaly or "")  # fmt: skip
     out().print(table)
 
 
@@ -86,7 +87,7 @@ def log(
     Example: smsctl log --since 1h --status rejected
     """
     from smsctl.config import load_settings
-    from smsctl.history import parse_duration, recent, recent_inbound
+    from smsctl.history import inbound_json, parse_duration, recent, recent_inbound, summary_json
     from smsctl.output import emit_json, reporting
     from smsctl.storage import open_reader
 
@@ -95,19 +96,19 @@ def log(
             parse_duration(since)  # a bad --since is a usage error even with no history yet
         store = open_reader(load_settings().db_path)
         with contextlib.closing(store) if store else contextlib.nullcontext():
-            if store is None:
-                rows: list[dict[str, Any]] = []
-            elif inbound:
-                rows = recent_inbound(store, limit=limit, since=since)
-            else:
-                rows = recent(store, limit=limit, status=status, since=since, batch=batch)
-        if json_output:
-            emit_json(rows)
+            received = recent_inbound(store, limit=limit, since=since) if store and inbound else []
+            messages = recent(store, limit=limit, status=status, since=since, batch=batch) if store else []
+        if inbound and json_output:
+            emit_json([inbound_json(r) for r in received])
+        elif inbound:
+            _render_inbound(received)
+        elif json_output:
+            emit_json([summary_json(m) for m in messages])
         else:
-            _render_log(rows, inbound)
+            _render_log(messages)
 
 
-def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
+def _render_log(rows: list[MessageSummary]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -118,19 +119,26 @@ def _render_log(rows: list[dict[str, Any]], inbound: bool) -> None:
     if not rows:
         note("no messages yet")
         return
-    if inbound:
-        table = Table("received", "from", "to", "text", box=None)
-        for r in rows:
-            table.add_row(_when(r["received_at"]), r["from"], r["to"], Text(r["text"] or ""))
-    else:
-        table = Table("last activity", "message", "to", "client_ref", "status", "error", "source", box=None)
-        for r in rows:
-            style = STATUS_STYLE.get(r["status"], "magenta")
-            error = (
-                f"{r['error_code']} {error_title(r['error_code']) or ''}" if r["error_code"] else r["error"]
-            )
-            source = "sent" if r["source"] == "smsctl" else "via webhook"
-            table.add_row(_when(r["last_activity"]), r["message_uuid"] or "-", r["to"] or "?",
-                          Text(r["client_ref"] or ""), Text(r["status"], style), Text(error or ""),
-                          Text(source, "" if r["source"] == "smsctl" else "dim"))  # fmt: skip
+    table = Table("last activity", "message", "to", "client_ref", "status", "error", "source", box=None)
+    for m in rows:
+        error = f"{m.error_code} {error_title(m.error_code) or ''}" if m.error_code else m.error
+        webhook = m.source == "webhook"
+        table.add_row(_when(m.last_activity), m.message_uuid or "-", m.to or "?", Text(m.client_ref or ""),
+                      Text(m.status, STATUS_STYLE.get(m.status, "magenta")), Text(error or ""),
+                      Text("via webhook" if webhook else "sent", "dim" if webhook else ""))  # fmt: skip
+    out().print(table)
+
+
+def _render_inbound(rows: list[InboundRecord]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from smsctl.output import note, out
+
+    if not rows:
+        note("no messages yet")
+        return
+    table = Table("received", "from", "to", "text", box=None)
+    for r in rows:
+        table.add_row(_when(r.received_at), r.from_ or "", r.to or "", Text(r.text or ""))
     out().print(table)

@@ -181,7 +181,7 @@ class WaitDisplay:
             line = Text(f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}")
         else:
             line = Text(" → ").join(
-                Text(e["status"], STATUS_STYLE.get(e["status"], "magenta")) for e in progress.events
+                Text(e.status, STATUS_STYLE.get(e.status, "magenta")) for e in progress.events
             )
             line.append(f"  ({progress.elapsed:.1f} s)")
         self._last = line
@@ -189,7 +189,7 @@ class WaitDisplay:
             self._status.update(line)
         else:
             for event in progress.events[max(self._printed, 0) :]:
-                self.console.print(f"{event['status']} {event['timestamp']}", highlight=False)
+                self.console.print(f"{event.status} {event.timestamp}", highlight=False)
             if not progress.events and not self._printed:
                 self.console.print(line, highlight=False, soft_wrap=True)
             self._printed = len(progress.events) or -1
