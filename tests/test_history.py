@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,27 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def history(sandbox: BackgroundSandbox) -> dict[str, str]:
-    """Three messages sent and tracked to their final status through the emulator."""
+def history(sandbox: BackgroundSandbox, db_path: Path) -> dict[str, str]:
+    """Three messages sent and tracked to their final status through the emulator, by a running
+    `smsctl listen` (so the duplicate that arrives after `--wait` has returned is stored too)."""
+    from tests.helpers import ListenProcess, stored
+
     uuids = {}
-    for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1"), ("+14155550150", "dup-1")):
-        result = runner.invoke(app, ["send", to, "history", "--client-ref", ref, "--wait", "--timeout", "30"])
-        assert result.exit_code in (0, 1), result.output
-        uuids[ref] = result.stdout.split()[0]
-    sandbox.wait_idle()
+    with ListenProcess() as listener:
+        listener.ready()
+        for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1"), ("+14155550150", "dup-1")):
+            result = runner.invoke(
+                app, ["send", to, "history", "--client-ref", ref, "--wait", "--timeout", "30"]
+            )
+            assert result.exit_code in (0, 1), result.output
+            uuids[ref] = result.stdout.split()[0]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # polling the store, with a deadline, for the re-delivery
+            current = stored(db_path, lambda s: s.current_status(uuids["dup-1"]))
+            if current is not None and current.duplicates:
+                break
+            time.sleep(0.02)
+        assert listener.stop() == 0
     return uuids
 
 
