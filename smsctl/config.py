@@ -57,6 +57,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SMSCTL_BUSY_TIMEOUT", "5", False, "seconds a write waits for another process's lock on the store"
     ),
+    Variable(
+        "SMSCTL_HEARTBEAT", "2", False, "seconds between a listener's heartbeats (gone after missing 5)"
+    ),
     Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
 )
 VARIABLES_BY_NAME = {v.name: v for v in VARIABLES}
@@ -170,6 +173,11 @@ class Settings:
     def busy_timeout(self) -> float:
         """Seconds one store write waits for a lock held by another process."""
         return _parse_number("SMSCTL_BUSY_TIMEOUT", self._get("SMSCTL_BUSY_TIMEOUT") or "5", float, 0, 600)
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between a running listener's heartbeats in the store."""
+        return _parse_number("SMSCTL_HEARTBEAT", self._get("SMSCTL_HEARTBEAT") or "2", float, 0.05, 60)
 
     @property
     def record_retry(self) -> float:

@@ -32,7 +32,6 @@ from smsctl.storage import ListenerRecord
 from smsctl.writer import StoreWriter
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
-HEARTBEAT_EVERY = 2.0
 SHORT_SECRET = 32
 
 
@@ -116,13 +115,14 @@ class Listener:
             )
         self.public_url = self.public_url.rstrip("/") if self.public_url else None
         if self.register:
-            await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url))
+            every = self.settings.heartbeat
+            await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url, every))
             self._tasks.append(asyncio.create_task(self._heartbeat()))
         return self
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await asyncio.sleep(self.settings.heartbeat)
             with contextlib.suppress(Exception):  # a busy store must not stop the listener
                 await self.writer.run(lambda s: s.heartbeat())
 

@@ -155,11 +155,17 @@ def m004_message_identity(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_listener_heartbeat_interval(conn: sqlite3.Connection) -> None:
+    """Each listener says how often it beats, so it is judged gone after missing a few of its own."""
+    conn.execute("ALTER TABLE listeners ADD COLUMN heartbeat_every REAL NOT NULL DEFAULT 2.0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
     m003_listener_host,
     m004_message_identity,
+    m005_listener_heartbeat_interval,
 ]
 
 

@@ -40,7 +40,7 @@ WAL_RESET_FIXED = (3, 51, 3)
 POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
 REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
-LISTENER_STALE_AFTER = 10.0  # seconds without a heartbeat before a listener counts as gone
+MISSED_HEARTBEATS = 5  # a listener that missed this many of its own heartbeats counts as gone
 
 
 def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
@@ -334,13 +334,13 @@ class Store:
 
     # --- listeners ------------------------------------------------------------------------------
 
-    def register_listener(self, local_url: str, public_url: str | None) -> None:
+    def register_listener(self, local_url: str, public_url: str | None, heartbeat_every: float) -> None:
         """Announce a running `smsctl listen` so `send --wait` can use it."""
         now = time.time()
         self.conn.execute(
-            "INSERT OR REPLACE INTO listeners (pid, host, local_url, public_url, started_at, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (os.getpid(), socket.gethostname(), local_url, public_url, now, now),
+            "INSERT OR REPLACE INTO listeners (pid, host, local_url, public_url, started_at, heartbeat_at,"
+            " heartbeat_every) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (os.getpid(), socket.gethostname(), local_url, public_url, now, now, heartbeat_every),
         )
 
     def heartbeat(self) -> None:
@@ -353,8 +353,8 @@ class Store:
         """Registered listeners whose heartbeat is recent, newest first. A heartbeat rests on the wall
         clock, so callers check the process too before they trust one."""
         rows = self.conn.execute(
-            "SELECT * FROM listeners WHERE heartbeat_at > ? ORDER BY started_at DESC",
-            (time.time() - LISTENER_STALE_AFTER,),
+            "SELECT * FROM listeners WHERE heartbeat_at > ? - ? * heartbeat_every ORDER BY started_at DESC",
+            (time.time(), MISSED_HEARTBEATS),
         ).fetchall()
         return [ListenerRecord(r["pid"], r["host"], r["local_url"], r["public_url"], r["started_at"],
                                r["heartbeat_at"]) for r in rows]  # fmt: skip

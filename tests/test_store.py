@@ -17,7 +17,7 @@ from smsctl.cli import app
 from smsctl.errors import StoreError
 from smsctl.migrations import MIGRATIONS, m001_initial, migrate
 from smsctl.store import Store
-from tests.helpers import BackgroundSandbox
+from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
 
@@ -144,3 +144,16 @@ def test_a_read_only_store_can_still_be_read_and_writers_say_read_only(
     finally:
         directory.chmod(0o755)
         shutil.rmtree(directory)
+
+
+def test_a_listener_is_judged_by_its_own_heartbeat_interval(db_path: Path) -> None:
+    import time
+
+    with Store(db_path) as store, store.transaction():
+        now = time.time()
+        store.conn.execute(
+            "INSERT INTO listeners (pid, host, local_url, started_at, heartbeat_at, heartbeat_every) VALUES"
+            " (1, 'h', 'http://a', ?, ?, 0.1), (2, 'h', 'http://b', ?, ?, 2.0)",
+            (now, now - 1.0, now, now - 1.0),  # both silent for 1 s: 10 missed beats vs half of one
+        )
+    assert [listener.pid for listener in stored(db_path, lambda s: s.fresh_listeners())] == [2]

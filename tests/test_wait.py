@@ -138,15 +138,16 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
 def test_warns_when_the_listener_stops_mid_wait(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import smsctl.store
-
-    monkeypatch.setattr(smsctl.store, "LISTENER_STALE_AFTER", 2.5)
-    with ListenProcess() as listener, BackgroundSandbox.from_environment() as running:
+    # The listener beats every 0.2 s, so it counts as gone after 1 s of silence (5 missed beats).
+    with (
+        ListenProcess(env={"SMSCTL_HEARTBEAT": "0.2"}) as listener,
+        BackgroundSandbox.from_environment() as running,
+    ):
         listener.ready()
         monkeypatch.setenv("VONAGE_API_URL", running.url)
-        killer = threading.Timer(1.0, listener.process.kill)
+        killer = threading.Timer(0.5, listener.process.kill)
         killer.start()
-        result = runner.invoke(app, ["send", "+14155550140", "hi", "--wait", "--timeout", "7"])
+        result = runner.invoke(app, ["send", "+14155550140", "hi", "--wait", "--timeout", "3"])
         killer.join()
     assert result.exit_code == 6, result.output
     assert "smsctl listen has stopped" in result.stderr
