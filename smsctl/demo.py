@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smsctl.auth import ApplicationJwt
-from smsctl.client import MessagesClient
-from smsctl.config import Settings, load_private_key, load_settings
+from smsctl.config import Settings, load_settings
 from smsctl.history import MessageReport, message_status
 from smsctl.listening import Listener, ListenerView
+from smsctl.runtime import Runtime
 from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS, Sandbox, config_from_settings
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.storage import open_store
@@ -90,40 +89,34 @@ async def run_demo(
     """
     with tempfile.TemporaryDirectory(prefix="smsctl-demo-") as tmp:
         settings = throwaway_settings(Path(tmp))
-        key = load_private_key(settings)
-        assert key is not None
-        writer = StoreWriter.for_settings(settings)
-        try:
-            async with Listener(settings, writer, view.handle, port=0) as listener:
-                config = config_from_settings(settings, status_url=None, time_scale=time_scale, rate=30)
-                async with Sandbox(config) as sandbox:
-                    settings = _with_api(settings, sandbox.url)
-                    view.ready({"local_url": listener.local_url, "public_url": None, "status_url": listener.status_url,
-                                "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",
-                                "api_url": sandbox.url, "public_hint": "not needed: the emulator is local"},
-                               listener.counters)  # fmt: skip
-                    jwt = ApplicationJwt(
-                        settings.require("VONAGE_APPLICATION_ID", "for the demo's application JWT"), key
-                    )
-                    uuids = await _send_all(settings, jwt, writer, listener.status_url, on_sent)
-                    deadline = time.monotonic() + bound
-                    while time.monotonic() < deadline and not await _all_final(writer, uuids):
-                        await asyncio.sleep(0.2)
-                    await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
-            with contextlib.closing(open_store(settings.db_path)) as store:
-                return [message_status(store, u) for u in uuids], listener.counters.health()
-        finally:
-            writer.close()
+        config = config_from_settings(settings, status_url=None, time_scale=time_scale, rate=30)
+        async with Sandbox(config) as sandbox:
+            settings = _with_api(settings, sandbox.url)
+            async with (
+                Runtime(settings) as rt,
+                Listener(settings, rt.writer, view.handle, port=0) as listener,
+            ):
+                view.ready({"local_url": listener.local_url, "public_url": None, "status_url": listener.status_url,
+                            "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",
+                            "api_url": sandbox.url, "public_hint": "not needed: the emulator is local"},
+                           listener.counters)  # fmt: skip
+                uuids = await _send_all(rt, listener.status_url, on_sent, pause=0.6 * time_scale)
+                deadline = time.monotonic() + bound
+                while time.monotonic() < deadline and not await _all_final(rt.writer, uuids):
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
+        with contextlib.closing(open_store(settings.db_path)) as store:
+            return [message_status(store, u) for u in uuids], listener.counters.health()
 
 
-async def _send_all(settings: Settings, jwt: ApplicationJwt, writer: StoreWriter, status_url: str,
-                    on_sent: Callable[[SendResult, str], None]) -> list[str]:  # fmt: skip
+async def _send_all(rt: Runtime, status_url: str, on_sent: Callable[[SendResult, str], None],
+                    pause: float) -> list[str]:  # fmt: skip
     uuids = []
-    async with MessagesClient(settings.api_url, jwt, timeout=settings.http_timeout) as client:
-        for message in DEMO_MESSAGES:
-            request = SendRequest(message.to, message.text, webhook_url=status_url)
-            result = await send_prepared(client, writer, prepare(request, settings))
-            on_sent(result, SCENARIOS.get(message.to[1:], DEFAULT_SCENARIO).name)
-            uuids.append(result.message_uuid)
-            await asyncio.sleep(0.3)
+    client = await rt.client()
+    for message in DEMO_MESSAGES:
+        request = SendRequest(message.to, message.text, webhook_url=status_url)
+        result = await send_prepared(client, rt.writer, prepare(request, rt.settings))
+        on_sent(result, SCENARIOS.get(message.to[1:], DEFAULT_SCENARIO).name)
+        uuids.append(result.message_uuid)
+        await asyncio.sleep(pause)  # so a person can watch each row appear
     return uuids
