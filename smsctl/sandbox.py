@@ -17,8 +17,9 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -155,10 +156,33 @@ class Received:
     message_uuid: str | None = None
 
 
+class EventKind(StrEnum):
+    REQUEST = "request"  # a POST /v1/messages was answered
+    WEBHOOK = "webhook"  # one delivery attempt of a status webhook
+    NO_STATUS_URL = "no_status_url"  # a message was accepted but has nowhere to report to
+
+
+@dataclass(frozen=True)
+class SandboxEvent:
+    """What the emulator did, for its console output and for tests."""
+
+    kind: EventKind
+    message_uuid: str | None
+    status: int | str | None = None  # the HTTP status answered, or the webhook's message status
+    to: str | None = None
+    attempt: int | None = None
+    response: int | None = None  # what the webhook's receiver answered; None: no answer
+    signed: bool | None = None
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("message_uuid", "response")}
+
+
 @dataclass
 class SandboxStats:
     requests: list[Received] = field(default_factory=list)
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[SandboxEvent] = field(default_factory=list)
 
 
 def _load_errors() -> dict[str, dict[str, str]]:
@@ -176,7 +200,7 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[SandboxEvent], None] | None = None,
     ) -> None:
         self.config = config
         self.host, self.port, self.ssl_context = host, port, ssl_context
@@ -246,8 +270,10 @@ class Sandbox:
         self.stats.requests.append(received)
         response, uuid_ = await self._respond(auth, raw, received)
         received.status, received.message_uuid = response.status, uuid_
-        self.on_event({"kind": "request", "status": response.status, "message_uuid": uuid_,
-                       "to": (received.body or {}).get("to")})  # fmt: skip
+        to = (received.body or {}).get("to")
+        self.on_event(
+            SandboxEvent(EventKind.REQUEST, uuid_, response.status, to if isinstance(to, str) else None)
+        )
         return response
 
     async def _respond(
@@ -340,7 +366,7 @@ class Sandbox:
     def _schedule(self, message_uuid: str, body: dict[str, Any], scenario: Scenario) -> None:
         url = body.get("webhook_url") or self.config.status_url
         if not url:
-            self.on_event({"kind": "no_status_url", "message_uuid": message_uuid})
+            self.on_event(SandboxEvent(EventKind.NO_STATUS_URL, message_uuid))
             return
         task = asyncio.create_task(self._run_scenario(url, message_uuid, body, scenario))
         self._tasks.add(task)
@@ -373,9 +399,8 @@ class Sandbox:
                     code: int | None = response.status
             except (aiohttp.ClientError, TimeoutError):
                 code = None
-            event = {"kind": "webhook", "message_uuid": message_uuid, "attempt": attempt,
-                     "status": step.status, "response": code, "signed": "Authorization" in headers,
-                     "url": url}  # fmt: skip
+            event = SandboxEvent(EventKind.WEBHOOK, message_uuid, step.status, attempt=attempt, response=code,
+                                 signed="Authorization" in headers, url=url)  # fmt: skip
             self.stats.webhooks.append(event)
             self.on_event(event)
             retryable = code is None or code == 429 or code >= 500
@@ -451,7 +476,7 @@ async def run_sandbox(
     host: str,
     port: int,
     on_ready: Callable[[str, str | None], None],
-    on_event: Callable[[dict[str, Any]], None],
+    on_event: Callable[[SandboxEvent], None],
     stop: asyncio.Event,
     tls_dir: Path | None = None,
 ) -> SandboxStats:

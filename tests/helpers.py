@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from smsctl.config import load_settings
-from smsctl.sandbox import Sandbox, SandboxConfig, config_from_settings
+from smsctl.sandbox import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
 from smsctl.signing import sign
 from smsctl.store import Store
 
@@ -68,7 +68,7 @@ class BackgroundSandbox:
         return self.sandbox.stats.requests
 
     @property
-    def webhooks(self) -> list[dict[str, Any]]:
+    def webhooks(self) -> list[SandboxEvent]:
         return self.sandbox.stats.webhooks
 
     def wait_idle(self, timeout: float = 30.0) -> None:

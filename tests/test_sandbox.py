@@ -232,7 +232,7 @@ async def test_retries_on_5xx_and_429_but_not_on_4xx(emulator: Sandbox, receiver
     receiver.answers = [500, 429, 200, 400]
     got = await webhooks_for(emulator, receiver, "14155550101", 4)
     assert [json.loads(b)["status"] for _, b in got] == ["submitted"] * 3 + ["delivered"]
-    attempts = [w["attempt"] for w in emulator.stats.webhooks]
+    attempts = [w.attempt for w in emulator.stats.webhooks]
     assert attempts == [1, 2, 3, 1]
 
 

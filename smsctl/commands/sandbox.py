@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
+
+if TYPE_CHECKING:
+    from smsctl.sandbox import SandboxEvent
 
 import typer
 
@@ -75,20 +78,21 @@ def _ready(url: str, cert: str | None, json_output: bool) -> None:
         note(f"self-signed certificate: {cert}  (trust it: SSL_CERT_FILE={cert}, REQUESTS_CA_BUNDLE={cert})")
 
 
-def _event(event: dict[str, Any], json_output: bool) -> None:
+def _event(event: SandboxEvent, json_output: bool) -> None:
     from smsctl.output import emit_json, out
+    from smsctl.sandbox import EventKind
 
     if json_output:
-        emit_json(event)
+        emit_json(event.to_json())
         return
-    if event["kind"] == "request":
-        line = f"POST /v1/messages → {event['status']}  to={event.get('to')}  uuid={event.get('message_uuid') or '-'}"
-    elif event["kind"] == "webhook":
-        signed = "signed" if event["signed"] else "UNSIGNED"
+    if event.kind is EventKind.REQUEST:
+        line = f"POST /v1/messages → {event.status}  to={event.to}  uuid={event.message_uuid or '-'}"
+    elif event.kind is EventKind.WEBHOOK:
+        signed = "signed" if event.signed else "UNSIGNED"
         line = (
-            f"  webhook {event['status']} #{event['attempt']} {signed} {event['message_uuid'][:8]} → "
-            f"{event['response'] or 'no answer'}"
+            f"  webhook {event.status} #{event.attempt} {signed} {(event.message_uuid or '')[:8]} → "
+            f"{event.response or 'no answer'}"
         )
     else:
-        line = f"  {event['kind']} {event.get('message_uuid', '')}"
+        line = f"  {event.kind} {event.message_uuid or ''}"
     out().print(line, soft_wrap=True)
