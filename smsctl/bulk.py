@@ -306,7 +306,7 @@ async def run_bulk(
                          recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip
         if wait is None:
             return result, None
-        return result, await watch_many(settings.db_path, result.accepted, wait.timeout, on_wait)
+        return result, await watch_many(settings.store, result.accepted, wait.timeout, on_wait)
 
 
 def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -46,7 +47,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "3000", False, "port of `smsctl listen` and of the embedded --wait listener"),
     Variable("BASE_URL", None, False, "public URL of the listener (e.g. your ngrok URL)"),
     Variable("VONAGE_API_URL", DEFAULT_API_URL, False, "Messages API base URL (http:// loopback only)"),
-    Variable("SMSCTL_DB", None, False, "path of the SQLite store (default: user data directory)"),
+    Variable(
+        "SMSCTL_DB",
+        None,
+        False,
+        "the store: a SQLite file path (default: user data directory) or a postgresql:// URL",
+    ),
     Variable("SMSCTL_HTTP_TIMEOUT", "15", False, "seconds to wait for the API to answer a request"),
     Variable(
         "SMSCTL_STORE_TEXT",
@@ -142,10 +148,17 @@ class Settings:
         return validate_api_url(self._get("VONAGE_API_URL") or DEFAULT_API_URL)
 
     @property
+    def store(self) -> StoreLocation:
+        """Where the history lives: a SQLite file or a PostgreSQL URL (other URLs are refused)."""
+        return store_location(self._get("SMSCTL_DB"))
+
+    @property
     def db_path(self) -> Path:
-        """Where the store lives: a file path (URLs and in-memory databases are refused)."""
-        configured = self._get("SMSCTL_DB")
-        return validate_db_path(configured) if configured else default_db_path()
+        """The SQLite store's path (tests and SQLite-only tools); ConfigError for a PostgreSQL store."""
+        location = self.store
+        if location.path is None:
+            raise ConfigError(f"SMSCTL_DB={location.display} is a PostgreSQL database, not a file")
+        return location.path
 
     @property
     def port(self) -> int:
@@ -231,20 +244,64 @@ def validate_api_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL with any password replaced, so it can be shown."""
+    """A URL with any password (in the authority or a `password=` parameter) replaced, so it can be shown."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":•••@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":•••@", 1))
+    if "password=" in parts.query:
+        query = "&".join(
+            "password=•••" if pair.split("=", 1)[0] == "password" else pair for pair in parts.query.split("&")
+        )
+        parts = parts._replace(query=query)
+    return parts.geturl()
 
 
-def validate_db_path(configured: str) -> Path:
-    """SMSCTL_DB as a file path; a URL or `:memory:` would silently keep nothing where users look."""
-    if "://" in configured:
+class StoreKind(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where the history lives: a SQLite file, or a PostgreSQL database shared by a team."""
+
+    kind: StoreKind
+    path: Path | None = None  # SQLite
+    url: str | None = None  # PostgreSQL: a libpq URL (PG* variables and ~/.pgpass fill the gaps)
+
+    @property
+    def display(self) -> str:
+        """What to show: the path, or the URL with its password replaced."""
+        return str(self.path) if self.path is not None else redact_url(self.url or "")
+
+    @property
+    def spool_path(self) -> Path:
+        """Where accepted sends are kept when the store cannot record them (see spool.py): beside a
+        SQLite file, or in the user data directory for a database on another machine."""
+        if self.path is not None:
+            return Path(f"{self.path}.unrecorded")
+        import hashlib
+
+        digest = hashlib.sha256((self.url or "").encode()).hexdigest()[:16]
+        return default_db_path().parent / f"postgresql-{digest}.unrecorded"
+
+
+def store_location(configured: str | None) -> StoreLocation:
+    """SMSCTL_DB as a store: a postgresql:// URL, else a SQLite file path (the default: the user data
+    directory). Other URLs and `:memory:` would silently keep nothing where users look."""
+    if not configured:
+        return StoreLocation(StoreKind.SQLITE, path=default_db_path())
+    scheme = configured.split("://", 1)[0].lower() if "://" in configured else ""
+    if scheme in POSTGRES_SCHEMES:
+        return StoreLocation(StoreKind.POSTGRESQL, url=configured)
+    if scheme:
         raise ConfigError(
-            f"SMSCTL_DB={redact_url(configured)!r} is a URL; this smsctl stores history in a SQLite file only",
-            hint="set SMSCTL_DB to a file path (or unset it for ~/.local/share/smsctl/smsctl.db)",
+            f"SMSCTL_DB={redact_url(configured)!r} is a {scheme}:// URL; smsctl stores history in a SQLite "
+            "file or a PostgreSQL database",
+            hint="set SMSCTL_DB to a file path, or to postgresql://user@host:5432/dbname for team mode",
         )
     if configured == ":memory:" or configured.startswith("file:"):
         raise ConfigError(
@@ -252,7 +309,7 @@ def validate_db_path(configured: str) -> Path:
             "`send --wait` could never see a status",
             hint="set SMSCTL_DB to a file path, e.g. ./smsctl.db",
         )
-    return Path(configured).expanduser()
+    return StoreLocation(StoreKind.SQLITE, path=Path(configured).expanduser())
 
 
 def load_settings(
@@ -321,6 +378,8 @@ def redacted(settings: Settings) -> list[tuple[str, str, str]]:
         value = settings.values.get(var.name)
         if value and var.secret:
             shown = "•••• (set)"
+        elif value and var.name == "SMSCTL_DB":
+            shown = redact_url(value)
         else:
             shown = value or ""
         rows.append((var.name, shown, settings.sources[var.name]))

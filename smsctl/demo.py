@@ -105,7 +105,7 @@ async def run_demo(
                 while time.monotonic() < deadline and not await _all_final(rt.writer, uuids):
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
-        with contextlib.closing(open_store(settings.db_path)) as store:
+        with contextlib.closing(open_store(settings.store)) as store:
             return [message_status(store, u) for u in uuids], listener.counters.health()
 
 

@@ -88,9 +88,10 @@ class StoreBug(StoreError):
 class StoreUnavailable(StoreError):
     """A store failure that is not ours to fix (busy, disk full, read-only, I/O): `reason` says which."""
 
-    def __init__(self, reason: str, hint: str | None = None) -> None:
+    def __init__(self, reason: str, hint: str | None = None, *, transient: bool = False) -> None:
         super().__init__(f"the store cannot commit: {reason}", hint)
         self.reason = reason
+        self.transient = transient  # a deadlock or serialization failure: the same work, run again, succeeds
 
 
 @dataclass(frozen=True)

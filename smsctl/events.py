@@ -20,6 +20,23 @@ def status_rank(status: str) -> int:
     return 1 if status == "submitted" else 0
 
 
+def anomaly_of(event: StatusEvent, current: tuple[str, bool] | None) -> str | None:
+    """What is odd about this event, given the message's current (status, final): every backend
+    flags the same things."""
+    if event.event_time() is None:
+        return "bad_timestamp"
+    if status_rank(event.status) == 0:
+        return "unknown_status"
+    if current is None:
+        return "unreadable_fields" if event.unreadable else None
+    status, final = current
+    if final and event.is_final and event.status != status:
+        return "conflicting_final"
+    if status_rank(event.status) < status_rank(status):
+        return "late"
+    return "unreadable_fields" if event.unreadable else None  # v0.1/v1 fields in a shape we cannot read
+
+
 class Unusable(Exception):
     """A signed body that cannot be used: kept as a dead letter with this reason."""
 

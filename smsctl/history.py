@@ -79,10 +79,10 @@ class MessageReport:
 def message_status(store: HistoryStore, ref: str) -> MessageReport:
     """A message (by UUID or unique prefix) with its whole timeline; NotFound otherwise."""
     found = store.find_message(ref)
-    if found is None and (spooled := spool.lookup(store.path, ref)) is not None:
+    if found is None and (spooled := spool.lookup(store.spool_path, ref)) is not None:
         raise NotFound(
             f"message {spooled} was sent but not recorded yet: the store could not write when it was accepted",
-            hint=f"it is kept in {spool.spool_path(store.path)}; the next `smsctl send`, `bulk` or `listen` "
+            hint=f"it is kept in {store.spool_path}; the next `smsctl send`, `bulk` or `listen` "
             "records it. Do not send it again",
         )
     if found is None:

@@ -224,7 +224,7 @@ async def run_listener(
             view.ready({
                 "local_url": listener.local_url, "public_url": listener.public_url,
                 "status_url": listener.status_url, "inbound_url": listener.inbound_url,
-                "store": str(settings.db_path),
+                "store": settings.store.display,
             }, listener.counters)  # fmt: skip
             await stop.wait()
     view.stopped(listener.counters)

@@ -211,7 +211,7 @@ async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, reco
             return await writer.run(lambda store: store.mark_accepted(row, message_uuid))
         except (StoreUnavailable, StoreBug) as exc:
             if isinstance(exc, StoreBug) or time.monotonic() >= deadline:  # a bug will not pass by waiting
-                kept = spool.keep(writer.path, row, message_uuid)
+                kept = spool.keep(writer.spool_path, row, message_uuid)
                 reason = exc.reason if isinstance(exc, StoreUnavailable) else exc.message
                 raise SentNotRecorded.one(message_uuid, reason, str(kept) if kept else None) from None
             await asyncio.sleep(recording.pause)

@@ -18,15 +18,12 @@ if TYPE_CHECKING:
     from smsctl.storage import HistoryStore
 
 
-def spool_path(db_path: Path | str) -> Path:
-    return Path(f"{db_path}.unrecorded")
-
-
-def keep(db_path: Path | str, local_id: int, message_uuid: str) -> Path | None:
-    """Append one accepted send; the file's path, or None when even this cannot be written."""
-    path = spool_path(db_path)
+def keep(path: Path, local_id: int, message_uuid: str) -> Path | None:
+    """Append one accepted send to the spool at `path` (StoreLocation.spool_path); `path`, or None when
+    even this cannot be written."""
     line = json.dumps({"id": local_id, "message_uuid": message_uuid}) + "\n"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())
@@ -38,9 +35,8 @@ def keep(db_path: Path | str, local_id: int, message_uuid: str) -> Path | None:
     return path
 
 
-def lookup(db_path: Path | str, ref: str) -> str | None:
+def lookup(path: Path, ref: str) -> str | None:
     """The spooled uuid this reference (a uuid or its prefix) names, if any; reads only."""
-    path = spool_path(db_path)
     if len(ref) < 8 or not path.exists():
         return None
     with contextlib.suppress(OSError):
@@ -52,13 +48,12 @@ def lookup(db_path: Path | str, ref: str) -> str | None:
     return None
 
 
-def replay(store: HistoryStore, db_path: Path | str) -> int:
+def replay(store: HistoryStore, path: Path) -> int:
     """Record every spooled send (inside the caller's transaction); how many were recorded.
 
     The file is moved aside first, so a send spooled meanwhile by another process lands in a new
     file; if the transaction then fails, the caller's `restore` puts the lines back.
     """
-    path = spool_path(db_path)
     if not path.exists():
         return 0
     taken = path.with_name(f"{path.name}.{os.getpid()}")
@@ -75,9 +70,8 @@ def replay(store: HistoryStore, db_path: Path | str) -> int:
     return count
 
 
-def finish(db_path: Path | str, committed: bool) -> None:
+def finish(path: Path, committed: bool) -> None:
     """After the replay's transaction: drop the moved file, or put its lines back."""
-    path = spool_path(db_path)
     taken = path.with_name(f"{path.name}.{os.getpid()}")
     if not taken.exists():
         return
@@ -85,5 +79,5 @@ def finish(db_path: Path | str, committed: bool) -> None:
         with contextlib.suppress(OSError):
             for line in taken.read_text().splitlines():
                 entry = json.loads(line)
-                keep(db_path, int(entry["id"]), str(entry["message_uuid"]))
+                keep(path, int(entry["id"]), str(entry["message_uuid"]))
     taken.unlink(missing_ok=True)

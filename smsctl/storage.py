@@ -2,8 +2,8 @@
 
 The core talks to `HistoryStore` and gets frozen dataclasses back; no driver rows and no SQL leave a
 backend, and each backend sorts its own failures into "unavailable" (the machine's: busy, full,
-read-only) and bugs. `open_store` picks the backend from SMSCTL_DB, so a second one (PostgreSQL) is
-one new module and its migrations. Writes run inside a backend's transaction, through its writer
+read-only) and bugs. `open_store` picks the backend from SMSCTL_DB: a file path is SQLite (store.py), a
+postgresql:// URL is PostgreSQL (pgstore.py), each with its own migrations. Writes run inside a backend's transaction, through its writer
 (`open_writer`), which commits concurrent work together.
 """
 
@@ -13,10 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
-    from smsctl.config import Settings
+    from contextlib import AbstractContextManager
+
+    from smsctl.config import Settings, StoreLocation
+    from smsctl.errors import StoreBug, StoreUnavailable
     from smsctl.events import InboundMessage, StatusEvent
     from smsctl.writer import StoreWriter
 
@@ -172,10 +176,31 @@ class ListenerRecord:
     heartbeat_at: float
 
 
-class HistoryStore(Protocol):
-    """Everything smsctl reads and writes. Writes run inside a transaction of the backend's writer."""
+# What `smsctl db copy` moves, table by table, in a backend-neutral row shape (flags as bool, dead
+# letter bodies as bytes). Each table's rows are recognised in the target by a natural key, so a
+# rerun copies nothing twice: messages by (created_at, client_ref, to_number), events by
+# (message_uuid, status, timestamp), statuses and inbound SMS by message_uuid, dead letters by
+# (received_at, route).
+COPY_TABLES: dict[str, tuple[str, ...]] = {
+    "messages": ("client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",
+                 "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at"),
+    "events": ("message_uuid", "status", "timestamp", "received_at", "to_number", "from_number", "client_ref",
+               "error_code", "error_detail", "price", "currency", "segments", "anomaly", "body"),
+    "message_status": ("message_uuid", "status", "final", "conflict", "duplicates", "first_seen", "updated_at"),
+    "inbound": ("message_uuid", "from_number", "to_number", "text", "timestamp", "received_at", "body"),
+    "dead_letters": ("received_at", "route", "reason", "body"),
+}  # fmt: skip
+BOOL_COLUMNS = frozenset({"repeated_uuid", "final", "conflict"})
 
-    path: str
+
+class HistoryStore(Protocol):
+    """Everything smsctl reads and writes. Writes run inside `transaction()`, through the writer."""
+
+    path: str  # what to show the user: a file path, or a URL with its password replaced
+    spool_path: Path  # where accepted sends wait when this store cannot record them (spool.py)
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug: ...
 
     # sends
     def record_attempt(self, attempt: Attempt) -> int: ...
@@ -206,33 +231,78 @@ class HistoryStore(Protocol):
     def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]: ...
     def counts(self) -> dict[str, int]: ...
 
+    # copying between stores (`smsctl db copy`): rows in a backend-neutral shape, keyset-paged
+    def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]: ...
+    def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int: ...
+
     def close(self) -> None: ...
 
 
-def open_reader(path: Path) -> HistoryStore | None:
+Location = Union["StoreLocation", Path, str]
+
+
+def _location(where: Location) -> StoreLocation:
+    from smsctl.config import StoreKind, StoreLocation, store_location
+
+    if isinstance(where, StoreLocation):
+        return where
+    if isinstance(where, Path) or "://" not in str(where):
+        return StoreLocation(StoreKind.SQLITE, path=Path(where))
+    return store_location(str(where))
+
+
+def _pgstore() -> ModuleType:
+    """The PostgreSQL backend, or a ConfigError that says how to install its driver."""
+    try:
+        from smsctl import pgstore
+    except ImportError as exc:
+        from smsctl.errors import ConfigError
+
+        raise ConfigError(
+            f"SMSCTL_DB is a PostgreSQL URL, but its driver cannot be loaded ({exc})",
+            hint="pip install 'smsctl[postgresql]' (psycopg 3), or set SMSCTL_DB to a file path",
+        ) from None
+    return pgstore
+
+
+def open_reader(where: Location) -> HistoryStore | None:
     """The store opened read-only; None when there is none yet. Never creates or migrates one."""
+    location = _location(where)
+    if location.url is not None:
+        reader: HistoryStore | None = _pgstore().PgStore.reader(location)
+        return reader
     from smsctl.store import Store
 
-    return Store.reader(path)
+    return Store.reader(location.path or Path())
 
 
-def open_store(path: Path, *, busy_timeout: float = 5.0) -> HistoryStore:
+def open_store(where: Location, *, busy_timeout: float = 5.0) -> HistoryStore:
     """The store opened for writing (created and migrated as needed)."""
+    location = _location(where)
+    if location.url is not None:
+        store: HistoryStore = _pgstore().PgStore(location, busy_timeout=busy_timeout)
+        return store
     from smsctl.store import Store
 
-    return Store(path, busy_timeout=busy_timeout)
+    return Store(location.path or Path(), busy_timeout=busy_timeout)
 
 
-async def watch_changes(path: Path, timeout: float, read: Callable[[HistoryStore], bool]) -> None:
+async def watch_changes(where: Location, timeout: float, read: Callable[[HistoryStore], bool]) -> None:
     """Call `read(store)` each time the store may have changed (another process committed), until it
     returns True or `timeout` passes: how waiters notice statuses stored by a listener."""
+    location = _location(where)
+    if location.url is not None:
+        await _pgstore().watch_changes(location, timeout, read)
+        return
     from smsctl import store
 
-    await store.watch_changes(path, timeout, read)
+    await store.watch_changes(location.path or Path(), timeout, read)
 
 
-def environment_notes() -> list[str]:
+def environment_notes(where: Location) -> list[str]:
     """What the backend wants the user to know about this machine (`smsctl config` shows it)."""
+    if _location(where).url is not None:
+        return []
     from smsctl import store
 
     return store.environment_notes()

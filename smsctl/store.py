@@ -19,9 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
-from smsctl.events import InboundMessage, StatusEvent, status_rank
+from smsctl.events import InboundMessage, StatusEvent, anomaly_of, status_rank
 from smsctl.migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.storage import (
+    BOOL_COLUMNS,
+    COPY_TABLES,
     Applied,
     Attempt,
     CurrentStatus,
@@ -41,20 +43,6 @@ POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well insid
 REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 MISSED_HEARTBEATS = 5  # a listener that missed this many of its own heartbeats counts as gone
-
-
-def _anomaly(event: StatusEvent, current: sqlite3.Row | None) -> str | None:
-    if event.event_time() is None:
-        return "bad_timestamp"
-    if status_rank(event.status) == 0:
-        return "unknown_status"
-    if current is None:
-        return "unreadable_fields" if event.unreadable else None
-    if current["final"] and event.is_final and event.status != current["status"]:
-        return "conflicting_final"
-    if status_rank(event.status) < status_rank(current["status"]):
-        return "late"
-    return "unreadable_fields" if event.unreadable else None  # v0.1/v1 fields in a shape we cannot read
 
 
 _HINTS = {
@@ -117,6 +105,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         self.path = str(path)
+        self.spool_path = Path(f"{path}.unrecorded")
         self._closed = True  # until the connection exists
         try:
             if readonly:
@@ -196,6 +185,9 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug:
+        return classify(exc)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT, so a write never fails half-way on a lock upgrade."""
@@ -264,7 +256,7 @@ class Store:
         current = self.conn.execute(
             "SELECT status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
         ).fetchone()
-        anomaly = _anomaly(event, current)
+        anomaly = anomaly_of(event, (current["status"], bool(current["final"])) if current else None)
         inserted = self.conn.execute(
             """INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
                    from_number, client_ref, error_code, error_detail, price, currency, segments,
@@ -507,10 +499,57 @@ class Store:
         return [InboundRecord(r["message_uuid"], r["from_number"], r["to_number"], r["text"], r["timestamp"],
                               r["received_at"]) for r in rows]  # fmt: skip
 
+    # --- copying (`smsctl db copy`) -------------------------------------------------------------
+
+    def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]:
+        """Up to `limit` rows of a table after rowid `after`, in COPY_TABLES' column order."""
+        columns = COPY_TABLES[table]
+        rows = self.conn.execute(
+            f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [(row[0], tuple(_neutral(c, v) for c, v in zip(columns, tuple(row)[1:], strict=True)))
+                for row in rows]  # fmt: skip
+
+    def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int:
+        """Insert rows this store does not have yet (by each table's natural key); how many were new."""
+        columns = COPY_TABLES[table]
+        marks = ", ".join("?" * len(columns))
+        new = 0
+        for row in rows:
+            if table == "messages" and self._has_message(row):
+                continue
+            if (
+                table == "dead_letters"
+                and self.conn.execute(
+                    "SELECT 1 FROM dead_letters WHERE received_at = ? AND route = ?", (row[0], row[1])
+                ).fetchone()
+            ):
+                continue
+            new += self.conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", row
+            ).rowcount
+        return new
+
+    def _has_message(self, row: tuple[object, ...]) -> bool:
+        client_ref, to_number, created_at = row[0], row[2], row[12]
+        return bool(self.conn.execute(
+            "SELECT 1 FROM messages WHERE created_at = ? AND client_ref = ? AND to_number = ?",
+            (created_at, client_ref, to_number),
+        ).fetchone())  # fmt: skip
+
     def counts(self) -> dict[str, int]:
         """Row counts per table, for tests and health checks."""
         tables = ("messages", "events", "message_status", "dead_letters", "inbound")
         return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def _neutral(column: str, value: object) -> object:
+    if column in BOOL_COLUMNS:
+        return bool(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
 
 
 def _sent(row: sqlite3.Row) -> SentMessage:

@@ -12,7 +12,6 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ from smsctl.history import TimelineEvent, timeline_event
 from smsctl.listening import Listener, discover_ngrok, usable_listener
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.server import STATUS_PATH
-from smsctl.storage import HistoryStore, watch_changes
+from smsctl.storage import HistoryStore, Location, watch_changes
 from smsctl.writer import StoreWriter
 
 
@@ -82,7 +81,7 @@ def read_state(store: HistoryStore, message_uuid: str) -> tuple[str | None, bool
 
 
 async def watch(
-    db_path: Path,
+    where: Location,
     message_uuid: str,
     timeout: float,
     on_change: Callable[[str | None, list[TimelineEvent], bool], None],
@@ -105,7 +104,7 @@ async def watch(
             on_change(state[0], state[2], alive)
         return state[1]
 
-    await watch_changes(db_path, timeout, read)
+    await watch_changes(where, timeout, read)
     return state
 
 
@@ -195,13 +194,13 @@ async def send_and_wait(
                 on_progress(Progress(sent, status or sent.status, events, elapsed, route.description, alive))
 
             status, final, events = await watch(
-                settings.db_path, sent.message_uuid, options.timeout, changed, watch_listener=route.shared
+                settings.store, sent.message_uuid, options.timeout, changed, watch_listener=route.shared
             )
             return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
 
 
 async def watch_many(
-    db_path: Path, uuids: list[str], timeout: float, on_change: Callable[[dict[str, str]], None]
+    where: Location, uuids: list[str], timeout: float, on_change: Callable[[dict[str, str]], None]
 ) -> dict[str, tuple[str, bool]]:
     """Wait until every message is final or `timeout` passes; report the statuses as they change."""
     states: dict[str, tuple[str, bool]] = dict.fromkeys(uuids, ("accepted", False))
@@ -211,7 +210,7 @@ async def watch_many(
         on_change({u: status for u, (status, _) in states.items()})
         return all(final for _, final in states.values())
 
-    await watch_changes(db_path, timeout, read)
+    await watch_changes(where, timeout, read)
     return states
 
 

@@ -1,28 +1,27 @@
-"""The SQLite backend's writer: one thread owns the write connection and commits in groups.
+"""The store's writer: one thread owns the write connection and commits in groups.
 
-Handlers `await writer.run(fn)`; the thread takes everything queued, runs it in one
-BEGIN IMMEDIATE … COMMIT (one fsync with synchronous=FULL), then resolves every waiter of the
-batch with a single wake-up of their event loop. So durability does not cap throughput, and
-SQLite never blocks the event loop.
+Handlers `await writer.run(fn)`; the thread takes everything queued, runs it in one transaction
+(SQLite: BEGIN IMMEDIATE … COMMIT, one fsync with synchronous=FULL; PostgreSQL: one commit with
+synchronous_commit on), then resolves every waiter of the batch with a single wake-up of their
+event loop. So durability does not cap throughput, and the driver never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, TypeVar
 
 from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
-from smsctl.store import Store, classify
+from smsctl.storage import HistoryStore, Location, _location, open_store
 
 T = TypeVar("T")
 MAX_BATCH = 256
+TRANSIENT_RETRIES = 3  # a deadlock between two listeners' batches: run the batch again
 
 
 class _Job:
@@ -30,7 +29,7 @@ class _Job:
 
     __slots__ = ("fn", "loop", "waiter", "result", "error")
 
-    def __init__(self, fn: Callable[[Store], Any], loop: asyncio.AbstractEventLoop | None,
+    def __init__(self, fn: Callable[[HistoryStore], Any], loop: asyncio.AbstractEventLoop | None,
                  waiter: asyncio.Future[Any] | Future[Any]) -> None:  # fmt: skip
         self.fn, self.loop, self.waiter = fn, loop, waiter
         self.result: Any = None
@@ -52,13 +51,15 @@ def _settle_async(jobs: list[_Job]) -> None:
 class StoreWriter:
     """Runs store writes on a dedicated thread, grouping concurrent ones into one commit."""
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
-        self.path = path
+    def __init__(self, where: Location, *, busy_timeout: float = 5.0) -> None:
+        location = _location(where)
+        self.path = location.display
+        self.spool_path = location.spool_path
         self.replayed = 0  # accepted sends recorded from the spool when the store opened
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._opened: Future[None] = Future()
         self._thread = threading.Thread(
-            target=self._main, args=(path, busy_timeout), name="smsctl-writer", daemon=True
+            target=self._main, args=(location, busy_timeout), name="smsctl-writer", daemon=True
         )
         self.commits = 0
         self.batched = 0
@@ -67,16 +68,16 @@ class StoreWriter:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> StoreWriter:
-        return cls(settings.db_path, busy_timeout=settings.busy_timeout)
+        return cls(settings.store, busy_timeout=settings.busy_timeout)
 
-    async def run(self, fn: Callable[[Store], T]) -> T:
+    async def run(self, fn: Callable[[HistoryStore], T]) -> T:
         """Run `fn(store)` inside the next group commit; returns once it is durable."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, loop, waiter))
         return await waiter
 
-    def run_sync(self, fn: Callable[[Store], T]) -> T:
+    def run_sync(self, fn: Callable[[HistoryStore], T]) -> T:
         """The same, for callers outside an event loop."""
         waiter: Future[T] = Future()
         self._queue.put(_Job(fn, None, waiter))
@@ -88,9 +89,9 @@ class StoreWriter:
             self._queue.put(None)
             self._thread.join()
 
-    def _main(self, path: Path | str, busy_timeout: float) -> None:
+    def _main(self, location: Location, busy_timeout: float) -> None:
         try:
-            store = Store(path, busy_timeout=busy_timeout)
+            store = open_store(location, busy_timeout=busy_timeout)
         except StoreError as exc:
             self._opened.set_exception(exc)
             return
@@ -103,19 +104,21 @@ class StoreWriter:
         finally:
             store.close()
 
-    def _replay_spool(self, store: Store) -> None:
+    def _replay_spool(self, store: HistoryStore) -> None:
         """Sends accepted while the store could not record them are recorded first (see spool.py)."""
         from smsctl import spool
 
         committed = False
         try:
             with store.transaction():
-                self.replayed = spool.replay(store, self.path)
+                self.replayed = spool.replay(store, self.spool_path)
             committed = True
-        except sqlite3.Error:
-            pass  # still unwritable: the spool stays for the next writer
+        except Exception as exc:
+            if not isinstance(store.classify(exc), StoreUnavailable):
+                raise
+            # still unwritable: the spool stays for the next writer
         finally:
-            spool.finish(self.path, committed)
+            spool.finish(self.spool_path, committed)
 
     def _next_batch(self) -> list[_Job] | None:
         first = self._queue.get()
@@ -133,30 +136,37 @@ class StoreWriter:
             batch.append(job)
         return batch
 
-    def _commit(self, store: Store, batch: list[_Job]) -> None:
-        try:
-            with store.transaction():
-                for job in batch:
-                    job.result = job.fn(store)
-        except Exception as exc:
-            error = classify(exc)
-            if isinstance(error, StoreUnavailable):  # busy, disk full, read-only, I/O: all of them fail
-                for job in batch:
-                    job.error = error
+    def _commit(self, store: HistoryStore, batch: list[_Job]) -> None:
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                with store.transaction():
+                    for job in batch:
+                        job.result = job.fn(store)
+            except Exception as exc:
+                error = store.classify(exc)
+                if isinstance(error, StoreUnavailable) and error.transient and attempt < TRANSIENT_RETRIES:
+                    continue
+                self._failed(store, batch, error)
                 return
-            # One job is broken (a bug, not the disk): run each alone so only it fails.
-            for job in batch:
-                self._commit_alone(store, job)
+            self.commits += 1
+            self.batched += len(batch)
             return
-        self.commits += 1
-        self.batched += len(batch)
 
-    def _commit_alone(self, store: Store, job: _Job) -> None:
+    def _failed(self, store: HistoryStore, batch: list[_Job], error: StoreError) -> None:
+        if isinstance(error, StoreUnavailable):  # busy, disk full, read-only, I/O: all of them fail
+            for job in batch:
+                job.error = error
+            return
+        # One job is broken (a bug, not the disk): run each alone so only it fails.
+        for job in batch:
+            self._commit_alone(store, job)
+
+    def _commit_alone(self, store: HistoryStore, job: _Job) -> None:
         try:
             with store.transaction():
                 job.result, job.error = job.fn(store), None
         except Exception as exc:
-            job.error = classify(exc)
+            job.error = store.classify(exc)
         else:
             self.commits += 1
 

@@ -10,7 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from smsctl.config import StoreKind, StoreLocation
 from tests.helpers import APPLICATION_ID, SIGNATURE_SECRET, BackgroundSandbox
+from tests.pg import INSTALL_HINT, Cluster, find_bindir
 
 _SETTING_PREFIXES = ("VONAGE_", "SMSCTL_")
 _SETTING_NAMES = {"PORT", "BASE_URL"}
@@ -43,6 +45,44 @@ def private_key_pem() -> bytes:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "store" / "smsctl.db"
+
+
+NO_POSTGRESQL = "no PostgreSQL binaries (initdb, pg_ctl): PostgreSQL tests skipped"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL server per test process; each test gets its own database."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {NO_POSTGRESQL.split(':')[0]}: {INSTALL_HINT}")
+        pytest.skip(f"{NO_POSTGRESQL}; {INSTALL_HINT}")
+    cluster = Cluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return pg_cluster.create_database()
+
+
+@pytest.fixture(params=[StoreKind.SQLITE, StoreKind.POSTGRESQL])
+def store_at(request: pytest.FixtureRequest, db_path: Path) -> StoreLocation:
+    """The store under test, once per backend: the same test proves the same guarantee on both."""
+    if request.param is StoreKind.SQLITE:
+        return StoreLocation(StoreKind.SQLITE, path=db_path)
+    return StoreLocation(StoreKind.POSTGRESQL, url=request.getfixturevalue("pg_url"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_POSTGRESQL in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: {NO_POSTGRESQL}. To run them: {INSTALL_HINT}"
+        )
 
 
 @pytest.fixture

@@ -10,20 +10,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from smsctl.config import load_settings
+from smsctl.config import StoreLocation, load_settings
 from smsctl.sandbox import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
 from smsctl.signing import sign
-from smsctl.store import Store
+from smsctl.storage import HistoryStore, open_store
 
 T = TypeVar("T")
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 SIGNATURE_SECRET = "test-signature-secret-0123456789abcdef"
 
 
-def stored(db_path: Path, read: Callable[[Store], T]) -> T:
-    """Read the store through a connection that is closed again."""
-    with Store(db_path) as store:
+def stored(where: Path | StoreLocation, read: Callable[[HistoryStore], T]) -> T:
+    """Read the store (either backend) through a connection that is closed again."""
+    store = open_store(where)
+    try:
         return read(store)
+    finally:
+        store.close()
 
 
 def signed_headers(body: bytes, secret: str = SIGNATURE_SECRET, **claims: Any) -> dict[str, str]:

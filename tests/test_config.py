@@ -73,8 +73,8 @@ def test_config_shows_sources_and_redacts_secrets(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("postgresql://team:hunter2@db.example:5432/sms", "is a URL"),
-        ("sqlite:///tmp/x.db", "is a URL"),
+        ("mysql://team:hunter2@db.example:3306/sms", "is a mysql:// URL"),
+        ("sqlite:///tmp/x.db", "is a sqlite:// URL"),
         (":memory:", "an in-memory store keeps nothing"),
     ],
 )

@@ -16,9 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from smsctl import server
+from smsctl.config import StoreKind, StoreLocation
 from smsctl.server import Counters, ListenerEvent, create_app
 from smsctl.signing import Verifier, sign
-from smsctl.store import Store
+from smsctl.storage import open_store
 from smsctl.writer import StoreWriter
 from tests.helpers import SIGNATURE_SECRET, signed_headers, stored
 
@@ -36,8 +37,8 @@ def status_body(
 
 
 @pytest.fixture
-def writer(db_path: Path) -> Iterator[StoreWriter]:
-    w = StoreWriter(db_path)
+def writer(store_at: StoreLocation) -> Iterator[StoreWriter]:
+    w = StoreWriter(store_at)
     yield w
     w.close()
 
@@ -55,12 +56,23 @@ async def client(
     yield await aiohttp_client(create_app(writer, verifier, events.append, Counters()))
 
 
-def counts(db_path: Path) -> dict[str, int]:
-    store = Store(db_path)
+def counts(where: StoreLocation) -> dict[str, int]:
+    store = open_store(where)
     try:
         return store.counts()
     finally:
         store.close()
+
+
+def drop_table(where: StoreLocation, table: str) -> None:
+    if where.path is not None:
+        with sqlite3.connect(where.path) as conn:
+            conn.execute(f"DROP TABLE {table}")
+        return
+    import psycopg
+
+    with psycopg.connect(where.url or "", autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {table}")
 
 
 NOTHING = {"messages": 0, "events": 0, "message_status": 0, "dead_letters": 0, "inbound": 0}
@@ -87,11 +99,11 @@ def claims_for(body: bytes, **overrides: Any) -> dict[str, Any]:
 
 
 async def test_a_signed_status_is_stored_and_acknowledged(
-    client: TestClient, db_path: Path, events: list[ListenerEvent]
+    client: TestClient, store_at: StoreLocation, events: list[ListenerEvent]
 ) -> None:
     body = status_body()
     assert await post(client, body, signed_headers(body, api_key="abcd1234")) == 200
-    assert counts(db_path)["events"] == 1
+    assert counts(store_at)["events"] == 1
     assert events[-1].kind == "accepted" and events[-1].applied and events[-1].applied.status == "submitted"
 
 
@@ -189,7 +201,7 @@ FORGED: dict[str, tuple[Callable[[bytes], dict[str, str]], int, str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(FORGED))
-async def test_bad_authorization_is_rejected_and_nothing_stored(client: TestClient, db_path: Path,
+async def test_bad_authorization_is_rejected_and_nothing_stored(client: TestClient, store_at: StoreLocation,
                                                                 events: list[ListenerEvent], name: str) -> None:  # fmt: skip
     body = status_body()
     headers, expected, reason = FORGED[name]
@@ -198,19 +210,21 @@ async def test_bad_authorization_is_rejected_and_nothing_stored(client: TestClie
     if expected == 503:
         assert response.headers["Retry-After"] == "5"
     assert events[-1].kind == "rejected" and events[-1].reason == reason, name
-    assert counts(db_path) == NOTHING
+    assert counts(store_at) == NOTHING
 
 
-async def test_two_authorization_headers_are_rejected(client: TestClient, db_path: Path) -> None:
+async def test_two_authorization_headers_are_rejected(client: TestClient, store_at: StoreLocation) -> None:
     body = status_body()
     auth = signed_headers(body)["Authorization"]
     response = await client.post(
         "/webhooks/status", data=body, headers=[("Authorization", auth), ("Authorization", auth)]
     )
-    assert response.status == 401 and counts(db_path) == NOTHING
+    assert response.status == 401 and counts(store_at) == NOTHING
 
 
-async def test_a_one_character_tamper_of_body_or_signature_fails(client: TestClient, db_path: Path) -> None:
+async def test_a_one_character_tamper_of_body_or_signature_fails(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     body = status_body()
     auth = signed_headers(body)["Authorization"]
     tampered_sig = auth[:-1] + ("A" if auth[-1] != "A" else "B")
@@ -219,18 +233,22 @@ async def test_a_one_character_tamper_of_body_or_signature_fails(client: TestCli
     assert await post(client, body + b"\n", {"Authorization": auth}) == 401
     pretty = json.dumps(json.loads(body), indent=2).encode()
     assert await post(client, pretty, {"Authorization": auth}) == 401
-    assert counts(db_path) == NOTHING
+    assert counts(store_at) == NOTHING
 
 
-async def test_lowercase_bearer_and_previous_secret_are_accepted(client: TestClient, db_path: Path) -> None:
+async def test_lowercase_bearer_and_previous_secret_are_accepted(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     body = status_body()
     assert await post(client, body, {"Authorization": "bearer " + sign(body, SIGNATURE_SECRET)}) == 200
     body2 = status_body("delivered")
     assert await post(client, body2, {"Authorization": "Bearer " + sign(body2, PREVIOUS_SECRET)}) == 200
-    assert counts(db_path)["events"] == 2
+    assert counts(store_at)["events"] == 2
 
 
-async def test_stale_and_future_tokens_are_accepted_and_counted(client: TestClient, db_path: Path) -> None:
+async def test_stale_and_future_tokens_are_accepted_and_counted(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     old = status_body("submitted")
     future = status_body("delivered")
     assert await post(client, old, signed_headers(old, iat=int(time.time()) - 3600)) == 200
@@ -240,39 +258,43 @@ async def test_stale_and_future_tokens_are_accepted_and_counted(client: TestClie
 
 
 async def test_max_token_age_makes_stale_tokens_401(
-    aiohttp_client: Any, writer: StoreWriter, db_path: Path
+    aiohttp_client: Any, writer: StoreWriter, store_at: StoreLocation
 ) -> None:
     verifier = Verifier([SIGNATURE_SECRET.encode()], max_token_age=300)
     strict = await aiohttp_client(create_app(writer, verifier, lambda e: None))
     body = status_body()
     assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 301)) == 401
     assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 200)) == 200
-    assert counts(db_path)["events"] == 1
+    assert counts(store_at)["events"] == 1
 
 
-async def test_oversized_body_is_413_without_reading(client: TestClient, db_path: Path) -> None:
+async def test_oversized_body_is_413_without_reading(client: TestClient, store_at: StoreLocation) -> None:
     body = b"x" * (64 * 1024 + 1)
     assert await post(client, body, signed_headers(body)) == 413
-    assert counts(db_path) == NOTHING
+    assert counts(store_at) == NOTHING
 
 
-async def test_chunked_body_growing_past_the_limit_is_413(client: TestClient, db_path: Path) -> None:
+async def test_chunked_body_growing_past_the_limit_is_413(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(80):
             yield b"x" * 1024
 
     response = await client.post("/webhooks/status", data=chunks(), headers={"Authorization": "Bearer a.b.c"})
-    assert response.status == 413 and counts(db_path) == NOTHING
+    assert response.status == 413 and counts(store_at) == NOTHING
 
 
-async def test_compressed_body_is_415(client: TestClient, db_path: Path) -> None:
+async def test_compressed_body_is_415(client: TestClient, store_at: StoreLocation) -> None:
     body = gzip.compress(status_body())
     headers = {**signed_headers(body), "Content-Encoding": "gzip"}
     assert await post(client, body, headers) == 415
-    assert counts(db_path) == NOTHING
+    assert counts(store_at) == NOTHING
 
 
-async def test_slow_body_is_408(client: TestClient, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slow_body_is_408(
+    client: TestClient, store_at: StoreLocation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
     monkeypatch.setattr(server, "BODY_DEADLINE", 0.2)
@@ -283,7 +305,7 @@ async def test_slow_body_is_408(client: TestClient, db_path: Path, monkeypatch: 
         yield b'"x"}'
 
     response = await client.post("/webhooks/status", data=slow(), headers={"Authorization": "Bearer a.b.c"})
-    assert response.status == 408 and counts(db_path) == NOTHING
+    assert response.status == 408 and counts(store_at) == NOTHING
 
 
 @pytest.mark.parametrize(
@@ -310,108 +332,111 @@ async def test_wrong_method_or_path(client: TestClient, method: str, path: str, 
         (b'{"message_uuid":"x","status":"delivered","to":"\\uDFFF1415"}', "lone surrogate"),
     ],
 )
-async def test_signed_but_unusable_bodies_are_dead_letters(client: TestClient, db_path: Path, events: list[ListenerEvent],
+async def test_signed_but_unusable_bodies_are_dead_letters(client: TestClient, store_at: StoreLocation, events: list[ListenerEvent],
                                                            body: bytes, reason: str) -> None:  # fmt: skip
     response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
     assert response.status == 200
     assert events[-1].kind == "dead_letter" and reason in (events[-1].reason or "")
-    assert counts(db_path)["dead_letters"] == 1 and counts(db_path)["events"] == 0
+    assert counts(store_at)["dead_letters"] == 1 and counts(store_at)["events"] == 0
 
 
 async def test_an_inbound_text_with_a_lone_surrogate_is_a_dead_letter_not_a_500(
-    client: TestClient, db_path: Path
+    client: TestClient, store_at: StoreLocation
 ) -> None:
     body = b'{"message_uuid":"i-1","from":"447700900001","to":"x","text":"hi \\ud83d","timestamp":"x"}'
     assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
-    assert counts(db_path)["dead_letters"] == 1 and counts(db_path)["inbound"] == 0
+    assert counts(store_at)["dead_letters"] == 1 and counts(store_at)["inbound"] == 0
     paired = (
         b'{"message_uuid":"i-2","from":"447700900001","to":"x","text":"hi \\ud83d\\ude00","timestamp":"x"}'
     )
     assert await post(client, paired, signed_headers(paired), path="/webhooks/inbound") == 200
-    assert counts(db_path)["inbound"] == 1
+    assert counts(store_at)["inbound"] == 1
 
 
 async def test_deeply_nested_json_under_the_size_limit_is_a_dead_letter(
-    client: TestClient, db_path: Path
+    client: TestClient, store_at: StoreLocation
 ) -> None:
     body = b"[" * 30_000 + b"]" * 30_000
     assert await post(client, body, signed_headers(body)) == 200
-    assert counts(db_path)["dead_letters"] == 1
+    assert counts(store_at)["dead_letters"] == 1
 
 
 async def test_redelivery_is_a_duplicate(
-    client: TestClient, db_path: Path, events: list[ListenerEvent]
+    client: TestClient, store_at: StoreLocation, events: list[ListenerEvent]
 ) -> None:
     body = status_body("delivered")
     for _ in range(3):  # Vonage retries re-sign: new jti and iat each time
         assert await post(client, body, signed_headers(body)) == 200
-    assert counts(db_path)["events"] == 1
+    assert counts(store_at)["events"] == 1
     assert [e.kind for e in events] == ["accepted", "duplicate", "duplicate"]
-    assert stored(db_path, lambda s: s.current_status(UUID)).duplicates == 2
+    assert stored(store_at, lambda s: s.current_status(UUID)).duplicates == 2
 
 
-async def test_status_never_regresses(client: TestClient, db_path: Path) -> None:
+async def test_status_never_regresses(client: TestClient, store_at: StoreLocation) -> None:
     for status, ts in (("delivered", "2025-02-03T12:14:30Z"), ("submitted", "2025-02-03T12:14:25Z")):
         body = status_body(status, ts=ts)
         assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.current_status(UUID)).status == "delivered"
-    assert [(e.status, e.anomaly) for e in stored(db_path, lambda s: s.timeline(UUID))] == [
+    assert stored(store_at, lambda s: s.current_status(UUID)).status == "delivered"
+    assert [(e.status, e.anomaly) for e in stored(store_at, lambda s: s.timeline(UUID))] == [
         ("delivered", None),
         ("submitted", "late"),
     ]
 
 
-async def test_conflicting_final_is_flagged_and_the_first_stands(client: TestClient, db_path: Path) -> None:
+async def test_conflicting_final_is_flagged_and_the_first_stands(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     for status in ("delivered", "rejected"):
         body = status_body(status)
         assert await post(client, body, signed_headers(body)) == 200
-    current = stored(db_path, lambda s: s.current_status(UUID))
+    current = stored(store_at, lambda s: s.current_status(UUID))
     assert current is not None and (current.status, current.conflict) == ("delivered", True)
-    assert stored(db_path, lambda s: s.timeline(UUID))[-1].anomaly == "conflicting_final"
+    assert stored(store_at, lambda s: s.timeline(UUID))[-1].anomaly == "conflicting_final"
 
 
-async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, db_path: Path) -> None:
+async def test_unknown_status_and_bad_timestamp_are_kept(client: TestClient, store_at: StoreLocation) -> None:
     for body in (status_body("delivered"), status_body("read"), status_body("failed", ts="yesterday")):
         assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.current_status(UUID)).status == "delivered"
-    assert [e.anomaly for e in stored(db_path, lambda s: s.timeline(UUID))] == [
+    assert stored(store_at, lambda s: s.current_status(UUID)).status == "delivered"
+    assert [e.anomaly for e in stored(store_at, lambda s: s.timeline(UUID))] == [
         None,
         "unknown_status",
         "bad_timestamp",
     ]
 
 
-async def test_events_for_unknown_messages_are_kept(client: TestClient, db_path: Path) -> None:
+async def test_events_for_unknown_messages_are_kept(client: TestClient, store_at: StoreLocation) -> None:
     body = status_body("submitted", uuid="11111111-2222-4333-8444-555555555555")
     assert await post(client, body, signed_headers(body)) == 200
-    assert stored(db_path, lambda s: s.find_message("11111111")).status == "submitted"
+    assert stored(store_at, lambda s: s.find_message("11111111")).status == "submitted"
 
 
 async def test_inbound_sms_is_stored_once(
-    client: TestClient, db_path: Path, events: list[ListenerEvent]
+    client: TestClient, store_at: StoreLocation, events: list[ListenerEvent]
 ) -> None:
     body = (FIXTURES / "inbound-sms-v1.COMPOSED-from-spec-v1.20.0-field-examples.json").read_bytes()
     for _ in range(2):
         assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
-    assert counts(db_path)["inbound"] == 1
+    assert counts(store_at)["inbound"] == 1
     assert (
         events[0].kind == "inbound" and events[0].inbound and events[0].inbound.text == "Hello From Vonage!"
     )
     assert events[1].kind == "duplicate"
 
 
-async def test_legacy_inbound_shape_is_understood(client: TestClient, db_path: Path) -> None:
+async def test_legacy_inbound_shape_is_understood(client: TestClient, store_at: StoreLocation) -> None:
     body = (FIXTURES / "inbound-sms-v0.1-legacy.blog-2021-logged.json").read_bytes()
     assert await post(client, body, signed_headers(body), path="/webhooks/inbound") == 200
-    inbound = stored(db_path, lambda s: s.recent_inbound(1))[0]
+    inbound = stored(store_at, lambda s: s.recent_inbound(1))[0]
     assert (inbound.from_, inbound.text) == ("447312277109", "Chuck Norris can hear text messages.")
 
 
+@pytest.mark.parametrize("store_at", [StoreKind.SQLITE], indirect=True)  # SQLite's own lock and page limit
 async def test_store_that_cannot_commit_answers_503(
-    client: TestClient, writer: StoreWriter, db_path: Path
+    client: TestClient, writer: StoreWriter, store_at: StoreLocation
 ) -> None:
     writer.run_sync(lambda s: s.conn.execute("PRAGMA busy_timeout = 100"))  # keep the test quick
-    blocker = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+    blocker = sqlite3.connect(store_at.path or "", isolation_level=None, timeout=0)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
     try:
         body = status_body()
@@ -420,7 +445,7 @@ async def test_store_that_cannot_commit_answers_503(
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert counts(db_path)["events"] == 0
+    assert counts(store_at)["events"] == 0
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "degraded" and health["store_unavailable"] == 1
     body = status_body()
@@ -428,12 +453,15 @@ async def test_store_that_cannot_commit_answers_503(
     assert (await (await client.get("/healthz")).json())["status"] == "ok"
 
 
-async def test_full_disk_answers_503(client: TestClient, writer: StoreWriter, db_path: Path) -> None:
+@pytest.mark.parametrize("store_at", [StoreKind.SQLITE], indirect=True)  # SQLite's own lock and page limit
+async def test_full_disk_answers_503(
+    client: TestClient, writer: StoreWriter, store_at: StoreLocation
+) -> None:
     page_count = writer.run_sync(lambda s: s.conn.execute("PRAGMA page_count").fetchone()[0])
     writer.run_sync(lambda s: s.conn.execute(f"PRAGMA max_page_count = {page_count}"))
     big = status_body(note="x" * 20_000)
     assert await post(client, big, signed_headers(big)) == 503
-    assert counts(db_path)["events"] == 0
+    assert counts(store_at)["events"] == 0
 
 
 async def test_healthz_has_counters_and_no_message_data(client: TestClient) -> None:
@@ -453,11 +481,11 @@ async def test_healthz_has_counters_and_no_message_data(client: TestClient) -> N
         ("status-sms-rejected.COMPOSED-from-spec-v1.20.0-field-examples.json", "rejected", "1000", "2"),
     ],
 )
-async def test_published_status_payloads_parse(client: TestClient, db_path: Path, fixture: str, status: str,
+async def test_published_status_payloads_parse(client: TestClient, store_at: StoreLocation, fixture: str, status: str,
                                                error_code: str | None, segments: str) -> None:  # fmt: skip
     body = (FIXTURES / fixture).read_bytes()
     assert await post(client, body, signed_headers(body)) == 200
-    event = stored(db_path, lambda s: s.timeline(UUID))[0]
+    event = stored(store_at, lambda s: s.timeline(UUID))[0]
     assert (event.status, event.error_code, event.segments) == (status, error_code, segments)
 
 
@@ -475,7 +503,9 @@ async def test_clock_skew_is_warned_about_once(client: TestClient, caplog: pytes
     assert len(warnings) == 1 and "check this machine's clock" in warnings[0].getMessage()
 
 
-async def test_idle_connections_do_not_block_real_traffic(client: TestClient, db_path: Path) -> None:
+async def test_idle_connections_do_not_block_real_traffic(
+    client: TestClient, store_at: StoreLocation
+) -> None:
     import asyncio
 
     idle = [await asyncio.open_connection(client.host, client.port) for _ in range(200)]
@@ -485,14 +515,14 @@ async def test_idle_connections_do_not_block_real_traffic(client: TestClient, db
     finally:
         for _, writer in idle:
             writer.close()
-    assert counts(db_path)["events"] == 1
+    assert counts(store_at)["events"] == 1
 
 
-async def test_a_v01_status_webhook_is_understood(client: TestClient, db_path: Path) -> None:
+async def test_a_v01_status_webhook_is_understood(client: TestClient, store_at: StoreLocation) -> None:
     """Accounts still on webhook_version v0.1: `to`/`from` objects, `error: {code, reason}`."""
     body = (FIXTURES / "status-v0.1-legacy.COMPOSED-from-spec-v0.4.0-field-examples.json").read_bytes()
     assert await post(client, body, signed_headers(body)) == 200
-    event = stored(db_path, lambda s: s.timeline("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"))[0]
+    event = stored(store_at, lambda s: s.timeline("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"))[0]
     assert (event.to, event.from_, event.error_code, event.error_detail) == (
         "447700900000", "447700900001", "1300", "Not part of the provider network",
     )  # fmt: skip
@@ -507,20 +537,19 @@ async def test_a_v01_status_webhook_is_understood(client: TestClient, db_path: P
     "odd",
     [{"to": {"type": "sms"}}, {"to": ["447700900000"]}, {"error": "bad"}, {"error": {"kind": "x"}}],
 )
-async def test_a_shape_we_cannot_read_is_stored_and_flagged(client: TestClient, db_path: Path,
+async def test_a_shape_we_cannot_read_is_stored_and_flagged(client: TestClient, store_at: StoreLocation,
                                                             odd: dict[str, Any]) -> None:  # fmt: skip
     body = json.dumps({"message_uuid": UUID, "status": "delivered", "timestamp": "2025-02-03T12:14:25Z",
                        **odd}).encode()  # fmt: skip
     assert await post(client, body, signed_headers(body)) == 200
-    event = stored(db_path, lambda s: s.timeline(UUID))[0]
+    event = stored(store_at, lambda s: s.timeline(UUID))[0]
     assert event.anomaly == "unreadable_fields" and json.loads(event.body) == json.loads(body)
 
 
 async def test_a_store_bug_is_a_500_logged_once_and_counted_never_unavailable(
-    client: TestClient, db_path: Path, caplog: pytest.LogCaptureFixture
+    client: TestClient, store_at: StoreLocation, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with sqlite3.connect(db_path) as conn:  # a schema that is not what the code expects: our bug
-        conn.execute("DROP TABLE events")
+    drop_table(store_at, "events")  # a schema that is not what the code expects: our bug
     for status in ("submitted", "delivered"):
         body = status_body(status)
         response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
@@ -529,3 +558,23 @@ async def test_a_store_bug_is_a_500_logged_once_and_counted_never_unavailable(
     assert (health["store_errors"], health["store_unavailable"]) == (2, 0)
     logged = [r for r in caplog.records if r.name == "smsctl.listen" and r.exc_info]
     assert len(logged) == 1 and "internal error" in logged[0].getMessage()
+
+
+@pytest.mark.parametrize("store_at", [StoreKind.POSTGRESQL], indirect=True)  # SQLite's: the two above
+async def test_postgresql_stopped_answers_503_and_recovers_without_a_restart(
+    client: TestClient, pg_cluster: Any, store_at: StoreLocation
+) -> None:
+    first = status_body("submitted")
+    assert await post(client, first, signed_headers(first)) == 200
+    pg_cluster.pause()
+    try:
+        body = status_body("delivered", ts="2025-02-03T12:15:00Z")
+        response = await client.post("/webhooks/status", data=body, headers=signed_headers(body))
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        health = await (await client.get("/healthz")).json()
+        assert health["status"] == "degraded" and health["store_unavailable"] >= 1
+    finally:
+        pg_cluster.resume()
+    assert await post(client, body, signed_headers(body)) == 200  # the same event, retried by Vonage
+    assert counts(store_at)["events"] == 2
+    assert stored(store_at, lambda s: s.current_status(UUID)).status == "delivered"

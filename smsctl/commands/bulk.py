@@ -203,7 +203,7 @@ def batch(
     from smsctl.storage import open_reader
 
     with reporting(json_output, debug):
-        store = open_reader(load_settings().db_path)
+        store = open_reader(load_settings().store)
         if store is None:
             raise NotFound(
                 f"no batch {batch_id!r}: there is no local history yet", hint="`smsctl log` shows batch IDs"

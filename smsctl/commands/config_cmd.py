@@ -17,7 +17,7 @@ def config(json_output: JsonOption = False) -> None:
     with reporting(json_output):
         settings = load_settings()
         rows = redacted(settings)
-        notes = environment_notes()
+        notes = environment_notes(settings.store)
         if json_output:
             emit_json({name: {"value": value, "source": source} for name, value, source in rows})
             for text in notes:

@@ -38,7 +38,7 @@ def status(
     from smsctl.storage import open_reader
 
     with reporting(json_output, debug):
-        store = open_reader(load_settings().db_path)
+        store = open_reader(load_settings().store)
         if store is None:
             raise NotFound(f"no message {message!r}: there is no local history yet", hint=NO_HISTORY)
         with contextlib.closing(store):
@@ -94,7 +94,7 @@ def log(
     with reporting(json_output, debug):
         if since is not None:
             parse_duration(since)  # a bad --since is a usage error even with no history yet
-        store = open_reader(load_settings().db_path)
+        store = open_reader(load_settings().store)
         with contextlib.closing(store) if store else contextlib.nullcontext():
             received = recent_inbound(store, limit=limit, since=since) if store and inbound else []
             messages = recent(store, limit=limit, status=status, since=since, batch=batch) if store else []

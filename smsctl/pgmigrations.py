@@ -1,0 +1,153 @@
+"""The PostgreSQL backend's schema migrations; each runs once and is recorded in `_smsctl_migrations`.
+
+PostgreSQL stores start at the schema SQLite reached through m001–m005, as one migration. They run
+under a transaction-scoped advisory lock, so processes starting at once against a new database
+queue on it and only the first one migrates. DDL is transactional here: a failed migration leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
+# pg_advisory_xact_lock's key: any constant no other program on the database is likely to use.
+MIGRATION_LOCK = 0x736D7363746C  # "smsctl"
+
+
+def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Every table of the SQLite store, with PostgreSQL types; listeners keyed by host and pid,
+    because a team's listeners run on many machines."""
+    conn.execute(
+        """
+        CREATE TABLE messages (
+            id BIGSERIAL PRIMARY KEY,
+            client_ref TEXT NOT NULL,
+            message_uuid TEXT,
+            to_number TEXT NOT NULL,
+            from_number TEXT NOT NULL,
+            text TEXT,
+            encoding TEXT NOT NULL,
+            segments INTEGER NOT NULL,
+            batch_id TEXT,
+            batch_row INTEGER,
+            state TEXT NOT NULL,
+            error TEXT,
+            repeated_uuid BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX messages_client_ref ON messages (client_ref);
+        CREATE INDEX messages_uuid ON messages (message_uuid);
+        CREATE UNIQUE INDEX messages_batch_row ON messages (batch_id, batch_row) WHERE batch_id IS NOT NULL;
+        CREATE INDEX messages_created ON messages (created_at);
+
+        CREATE TABLE events (
+            id BIGSERIAL PRIMARY KEY,
+            message_uuid TEXT NOT NULL,
+            status TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL,
+            to_number TEXT,
+            from_number TEXT,
+            client_ref TEXT,
+            error_code TEXT,
+            error_detail TEXT,
+            price TEXT,
+            currency TEXT,
+            segments TEXT,
+            anomaly TEXT,
+            body TEXT NOT NULL,
+            UNIQUE (message_uuid, status, timestamp)
+        );
+
+        CREATE TABLE message_status (
+            id BIGSERIAL UNIQUE,
+            message_uuid TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            final BOOLEAN NOT NULL,
+            conflict BOOLEAN NOT NULL DEFAULT FALSE,
+            duplicates INTEGER NOT NULL DEFAULT 0,
+            first_seen DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+
+        CREATE TABLE dead_letters (
+            id BIGSERIAL PRIMARY KEY,
+            received_at DOUBLE PRECISION NOT NULL,
+            route TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            body BYTEA NOT NULL
+        );
+        CREATE INDEX dead_letters_received ON dead_letters (received_at);
+
+        CREATE TABLE inbound (
+            id BIGSERIAL PRIMARY KEY,
+            message_uuid TEXT NOT NULL UNIQUE,
+            from_number TEXT,
+            to_number TEXT,
+            text TEXT,
+            timestamp TEXT,
+            received_at DOUBLE PRECISION NOT NULL,
+            body TEXT NOT NULL
+        );
+
+        CREATE TABLE listeners (
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            local_url TEXT NOT NULL,
+            public_url TEXT,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            heartbeat_every DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (host, pid)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [m001_initial]
+KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
+
+
+class NotOurs(Exception):
+    """The database holds tables but no smsctl store, or one from a newer smsctl: leave it untouched."""
+
+
+def applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[str] | None:
+    """The migrations this database has had; None when it has no smsctl store yet (tables of other
+    applications are fine: a team may share a database, so ours are recognised by name)."""
+    exists = conn.execute("SELECT to_regclass('_smsctl_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        mine = conn.execute("SELECT to_regclass('messages') IS NOT NULL").fetchone()
+        if mine and mine[0]:
+            raise NotOurs("it has a `messages` table that is not smsctl's: use another database or schema")
+        return None
+    names = {str(row[0]) for row in conn.execute("SELECT name FROM _smsctl_migrations")}
+    if unknown := names - KNOWN:
+        raise NotOurs(f"it was written by a newer smsctl (migration {sorted(unknown)[0]}): upgrade smsctl")
+    return names
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Apply the missing migrations in one transaction, under the advisory lock; their names."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        done = applied(conn) or set()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _smsctl_migrations (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION)"
+        )
+        names = []
+        for migration in MIGRATIONS:
+            if migration.__name__ not in done:
+                migration(conn)
+                conn.execute(
+                    "INSERT INTO _smsctl_migrations (name, applied_at) VALUES (%s, %s)",
+                    (migration.__name__, time.time()),
+                )
+                names.append(migration.__name__)
+    return names

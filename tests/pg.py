@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL cluster for the tests and benchmarks: initdb + pg_ctl in a temporary
+directory, on a free port, from the machine's own binaries, torn down afterwards.
+
+PostgreSQL refuses to run as root; CI runs as root, so there the cluster runs as the `postgres`
+system user (its data directory owned by it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+PASSWORD = "smsctl-test-password"  # the cluster asks for it (scram-sha-256): tests see auth failures too
+INSTALL_HINT = "apt-get install postgresql  (Debian/Ubuntu), then rerun"
+
+
+def find_bindir() -> Path | None:
+    """Where initdb and pg_ctl are: `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin."""
+    candidates = []
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+        candidates.append(Path(out.stdout.strip()))
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
+    )
+    candidates.extend(Path(p) for p in versions)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() and (bindir / "postgres").exists():
+            return bindir
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Cluster:
+    """One PostgreSQL server; `url(db)` for a database on it, `create_database()` for a fresh one."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="smsctl-pg-"))
+        self.data = self.root / "data"
+        self._user: str | None = "postgres" if os.geteuid() == 0 else None
+        self._databases = 0
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self._user is not None:
+            command = ["runuser", "-u", self._user, "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, check=check, cwd=self.root)
+
+    def start(self) -> Cluster:
+        if self._user is not None:  # the data directory must be the server user's, and only its
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        pwfile = self.root / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if self._user is not None:
+            os.chown(pwfile, pwd.getpwnam(self._user).pw_uid, -1)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
+                  f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions")  # fmt: skip
+        pwfile.unlink()
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.root}'\n"
+                "max_connections = 200\nshared_buffers = 64MB\n"
+            )
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again, after `pause`) and wait until it accepts connections."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: clients are disconnected, committed data kept)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres", password: str | None = PASSWORD) -> str:
+        auth = f"postgres:{password}" if password is not None else "postgres"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A fresh, empty database; its URL."""
+        import psycopg
+
+        self._databases += 1
+        name = f"t{os.getpid()}_{self._databases}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
