@@ -176,7 +176,11 @@ async def usable_listener(writer: StoreWriter) -> ListenerRecord | None:
     here = socket.gethostname()
     for listener in await writer.run(lambda s: s.fresh_listeners()):
         if listener.host not in (None, here):
-            return listener  # another machine's: its heartbeat is all we can check from here
+            # Another machine's (a team's shared listener): its heartbeat is all we can check from
+            # here, and only its public URL can reach it.
+            if listener.public_url:
+                return listener
+            continue
         if _process_alive(listener.pid) and await _answers_health(listener.local_url):
             return listener
         if not _process_alive(listener.pid):
@@ -221,10 +225,11 @@ async def run_listener(
         listener = Listener(settings, rt.writer, view.handle, host=host, port=port,
                             public_url=public_url, max_token_age=max_token_age)  # fmt: skip
         async with listener:
+            sharing = len(await rt.writer.run(lambda s: s.fresh_listeners()))  # this one included
             view.ready({
                 "local_url": listener.local_url, "public_url": listener.public_url,
                 "status_url": listener.status_url, "inbound_url": listener.inbound_url,
-                "store": settings.store.display,
+                "store": settings.store.display, "listeners": sharing,
             }, listener.counters)  # fmt: skip
             await stop.wait()
     view.stopped(listener.counters)

@@ -121,10 +121,17 @@ class NotOurs(Exception):
 def applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[str] | None:
     """The migrations this database has had; None when it has no smsctl store yet (tables of other
     applications are fine: a team may share a database, so ours are recognised by name)."""
-    exists = conn.execute("SELECT to_regclass('_smsctl_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        mine = conn.execute("SELECT to_regclass('messages') IS NOT NULL").fetchone()
-        if mine and mine[0]:
+    # pg_tables, not to_regclass(): a catalog query sees what other sessions committed while we
+    # waited for the lock; the relation cache behind to_regclass() may not have caught up yet.
+    present = {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename IN ('_smsctl_migrations', 'messages')"
+        )
+    }
+    if "_smsctl_migrations" not in present:
+        if "messages" in present:
             raise NotOurs("it has a `messages` table that is not smsctl's: use another database or schema")
         return None
     names = {str(row[0]) for row in conn.execute("SELECT name FROM _smsctl_migrations")}

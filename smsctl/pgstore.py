@@ -571,11 +571,13 @@ async def watch_changes(location: StoreLocation, timeout: float, read: Callable[
     """
     assert location.url is not None
     deadline = time.monotonic() + timeout
-    store = await asyncio.to_thread(PgStore, location, readonly=True)
+    store: PgStore | None = None
     listening: psycopg.AsyncConnection[Row] | None = None
     try:
         while time.monotonic() < deadline:
             try:
+                if store is None:
+                    store = await asyncio.to_thread(PgStore, location, readonly=True)
                 if listening is None:
                     listening = await psycopg.AsyncConnection.connect(
                         location.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
@@ -586,7 +588,8 @@ async def watch_changes(location: StoreLocation, timeout: float, read: Callable[
                 wait = max(0.0, min(REREAD_EVERY, deadline - time.monotonic()))
                 async for _ in listening.notifies(timeout=wait, stop_after=1):
                     pass
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+            except (psycopg.OperationalError, psycopg.InterfaceError, StoreError):
+                # The server restarted or is away: the message was sent, so keep waiting for it.
                 if listening is not None:
                     with contextlib.suppress(psycopg.Error):
                         await listening.close()
@@ -596,4 +599,5 @@ async def watch_changes(location: StoreLocation, timeout: float, read: Callable[
         if listening is not None:
             with contextlib.suppress(psycopg.Error):
                 await listening.close()
-        store.close()
+        if store is not None:
+            store.close()

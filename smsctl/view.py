@@ -221,6 +221,8 @@ class LiveView:
         lines.append("\nstatus URL  ", "dim").append(str(info.get("status_url", "")), "bold")
         lines.append("\ninbound URL ", "dim").append(str(info.get("inbound_url", "")), "bold")
         lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")
+        if (sharing := info.get("listeners")) and int(sharing) > 1:
+            lines.append(f"  shared by {sharing} listeners", "dim")
         return Panel(lines, title="smsctl listen", subtitle="Ctrl-C to stop", border_style="blue")
 
     def _table(self, layout: Layout, lines: int = 1_000) -> Table:

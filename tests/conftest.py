@@ -111,3 +111,12 @@ def sandbox(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ite
     with BackgroundSandbox.from_environment(time_scale=0.01) as running:
         monkeypatch.setenv("VONAGE_API_URL", running.url)
         yield running
+
+
+@pytest.fixture
+def on_backend(
+    store_at: StoreLocation, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> StoreLocation:
+    """Commands in this test use the backend under test (SMSCTL_DB set to its path or URL)."""
+    monkeypatch.setenv("SMSCTL_DB", store_at.url or str(store_at.path))
+    return store_at

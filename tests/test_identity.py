@@ -20,7 +20,7 @@ runner = CliRunner()
 FIXTURE = Path(__file__).parent / "fixtures" / "store-c15c868.db"  # made by the release before m004
 
 
-def test_a_reused_client_ref_keeps_both_messages(sandbox: BackgroundSandbox) -> None:
+def test_a_reused_client_ref_keeps_both_messages(on_backend: object, sandbox: BackgroundSandbox) -> None:
     first = runner.invoke(app, ["send", "+14155550101", "one", "--client-ref", "order-42"])
     second = runner.invoke(app, ["send", "+14155550102", "two", "--client-ref", "order-42"])
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
@@ -31,7 +31,7 @@ def test_a_reused_client_ref_keeps_both_messages(sandbox: BackgroundSandbox) -> 
         assert (shown["to"], shown["client_ref"], shown["local_state"]) == (to, "order-42", "accepted")
 
 
-def test_the_same_uuid_twice_keeps_both_sends_and_warns(credentials: dict[str, str],
+def test_the_same_uuid_twice_keeps_both_sends_and_warns(on_backend: object,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     uuid = "99999999-0000-4000-8000-000000000001"
     with StaticApi(lambda n: uuid) as api:

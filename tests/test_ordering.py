@@ -44,3 +44,33 @@ def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -
         assert current.duplicates == len(arrivals) - len(set(arrivals))
     finally:
         store.close()
+
+
+def test_any_order_ends_in_the_same_final_state_on_postgresql(pg_url: str) -> None:
+    """The same property on the PostgreSQL backend: one database, a fresh message per example."""
+    import uuid as uuidlib
+
+    from smsctl.config import StoreKind, StoreLocation
+    from smsctl.pgstore import PgStore
+
+    store = PgStore(StoreLocation(StoreKind.POSTGRESQL, url=pg_url))
+
+    @settings(max_examples=60, deadline=None)
+    @given(lifecycles.flatmap(lambda fl: st.permutations(fl[1]).map(lambda order: (fl[0], order))))
+    def check(case: tuple[str, list[bytes]]) -> None:
+        final, arrivals = case
+        message = str(uuidlib.uuid4())
+        arrivals = [raw.replace(UUID.encode(), message.encode()) for raw in arrivals]
+        for raw in arrivals:
+            with store.transaction():
+                store.apply_status(parse_status(raw), time.time())
+        current = store.current_status(message)
+        assert current is not None
+        assert (current.status, current.final, current.conflict) == (final, True, False)
+        assert len(store.timeline(message)) == len(set(arrivals))
+        assert current.duplicates == len(arrivals) - len(set(arrivals))
+
+    try:
+        check()
+    finally:
+        store.close()

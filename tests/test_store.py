@@ -157,3 +157,20 @@ def test_a_listener_is_judged_by_its_own_heartbeat_interval(db_path: Path) -> No
             (now, now - 1.0, now, now - 1.0),  # both silent for 1 s: 10 missed beats vs half of one
         )
     assert [listener.pid for listener in stored(db_path, lambda s: s.fresh_listeners())] == [2]
+
+
+def test_on_postgresql_listeners_are_judged_by_the_database_clock(pg_url: str) -> None:
+    """Machines' clocks differ; every heartbeat and every judgement uses the server's."""
+    import psycopg
+
+    from smsctl.config import StoreKind, StoreLocation
+
+    where = StoreLocation(StoreKind.POSTGRESQL, url=pg_url)
+    stored(where, lambda s: s.counts())  # creates the store
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO listeners (pid, host, local_url, started_at, heartbeat_at, heartbeat_every)"
+            " SELECT pid, 'h', url, now, now - 1.0, every FROM (VALUES (1, 'http://a', 0.1), (2, 'http://b', 2.0))"
+            " AS l (pid, url, every), (SELECT extract(epoch FROM clock_timestamp()) AS now) AS t"
+        )
+    assert [listener.pid for listener in stored(where, lambda s: s.fresh_listeners())] == [2]

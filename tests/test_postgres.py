@@ -1,0 +1,313 @@
+"""Team mode: one PostgreSQL history shared by processes, against a real server the tests start.
+
+The store-level and listener guarantees are proven on both backends by the parametrized tests in
+test_listener.py and test_store.py; these are the ones only a shared server has: connection errors,
+migrations racing, concurrent listeners, NOTIFY wake-ups, `db copy`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from smsctl.config import StoreKind, StoreLocation
+from smsctl.events import parse_status
+from smsctl.storage import open_store
+from smsctl.writer import StoreWriter
+from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored
+from tests.pg import PASSWORD, Cluster
+
+runner = CliRunner()
+
+
+def pg(url: str) -> StoreLocation:
+    return StoreLocation(StoreKind.POSTGRESQL, url=url)
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def status(uuid: str, value: str, ts: str) -> bytes:
+    body = {"message_uuid": uuid, "to": "14155550101", "from": "14155550199", "timestamp": ts,
+            "status": value, "channel": "sms"}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+# --- choosing the store, and errors that say what to fix -------------------------------------------
+
+
+def test_config_shows_the_url_with_the_password_redacted(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSCTL_DB", pg_url + "?sslmode=disable&password=other-secret")
+    result = runner.invoke(app, ["config", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)["SMSCTL_DB"]["value"]
+    assert PASSWORD not in shown and "other-secret" not in shown
+    assert shown.startswith("postgresql://postgres:•••@127.0.0.1:") and "password=•••" in shown
+
+
+@pytest.mark.parametrize(
+    ("where", "hint"),
+    [
+        ("unknown-host", "check the host name in SMSCTL_DB"),
+        ("refused", "is running and reachable"),
+        ("bad-password", "check the user and password in SMSCTL_DB"),
+        ("no-database", "create the database"),
+    ],
+)
+@pytest.mark.parametrize("command", [["log"], ["send", "+14155550101", "hi"]])
+def test_a_database_that_cannot_be_reached_exits_3_naming_smsctl_db(
+    pg_cluster: Cluster, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    where: str, hint: str, command: list[str],
+) -> None:  # fmt: skip
+    secret = PASSWORD if where == "no-database" else "hunter2-" + where
+    url = {
+        "unknown-host": f"postgresql://team:{secret}@db.invalid:5432/sms",
+        "refused": f"postgresql://team:{secret}@127.0.0.1:1/sms",
+        "bad-password": pg_cluster.url(password=secret),
+        "no-database": pg_cluster.url("no_such_db"),
+    }[where]
+    monkeypatch.setenv("SMSCTL_DB", url)
+    monkeypatch.setenv("VONAGE_API_URL", "http://127.0.0.1:1")  # never reached: the store fails first
+    result = runner.invoke(app, command)
+    assert result.exit_code == 3, result.output
+    assert "SMSCTL_DB=postgresql://" in result.stderr and hint in result.stderr
+    assert secret not in result.output + result.stderr, "the password is never printed"
+
+
+# --- migrations and readers ---------------------------------------------------------------------
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
+    code = "import sys; from smsctl.storage import open_store; open_store(sys.argv[1]).close()"
+    processes = [subprocess.Popen([sys.executable, "-c", code, pg_url]) for _ in range(6)]
+    assert [p.wait(timeout=60) for p in processes] == [0] * 6
+    with psycopg.connect(pg_url) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM _smsctl_migrations").fetchall()]
+    assert names == ["m001_initial"]
+
+
+def test_readers_never_create_a_store(
+    pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    for command in (["log"], ["status", "aaaaaaaa-bbbb"], ["batch", "b1"]):
+        runner.invoke(app, command)
+    assert tables(pg_url) == set()
+
+
+def test_a_database_with_another_applications_messages_table_is_refused_untouched(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE messages (id INT)")
+    from smsctl.errors import StoreError
+
+    with pytest.raises(StoreError, match="not usable as an smsctl store"):
+        open_store(pg(pg_url))
+    assert tables(pg_url) == {"messages"}
+
+
+def test_a_store_from_a_newer_smsctl_is_refused(pg_url: str) -> None:
+    open_store(pg(pg_url)).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO _smsctl_migrations VALUES ('m999_future', 0)")
+    from smsctl.errors import StoreError
+
+    with pytest.raises(StoreError, match="newer smsctl"):
+        open_store(pg(pg_url))
+
+
+# --- concurrent listeners -------------------------------------------------------------------------
+
+
+def test_two_writers_committing_conflicting_events_at_once_never_regress(pg_url: str) -> None:
+    """Two listeners (two writers, two connections) get the same messages' events in opposite
+    orders at the same moment, with conflicting finals: one row per distinct event, the first
+    final stands, the conflict is flagged, nothing regresses, no error reaches a handler."""
+    uuids = [f"{i:08d}-aaaa-4bbb-8ccc-000000000000" for i in range(150)]
+    one = [status(u, s, ts) for u in uuids for s, ts in (("submitted", "2025-01-01T00:00:01Z"),
+                                                          ("delivered", "2025-01-01T00:00:02Z"))]  # fmt: skip
+    other = [status(u, s, ts) for u in reversed(uuids) for s, ts in (("rejected", "2025-01-01T00:00:03Z"),
+                                                                      ("submitted", "2025-01-01T00:00:01Z"))]  # fmt: skip
+    writers = [StoreWriter(pg(pg_url)), StoreWriter(pg(pg_url))]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(writers) * 4)
+
+    def feed(writer: StoreWriter, bodies: list[bytes]) -> None:
+        start.wait()
+        for body in bodies:
+            event = parse_status(body)
+            try:
+                writer.run_sync(lambda s, e=event: s.apply_status(e, time.time()))  # type: ignore[misc]
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+    threads = []
+    for writer, bodies in zip(writers, (one, other), strict=True):
+        for part in range(4):  # several handlers per listener, so each writer commits in groups
+            threads.append(threading.Thread(target=feed, args=(writer, bodies[part::4])))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for writer in writers:
+        writer.close()
+    assert errors == []
+    counts = stored(pg(pg_url), lambda s: s.counts())
+    assert counts["events"] == 3 * len(uuids) and counts["message_status"] == len(uuids)
+    for uuid in uuids[:: len(uuids) // 15]:
+        current = stored(pg(pg_url), lambda s, u=uuid: s.current_status(u))  # type: ignore[misc]
+        assert current is not None and current.final and current.status in ("delivered", "rejected")
+        assert current.conflict, "two different finals arrived: flagged, the first stands"
+        first_final = min((e for e in stored(pg(pg_url), lambda s, u=uuid: s.timeline(u)) if e.status != "submitted"),  # type: ignore[misc]
+                          key=lambda e: e.received_at)  # fmt: skip
+        assert current.status == first_final.status
+
+
+# --- end to end: listeners and waiters on several "machines" ---------------------------------------
+
+
+def _other_machine(tmp_path: Path, name: str, env: dict[str, str]) -> dict[str, str]:
+    """A second working directory and HOME: nothing shared with the first but the database."""
+    home = tmp_path / name
+    (home / "work").mkdir(parents=True)
+    return {
+        **os.environ,
+        **env,
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def test_send_wait_on_another_machine_finishes_through_a_listener_it_did_not_start(
+    pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    with ListenProcess() as listener, BackgroundSandbox.from_environment(time_scale=0.05) as api:
+        ready = listener.ready()
+        assert ready["store"].startswith("postgresql://postgres:•••@") and ready["listeners"] == 1
+        env = _other_machine(
+            tmp_path, "ci-runner", {**credentials, "SMSCTL_DB": pg_url, "VONAGE_API_URL": api.url}
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "smsctl", "send", "+14155550101", "from CI", "--wait", "--timeout", "30", "--json"],
+            capture_output=True, text=True, env=env, cwd=Path(env["HOME"]) / "work", timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["status"] == "delivered"
+        assert api.requests[-1].body["webhook_url"] == ready["status_url"], "the running listener's URL"
+        assert f"smsctl listen at {ready['local_url']}" in done.stderr
+        listener.stop()
+    assert not (tmp_path / "ci-runner" / "data").exists(), "the second machine keeps no local store"
+
+
+def test_two_listeners_one_killed_halfway_lose_and_double_nothing(
+    pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every event goes to both listeners (duplicates across instances); one is `kill -9`ed halfway,
+    so what it never acknowledged reached only the other."""
+    import asyncio
+
+    import aiohttp
+
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    uuids = [f"{i:08d}-bbbb-4ccc-8ddd-000000000000" for i in range(300)]
+    bodies = [status(u, s, ts) for u in uuids for s, ts in (("submitted", "2025-01-01T00:00:01Z"),
+                                                            ("delivered", "2025-01-01T00:00:02Z"))]  # fmt: skip
+
+    async def deliver(urls: list[str], kill_after: int, victim: ListenProcess) -> list[bytes]:
+        retry: list[bytes] = []
+        async with aiohttp.ClientSession() as session:
+
+            async def post(url: str, body: bytes) -> bool:
+                try:
+                    async with session.post(url, data=body, headers=signed_headers(body)) as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            for index, body in enumerate(bodies):
+                if index == kill_after:
+                    victim.process.kill()
+                    victim.process.wait()
+                ok = await asyncio.gather(*(post(url, body) for url in urls))
+                if not ok[0]:
+                    retry.append(body)
+                assert ok[1], "the surviving listener acknowledges every event"
+        return retry
+
+    with ListenProcess() as first:
+        first_url = first.ready()["status_url"]
+        with ListenProcess() as second:
+            urls = [first_url, second.ready()["status_url"]]
+            assert second.ready()["listeners"] == 2, "a listener shows how many share the store"
+            unacknowledged = asyncio.run(deliver(urls, len(bodies) // 2, first))
+            assert len(unacknowledged) >= len(bodies) // 2 - 1
+            second.stop()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = _other_machine(tmp_path, "laptop", {"SMSCTL_DB": pg_url})
+    log = subprocess.run([sys.executable, "-m", "smsctl", "log", "--json", "--limit", "1000"],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=60)  # fmt: skip
+    assert log.returncode == 0, log.stderr
+    messages = json.loads(log.stdout)
+    assert len(messages) == len(uuids) and {m["status"] for m in messages} == {"delivered"}
+    counts = stored(pg(pg_url), lambda s: s.counts())
+    assert counts["events"] == len(bodies), "exactly one row per distinct event"
+
+
+def test_send_wait_survives_a_database_restart(
+    pg_cluster: Cluster, pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter's LISTEN connection drops with the server; it reconnects, re-reads, and finishes."""
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    with ListenProcess() as listener, BackgroundSandbox.from_environment(time_scale=1.0) as api:
+        health = listener.ready()["local_url"] + "/healthz"
+        monkeypatch.setenv("VONAGE_API_URL", api.url)
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "smsctl", "send", "+14155550101", "restart", "--wait", "--timeout", "60", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not api.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert api.requests, "the send reached the emulator"
+        pg_cluster.pause()  # statuses arriving now get 503 from the listener; the emulator retries
+        try:
+            until(lambda: _get_json(health)["store_unavailable"] > 0, "the listener to answer 503")
+        finally:
+            pg_cluster.resume()
+        out, err = waiter.communicate(timeout=90)
+        assert waiter.returncode == 0, err
+        assert json.loads(out)["status"] == "delivered"
+        listener.stop()
+
+
+def _get_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
