@@ -131,6 +131,7 @@ class PgStore:
         self.spool_path = location.spool_path
         self._busy_timeout, self._readonly = busy_timeout, readonly
         self._notify = False  # a status changed in the current transaction
+        self.migrated: list[str] = []  # migrations this connection applied when it opened
         self._conn: psycopg.Connection[Row] | None = None
         try:
             self._conn = self._open()
@@ -170,7 +171,7 @@ class PgStore:
                     "it was made by an older smsctl and needs upgrading: run `smsctl db migrate`"
                 )
             return
-        migrate(self.conn)
+        self.migrated = migrate(self.conn)
         self._empty = False
 
     @property

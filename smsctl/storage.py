@@ -198,6 +198,7 @@ class HistoryStore(Protocol):
 
     path: str  # what to show the user: a file path, or a URL with its password replaced
     spool_path: Path  # where accepted sends wait when this store cannot record them (spool.py)
+    migrated: list[str]  # the migrations applied when this store was opened
 
     def transaction(self) -> AbstractContextManager[None]: ...
     def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug: ...

@@ -106,6 +106,7 @@ class Store:
     def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         self.path = str(path)
         self.spool_path = Path(f"{path}.unrecorded")
+        self.migrated: list[str] = []  # migrations this connection applied when it opened
         self._closed = True  # until the connection exists
         try:
             if readonly:
@@ -169,7 +170,7 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         if outdated:
-            migrate(self.conn)
+            self.migrated = migrate(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -311,3 +311,80 @@ def until(condition: Any, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+# --- db copy and db migrate ---------------------------------------------------------------------------
+
+
+def _fill(where: StoreLocation | Path, messages: int) -> None:
+    """A history with sends, statuses (one conflicting), inbound SMS and a dead letter."""
+    from smsctl.events import parse_inbound
+    from smsctl.storage import Attempt, LocalState
+
+    store = open_store(where)
+    try:
+        with store.transaction():
+            for i in range(messages):
+                uuid = f"{i:08d}-cccc-4ddd-8eee-000000000000"
+                local = store.record_attempt(Attempt(f"ref-{i % 7}", "14155550101", "SMSCTL", "code 1234", "text", 1,
+                                                     "batch-1" if i % 2 else None, i if i % 2 else None))  # fmt: skip
+                if i % 10 == 9:
+                    store.mark_failed(local, LocalState.REFUSED, "422 invalid")
+                    continue
+                store.mark_accepted(local, uuid)
+                for value, ts in (
+                    ("submitted", "2025-01-01T00:00:01Z"),
+                    ("delivered", "2025-01-01T00:00:02Z"),
+                ):
+                    store.apply_status(parse_status(status(uuid, value, ts)), time.time())
+            store.apply_status(parse_status(status("00000000-cccc-4ddd-8eee-000000000000", "rejected",
+                                                   "2025-01-01T00:00:03Z")), time.time())  # fmt: skip
+            inbound = {"message_uuid": "in-1", "from": "14155550123", "to": "14155550199", "text": "STOP",
+                       "timestamp": "2025-01-01T00:00:04Z", "channel": "sms", "message_type": "text"}  # fmt: skip
+            store.add_inbound(parse_inbound(json.dumps(inbound).encode()), time.time())
+            store.add_dead_letter("/webhooks/status", "not_json", b"\xff\xfe", time.time())
+    finally:
+        store.close()
+
+
+def _log(db: str) -> list[dict[str, Any]]:
+    result = runner.invoke(app, ["log", "--json", "--limit", "100000"], env={"SMSCTL_DB": db})
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_db_copy_sqlite_to_postgresql_and_back_is_whole_and_idempotent(pg_url: str, tmp_path: Path) -> None:
+    source, back = tmp_path / "laptop.db", tmp_path / "back.db"
+    _fill(source, 1_500)
+    first = runner.invoke(app, ["db", "copy", str(source), pg_url, "--json"])
+    assert first.exit_code == 0, first.output
+    copied = json.loads(first.stdout)
+    assert PASSWORD not in first.stdout + first.stderr
+    counts = stored(source, lambda s: s.counts())
+    assert {t: v["copied"] for t, v in copied["tables"].items()} == counts
+    again = json.loads(runner.invoke(app, ["db", "copy", str(source), pg_url, "--json"]).stdout)
+    assert again["copied"] == 0, "a rerun copies nothing twice"
+    assert stored(pg(pg_url), lambda s: s.counts()) == counts
+    assert runner.invoke(app, ["db", "copy", pg_url, str(back)]).exit_code == 0
+    assert stored(back, lambda s: s.counts()) == counts
+    assert _log(pg_url) == _log(str(source)) == _log(str(back))
+    conflicted = stored(pg(pg_url), lambda s: s.current_status("00000000-cccc-4ddd-8eee-000000000000"))
+    assert conflicted is not None and conflicted.conflict and conflicted.status == "delivered"
+    dead = stored(pg(pg_url), lambda s: s.export_rows("dead_letters", 0, 10))
+    assert dead[0][1][3] == b"\xff\xfe"
+
+
+def test_db_copy_from_nothing_is_a_clear_error_and_creates_nothing(pg_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["db", "copy", str(tmp_path / "missing.db"), pg_url])
+    assert result.exit_code == 7 and "no smsctl store at" in result.stderr
+    assert tables(pg_url) == set() and not (tmp_path / "missing.db").exists()
+
+
+def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    first = runner.invoke(app, ["db", "migrate", "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["applied"] == ["m001_initial"]
+    second = runner.invoke(app, ["db", "migrate"])
+    assert second.exit_code == 0 and "schema already current" in second.stdout
