@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from smsctl.errors import ConfigError, StoreBug, StoreUnavailable
+from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
 from smsctl.storage import Applied, HistoryStore
@@ -320,6 +320,19 @@ async def handle_inbound(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def handle_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the same counters, plus commit latency and batch size, for Prometheus."""
+    from smsctl.metrics import render
+
+    writer = request.app[WRITER]
+    try:
+        listeners: int | None = len(await writer.run(lambda s: s.fresh_listeners()))
+    except StoreError:
+        listeners = None  # the store is away: the other figures still say so
+    body = render(request.app[COUNTERS], writer.commit_seconds, writer.batch_sizes, listeners)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
 async def handle_health(request: web.Request) -> web.Response:
     """GET /healthz: liveness and counters."""
     return web.json_response(request.app[COUNTERS].health())
@@ -339,6 +352,7 @@ def create_app(
     app.router.add_post(STATUS_PATH, handle_status)
     app.router.add_post(INBOUND_PATH, handle_inbound)
     app.router.add_get("/healthz", handle_health)
+    app.router.add_get("/metrics", handle_metrics)
     return app
 
 

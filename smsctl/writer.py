@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
+from smsctl.metrics import BATCH_SIZES, COMMIT_SECONDS, Buckets
 from smsctl.storage import HistoryStore, Location, _location, open_store
 
 T = TypeVar("T")
@@ -63,6 +65,8 @@ class StoreWriter:
         )
         self.commits = 0
         self.batched = 0
+        self.commit_seconds = Buckets(COMMIT_SECONDS)  # for /metrics
+        self.batch_sizes = Buckets(BATCH_SIZES)
         self._thread.start()
         self._opened.result()  # re-raises StoreError when the store cannot be opened
 
@@ -138,6 +142,7 @@ class StoreWriter:
 
     def _commit(self, store: HistoryStore, batch: list[_Job]) -> None:
         for attempt in range(TRANSIENT_RETRIES + 1):
+            started = time.perf_counter()
             try:
                 with store.transaction():
                     for job in batch:
@@ -150,6 +155,8 @@ class StoreWriter:
                 return
             self.commits += 1
             self.batched += len(batch)
+            self.commit_seconds.observe(time.perf_counter() - started)
+            self.batch_sizes.observe(len(batch))
             return
 
     def _failed(self, store: HistoryStore, batch: list[_Job], error: StoreError) -> None:

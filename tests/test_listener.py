@@ -578,3 +578,33 @@ async def test_postgresql_stopped_answers_503_and_recovers_without_a_restart(
     assert await post(client, body, signed_headers(body)) == 200  # the same event, retried by Vonage
     assert counts(store_at)["events"] == 2
     assert stored(store_at, lambda s: s.current_status(UUID)).status == "delivered"
+
+
+async def test_metrics_in_prometheus_text_format(client: TestClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for status in ("submitted", "delivered", "delivered"):  # the last one: a duplicate
+        body = status_body(
+            status, ts="2025-02-03T12:14:25Z" if status == "submitted" else "2025-02-03T12:15:00Z"
+        )
+        assert await post(client, body, signed_headers(body)) == 200
+    assert await post(client, status_body(), {"Authorization": "Bearer nope"}) == 401
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await response.text())
+        for s in family.samples
+    }
+    assert samples[("smsctl_events_accepted_total", (("status", "delivered"),))] == 1
+    assert samples[("smsctl_events_accepted_total", (("status", "submitted"),))] == 1
+    assert samples[("smsctl_events_duplicate_total", ())] == 1
+    assert samples[("smsctl_requests_rejected_total", (("reason", "malformed_token"),))] == 1
+    assert samples[("smsctl_store_batch_size_count", ())] >= 1
+    assert (
+        samples[("smsctl_store_commit_seconds_bucket", (("le", "+Inf"),))]
+        == samples[("smsctl_store_batch_size_count", ())]
+    )
+    assert samples[("smsctl_store_up", ())] == 1 and samples[("smsctl_store_errors_total", ())] == 0
+    assert samples[("smsctl_listeners_alive", ())] == 0  # an app without `smsctl listen` registers nothing
+    assert "14155550101" not in await response.text(), "counts only: no message data"
