@@ -70,6 +70,7 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             message_uuid TEXT PRIMARY KEY,
             status TEXT NOT NULL,
             final BOOLEAN NOT NULL,
+            rank SMALLINT NOT NULL,        -- events.status_rank(status): statuses only move up it
             conflict BOOLEAN NOT NULL DEFAULT FALSE,
             duplicates INTEGER NOT NULL DEFAULT 0,
             first_seen DOUBLE PRECISION NOT NULL,
@@ -110,7 +111,90 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [m001_initial]
+def m002_apply_status_function(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Applying a status event in one round trip instead of three: lock or create the message's
+    status row, flag the anomaly, insert the event (or count a duplicate), move the status forward.
+
+    The rules are the SQLite backend's (events.anomaly_of, status_rank); the caller passes the
+    event's rank and the facts about it, so the ranking itself is decided in Python only. The
+    listener tests run on both backends and hold them to the same results.
+    """
+    conn.execute(
+        """
+        CREATE OR REPLACE FUNCTION smsctl_apply_status(
+            p_uuid TEXT, p_status TEXT, p_rank SMALLINT, p_final BOOLEAN, p_bad_time BOOLEAN,
+            p_unreadable BOOLEAN, p_timestamp TEXT, p_received DOUBLE PRECISION, p_to TEXT,
+            p_from TEXT, p_client_ref TEXT, p_error_code TEXT, p_error_detail TEXT, p_price TEXT,
+            p_currency TEXT, p_segments TEXT, p_body TEXT,
+            OUT o_duplicate BOOLEAN, OUT o_status TEXT, OUT o_final BOOLEAN, OUT o_anomaly TEXT,
+            OUT o_changed BOOLEAN)
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            cur_status TEXT;
+            cur_final BOOLEAN;
+            cur_rank SMALLINT;
+            advance BOOLEAN;
+        BEGIN
+            SELECT status, final, rank INTO cur_status, cur_final, cur_rank
+                FROM message_status WHERE message_uuid = p_uuid FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO message_status (message_uuid, status, final, rank, first_seen, updated_at)
+                    VALUES (p_uuid, p_status, p_final, p_rank, p_received, p_received)
+                    ON CONFLICT (message_uuid) DO NOTHING;
+                IF FOUND THEN
+                    o_anomaly := CASE WHEN p_bad_time THEN 'bad_timestamp'
+                                      WHEN p_rank = 0 THEN 'unknown_status'
+                                      WHEN p_unreadable THEN 'unreadable_fields' END;
+                    INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
+                            from_number, client_ref, error_code, error_detail, price, currency,
+                            segments, anomaly, body)
+                        VALUES (p_uuid, p_status, p_timestamp, p_received, p_to, p_from, p_client_ref,
+                            p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body)
+                        ON CONFLICT (message_uuid, status, timestamp) DO NOTHING;
+                    o_duplicate := FALSE; o_status := p_status; o_final := p_final; o_changed := TRUE;
+                    RETURN;
+                END IF;
+                -- Another listener created it meanwhile; it has committed: lock it and go on.
+                SELECT status, final, rank INTO cur_status, cur_final, cur_rank
+                    FROM message_status WHERE message_uuid = p_uuid FOR UPDATE;
+            END IF;
+            o_anomaly := CASE WHEN p_bad_time THEN 'bad_timestamp'
+                              WHEN p_rank = 0 THEN 'unknown_status'
+                              WHEN cur_final AND p_final AND p_status <> cur_status THEN 'conflicting_final'
+                              WHEN p_rank < cur_rank THEN 'late'
+                              WHEN p_unreadable THEN 'unreadable_fields' END;
+            INSERT INTO events (message_uuid, status, timestamp, received_at, to_number, from_number,
+                    client_ref, error_code, error_detail, price, currency, segments, anomaly, body)
+                VALUES (p_uuid, p_status, p_timestamp, p_received, p_to, p_from, p_client_ref,
+                    p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body)
+                ON CONFLICT (message_uuid, status, timestamp) DO NOTHING;
+            IF NOT FOUND THEN
+                UPDATE message_status SET duplicates = duplicates + 1 WHERE message_uuid = p_uuid;
+                o_duplicate := TRUE; o_status := cur_status; o_final := cur_final; o_anomaly := NULL;
+                o_changed := FALSE;
+                RETURN;
+            END IF;
+            advance := NOT cur_final AND p_rank > cur_rank;
+            IF advance THEN
+                UPDATE message_status SET status = p_status, final = p_final, rank = p_rank,
+                    updated_at = p_received WHERE message_uuid = p_uuid;
+            ELSIF o_anomaly = 'conflicting_final' THEN
+                UPDATE message_status SET conflict = TRUE, updated_at = p_received WHERE message_uuid = p_uuid;
+            END IF;
+            o_duplicate := FALSE;
+            o_status := CASE WHEN advance THEN p_status ELSE cur_status END;
+            o_final := CASE WHEN advance THEN p_final ELSE cur_final END;
+            o_changed := advance;
+        END
+        $fn$
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
+    m001_initial,
+    m002_apply_status_function,
+]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 
 

@@ -31,13 +31,14 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
-from smsctl.events import InboundMessage, StatusEvent, anomaly_of, status_rank
+from smsctl.events import InboundMessage, StatusEvent, status_rank
 from smsctl.pgmigrations import KNOWN, NotOurs, applied, migrate
 from smsctl.storage import (
     COPY_TABLES,
     Applied,
     Attempt,
     CurrentStatus,
+    Deferred,
     FoundMessage,
     InboundRecord,
     ListenerRecord,
@@ -206,10 +207,11 @@ class PgStore:
     def transaction(self) -> Iterator[None]:
         """One transaction; waiters are notified at its commit when a status changed in it."""
         self._notify = False
-        with self.conn.transaction():
+        conn = self.conn
+        with conn.transaction(), conn.pipeline():
             yield
             if self._notify:
-                self.conn.execute(f"NOTIFY {CHANNEL}")
+                conn.execute(f"NOTIFY {CHANNEL}")
 
     def _one(self, query: str, params: Sequence[Any] = ()) -> Row | None:
         return self.conn.execute(query, params).fetchone()
@@ -267,77 +269,33 @@ class PgStore:
     # --- webhooks -----------------------------------------------------------------------------
 
     def apply_status(self, event: StatusEvent, received_at: float) -> Applied:
-        """Store one status event idempotently; move the current status forward, never back.
+        """Store one status event idempotently; move the current status forward, never back."""
+        return self.queue_status(event, received_at).resolve()
 
-        The status row is locked first (created if new), so concurrent listeners apply events for
-        one message one after the other, each seeing the other's committed result.
+    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]:
+        """Send one status event's application (smsctl_apply_status, pgmigrations.m002) without
+        waiting for its answer: a batch's events travel in one pipeline.
+
+        The function locks the message's status row first (creating it if new), so concurrent
+        listeners apply events for one message one after the other, each seeing the other's
+        committed result.
         """
-        uuid = event.message_uuid
-        current = self._locked_status(uuid)
-        if current is None:
-            created = self._one(
-                "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (message_uuid) DO NOTHING RETURNING 1",
-                (uuid, event.status, event.is_final, received_at, received_at),
-            )
-            if created is not None:
-                anomaly = anomaly_of(event, None)
-                self._insert_event(event, received_at, anomaly)
-                self._notify = True
-                return Applied(False, event.status, event.is_final, anomaly, True)
-            current = self._locked_status(uuid)  # another listener created it meanwhile (committed now)
-            assert current is not None
-        anomaly = anomaly_of(event, current)
-        if not self._insert_event(event, received_at, anomaly):
-            self.conn.execute(
-                "UPDATE message_status SET duplicates = duplicates + 1 WHERE message_uuid = %s", (uuid,)
-            )
-            return Applied(True, current[0], current[1], None, False)
-        advance = not current[1] and status_rank(event.status) > status_rank(current[0])
-        status, final = (event.status, event.is_final) if advance else current
-        conflict = anomaly == "conflicting_final"
-        if advance or conflict:
-            self.conn.execute(
-                "UPDATE message_status SET status = %s, final = %s, conflict = conflict OR %s, updated_at = %s"
-                " WHERE message_uuid = %s",
-                (status, final, conflict, received_at, uuid),
-            )
-            self._notify = True
-        return Applied(False, status, final, anomaly, advance)
+        cursor = self.conn.execute(
+            "SELECT * FROM smsctl_apply_status(%s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s)",
+            (event.message_uuid, event.status, status_rank(event.status), event.is_final,
+             event.event_time() is None, bool(event.unreadable), event.timestamp, received_at, event.to,
+             event.from_, event.client_ref, event.error_code, event.error_detail, event.price, event.currency,
+             event.segments, event.body),
+        )  # fmt: skip
+        self._notify = True  # NOTIFY is one statement per commit; waiters re-read what they wait for
 
-    def _locked_status(self, uuid: str) -> tuple[str, bool] | None:
-        row = self._one(
-            "SELECT status, final FROM message_status WHERE message_uuid = %s FOR UPDATE", (uuid,)
-        )
-        return (str(row[0]), bool(row[1])) if row else None
+        def fetch() -> Applied:
+            row = cursor.fetchone()
+            assert row is not None
+            return Applied(bool(row[0]), str(row[1]), bool(row[2]), row[3], bool(row[4]))
 
-    def _insert_event(self, event: StatusEvent, received_at: float, anomaly: str | None) -> bool:
-        return (
-            self._one(
-                """INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
-                       from_number, client_ref, error_code, error_detail, price, currency, segments,
-                       anomaly, body)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (message_uuid, status, timestamp) DO NOTHING RETURNING 1""",
-                (
-                    event.message_uuid,
-                    event.status,
-                    event.timestamp,
-                    received_at,
-                    event.to,
-                    event.from_,
-                    event.client_ref,
-                    event.error_code,
-                    event.error_detail,
-                    event.price,
-                    event.currency,
-                    event.segments,
-                    anomaly,
-                    event.body,
-                ),
-            )  # fmt: skip
-            is not None
-        )
+        return Deferred(fetch)
 
     def add_inbound(self, message: InboundMessage, received_at: float) -> bool:
         return (
@@ -527,24 +485,27 @@ class PgStore:
 
     def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int:
         columns = COPY_TABLES[table]
+        if table == "message_status":  # the rank column is PostgreSQL's own: derived, never copied
+            columns, rows = (*columns, "rank"), [(*row, status_rank(str(row[1]))) for row in rows]
         marks = ", ".join(["%s"] * len(columns))
         where = {
             "messages": "NOT EXISTS (SELECT 1 FROM messages WHERE created_at = %s AND client_ref = %s"
             " AND to_number = %s)",
             "dead_letters": "NOT EXISTS (SELECT 1 FROM dead_letters WHERE received_at = %s AND route = %s)",
         }.get(table, "TRUE")
-        new = 0
-        for row in rows:
-            guard: tuple[object, ...] = ()
-            if table == "messages":
-                guard = (row[12], row[0], row[2])
-            elif table == "dead_letters":
-                guard = (row[0], row[1])
-            cursor = self.conn.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE {where} ON CONFLICT DO NOTHING",
-                (*row, *guard),
-            )
-            new += max(cursor.rowcount, 0)
+        cursors = []
+        with self.conn.pipeline():  # one round trip for the page; leaving the block syncs, so counts are in
+            for row in rows:
+                guard: tuple[object, ...] = ()
+                if table == "messages":
+                    guard = (row[12], row[0], row[2])
+                elif table == "dead_letters":
+                    guard = (row[0], row[1])
+                cursors.append(self.conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE {where} ON CONFLICT DO NOTHING",
+                    (*row, *guard),
+                ))  # fmt: skip
+        new = sum(max(cursor.rowcount, 0) for cursor in cursors)
         if table == "message_status" and new:
             self._notify = True
         return new

@@ -20,7 +20,7 @@ from aiohttp import web
 from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
-from smsctl.storage import Applied, HistoryStore
+from smsctl.storage import Applied, Deferred, HistoryStore
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ async def _receive(
     request: web.Request,
     route: str,
     parse: Callable[[bytes], T],
-    store: Callable[[HistoryStore, T, float], R],
+    store: Callable[[HistoryStore, T, float], Deferred[R]],
 ) -> tuple[T, R, float] | web.Response:
     """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early."""
     received_at = time.time()
@@ -275,7 +275,7 @@ async def _receive(
     except Unusable as exc:
         return await _dead_letter(request, route, body, str(exc), received_at)
     try:
-        result = await request.app[WRITER].run(lambda s: store(s, item, received_at))
+        result = await request.app[WRITER].run_deferred(lambda s: store(s, item, received_at))
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
     except StoreBug as exc:
@@ -287,7 +287,7 @@ async def _receive(
 async def handle_status(request: web.Request) -> web.Response:
     """POST /webhooks/status: a message status update."""
     outcome = await _receive(
-        request, STATUS_PATH, parse_status, lambda s, event, at: s.apply_status(event, at)
+        request, STATUS_PATH, parse_status, lambda s, event, at: s.queue_status(event, at)
     )
     if isinstance(outcome, web.Response):
         return outcome
@@ -309,7 +309,9 @@ def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
 async def handle_inbound(request: web.Request) -> web.Response:
     """POST /webhooks/inbound: an SMS sent to your Vonage number."""
     parse = parse_inbound if request.app[STORE_TEXT] else _parse_inbound_without_text
-    outcome = await _receive(request, INBOUND_PATH, parse, lambda s, message, at: s.add_inbound(message, at))
+    outcome = await _receive(
+        request, INBOUND_PATH, parse, lambda s, message, at: Deferred.ready(s.add_inbound(message, at))
+    )
     if isinstance(outcome, web.Response):
         return outcome
     message, new, received_at = outcome

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from smsctl.errors import StoreBug, StoreUnavailable
     from smsctl.events import InboundMessage, StatusEvent
     from smsctl.writer import StoreWriter
+
+
+T = TypeVar("T")
 
 
 class LocalState(StrEnum):
@@ -193,6 +196,26 @@ COPY_TABLES: dict[str, tuple[str, ...]] = {
 BOOL_COLUMNS = frozenset({"repeated_uuid", "final", "conflict"})
 
 
+class Deferred(Generic[T]):
+    """A write's result that the backend fetches later in the same transaction.
+
+    PostgreSQL sends a whole group commit's status events in one pipeline (one round trip instead
+    of one per event); the writer resolves every Deferred before the commit. SQLite's are ready at once.
+    """
+
+    __slots__ = ("_fetch",)
+
+    def __init__(self, fetch: Callable[[], T]) -> None:
+        self._fetch = fetch
+
+    @classmethod
+    def ready(cls, value: T) -> Deferred[T]:
+        return cls(lambda: value)
+
+    def resolve(self) -> T:
+        return self._fetch()
+
+
 class HistoryStore(Protocol):
     """Everything smsctl reads and writes. Writes run inside `transaction()`, through the writer."""
 
@@ -212,6 +235,7 @@ class HistoryStore(Protocol):
 
     # webhooks
     def apply_status(self, event: StatusEvent, received_at: float) -> Applied: ...
+    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]: ...
     def add_inbound(self, message: InboundMessage, received_at: float) -> bool: ...
     def add_dead_letter(self, route: str, reason: str, body: bytes, received_at: float) -> None: ...
 

@@ -27,6 +27,7 @@ from smsctl.storage import (
     Applied,
     Attempt,
     CurrentStatus,
+    Deferred,
     FoundMessage,
     InboundRecord,
     ListenerRecord,
@@ -288,6 +289,10 @@ class Store:
                 (status, final, conflict, received_at, event.message_uuid),
             )
         return Applied(False, status, final, anomaly, advance)
+
+    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]:
+        """`apply_status` for the writer's batches; SQLite has no round trips to save, so it is ready now."""
+        return Deferred.ready(self.apply_status(event, received_at))
 
     def _count_duplicate(
         self, event: StatusEvent, current: sqlite3.Row | None, received_at: float

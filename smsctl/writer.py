@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
 from smsctl.metrics import BATCH_SIZES, COMMIT_SECONDS, Buckets
-from smsctl.storage import HistoryStore, Location, _location, open_store
+from smsctl.storage import Deferred, HistoryStore, Location, _location, open_store
 
 T = TypeVar("T")
 MAX_BATCH = 256
@@ -48,6 +48,13 @@ def _settle_async(jobs: list[_Job]) -> None:
             waiter.set_exception(job.error)
         else:
             waiter.set_result(job.result)
+
+
+def _resolve(batch: list[_Job]) -> None:
+    """Fetch the answers of work the backend pipelined (see storage.Deferred), before the commit."""
+    for job in batch:
+        if isinstance(job.result, Deferred):
+            job.result = job.result.resolve()
 
 
 class StoreWriter:
@@ -80,6 +87,11 @@ class StoreWriter:
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, loop, waiter))
         return await waiter
+
+    async def run_deferred(self, fn: Callable[[HistoryStore], Deferred[T]]) -> T:
+        """`run` for work whose answer the backend may fetch later in the transaction (storage.Deferred)."""
+        result: T = await self.run(fn)  # type: ignore[arg-type]  # resolved on the writer thread
+        return result
 
     def run_sync(self, fn: Callable[[HistoryStore], T]) -> T:
         """The same, for callers outside an event loop."""
@@ -147,6 +159,7 @@ class StoreWriter:
                 with store.transaction():
                     for job in batch:
                         job.result = job.fn(store)
+                    _resolve(batch)
             except Exception as exc:
                 error = store.classify(exc)
                 if isinstance(error, StoreUnavailable) and error.transient and attempt < TRANSIENT_RETRIES:
@@ -172,6 +185,7 @@ class StoreWriter:
         try:
             with store.transaction():
                 job.result, job.error = job.fn(store), None
+                _resolve([job])
         except Exception as exc:
             job.error = store.classify(exc)
         else:
