@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from smsctl.copying import CopyResult, MigrateResult
     from smsctl.copying import Progress as CopyProgress
 
-db_app = typer.Typer(help="Copy a history between stores, or upgrade a store's schema.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Copy a history between stores, or upgrade a store's schema.\n\n"
+    "Example: smsctl db copy ~/.local/share/smsctl/smsctl.db postgresql://team@db.internal/smsctl",
+    no_args_is_help=True,
+)
 
 
 @db_app.command("copy")
