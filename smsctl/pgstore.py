@@ -43,10 +43,12 @@ from smsctl.storage import (
     InboundRecord,
     ListenerRecord,
     LocalState,
+    LogFilters,
     MessageSummary,
     SentMessage,
     Source,
     StoredEvent,
+    found,
 )
 
 if TYPE_CHECKING:
@@ -388,13 +390,7 @@ class PgStore:
             return None
         uuid = uuids[0][0]
         sends = self._all(f"SELECT {_SENT} FROM messages WHERE message_uuid = %s ORDER BY id DESC", (uuid,))
-        sent = _sent(sends[0]) if sends else None
-        current = self.current_status(uuid)
-        if current is None:
-            assert sent is not None
-            return FoundMessage(uuid, sent.state, False, False, 0, len(sends), sent)
-        return FoundMessage(uuid, current.status, current.final, current.conflict, current.duplicates,
-                            len(sends), sent)  # fmt: skip
+        return found(uuid, len(sends), _sent(sends[0]) if sends else None, self.current_status(uuid))
 
     def timeline(self, message_uuid: str) -> list[StoredEvent]:
         rows = self._all(
@@ -409,33 +405,17 @@ class PgStore:
         self, limit: int, status: str | None = None, since: float | None = None, batch: str | None = None
     ) -> list[MessageSummary]:
         """Every message the store knows, newest activity first (see the SQLite backend)."""
-        sent_where, hook_where = ["TRUE"], ["TRUE"]
-        params_sent: list[Any] = []
-        params_hook: list[Any] = []
-        if status:
-            sent_where.append("COALESCE(s.status, m.state) = %s")
-            hook_where.append("s.status = %s")
-            params_sent.append(status)
-            params_hook.append(status)
-        if since is not None:
-            sent_where.append("GREATEST(m.updated_at, COALESCE(s.updated_at, 0)) >= %s")
-            hook_where.append("s.updated_at >= %s")
-            params_sent.append(since)
-            params_hook.append(since)
-        if batch:
-            sent_where.append("m.batch_id = %s")
-            hook_where.append("FALSE")  # webhook-only messages belong to no batch
-            params_sent.append(batch)
+        f = LogFilters.build(status, since, batch, mark="%s", greatest="GREATEST")
         rows = self._all(
             f"""WITH recent AS (
                     (SELECT m.id AS mid, m.message_uuid AS uuid,
                            GREATEST(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
                     FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
-                    WHERE {" AND ".join(sent_where)}
+                    WHERE {" AND ".join(f.sent_where)}
                     UNION ALL
                     SELECT NULL, s.message_uuid, s.updated_at FROM message_status s
                     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
-                      AND {" AND ".join(hook_where)})
+                      AND {" AND ".join(f.hook_where)})
                     ORDER BY activity DESC, mid DESC NULLS LAST LIMIT %s)
                 SELECT r.uuid, CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END,
                        COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.message_uuid = r.uuid
@@ -454,7 +434,7 @@ class PgStore:
                 FROM recent r LEFT JOIN messages m ON m.id = r.mid
                      LEFT JOIN message_status s ON s.message_uuid = r.uuid
                 ORDER BY r.activity DESC, r.mid DESC NULLS LAST""",
-            (*params_sent, *params_hook, limit),
+            (*f.sent_params, *f.hook_params, limit),
         )
         return [
             MessageSummary(r[0], Source(r[1]), r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10],

@@ -135,6 +135,47 @@ class FoundMessage:
     sent: SentMessage | None
 
 
+def found(uuid: str, sends: int, latest: SentMessage | None, current: CurrentStatus | None) -> FoundMessage:
+    """A FoundMessage from what a backend read: its sends (count and latest) and its current status."""
+    if current is None:
+        assert latest is not None, "a uuid known from neither a send nor a status"
+        return FoundMessage(uuid, latest.state, False, False, 0, sends, latest)
+    return FoundMessage(
+        uuid, current.status, current.final, current.conflict, current.duplicates, sends, latest
+    )
+
+
+@dataclass(frozen=True)
+class LogFilters:
+    """`log`'s filters as SQL conditions for both halves of its query (sent by smsctl; seen only
+    through webhooks), in a backend's dialect: its parameter mark and its two-argument maximum."""
+
+    sent_where: list[str]
+    hook_where: list[str]
+    sent_params: list[object]
+    hook_params: list[object]
+
+    @classmethod
+    def build(cls, status: str | None, since: float | None, batch: str | None, *, mark: str,
+              greatest: str) -> LogFilters:  # fmt: skip
+        f = cls(["1 = 1"], ["1 = 1"], [], [])
+        if status:
+            f.sent_where.append(f"COALESCE(s.status, m.state) = {mark}")
+            f.hook_where.append(f"s.status = {mark}")
+            f.sent_params.append(status)
+            f.hook_params.append(status)
+        if since is not None:
+            f.sent_where.append(f"{greatest}(m.updated_at, COALESCE(s.updated_at, 0)) >= {mark}")
+            f.hook_where.append(f"s.updated_at >= {mark}")
+            f.sent_params.append(since)
+            f.hook_params.append(since)
+        if batch:
+            f.sent_where.append(f"m.batch_id = {mark}")
+            f.hook_where.append("1 = 0")  # webhook-only messages belong to no batch
+            f.sent_params.append(batch)
+        return f
+
+
 @dataclass(frozen=True)
 class MessageSummary:
     """One message of `log` and `batch`: sent by smsctl, or seen only through webhooks."""

@@ -32,10 +32,12 @@ from smsctl.storage import (
     InboundRecord,
     ListenerRecord,
     LocalState,
+    LogFilters,
     MessageSummary,
     SentMessage,
     Source,
     StoredEvent,
+    found,
 )
 
 log = logging.getLogger("smsctl.store")
@@ -410,13 +412,7 @@ class Store:
         sends = self.conn.execute(
             "SELECT * FROM messages WHERE message_uuid = ? ORDER BY id DESC", (uuid,)
         ).fetchall()
-        sent = _sent(sends[0]) if sends else None
-        current = self.current_status(uuid)
-        if current is None:
-            assert sent is not None
-            return FoundMessage(uuid, sent.state, False, False, 0, len(sends), sent)
-        return FoundMessage(uuid, current.status, current.final, current.conflict, current.duplicates,
-                            len(sends), sent)  # fmt: skip
+        return found(uuid, len(sends), _sent(sends[0]) if sends else None, self.current_status(uuid))
 
     def timeline(self, message_uuid: str) -> list[StoredEvent]:
         """Every stored event of a message, in the order they were received."""
@@ -442,33 +438,17 @@ class Store:
 
         The first query orders and limits on indexed keys only; details are read for the rows shown.
         """
-        sent_where, hook_where = ["1 = 1"], ["1 = 1"]
-        params_sent: list[str | float] = []
-        params_hook: list[str | float] = []
-        if status:
-            sent_where.append("COALESCE(s.status, m.state) = ?")
-            hook_where.append("s.status = ?")
-            params_sent.append(status)
-            params_hook.append(status)
-        if since is not None:
-            sent_where.append("MAX(m.updated_at, COALESCE(s.updated_at, 0)) >= ?")
-            hook_where.append("s.updated_at >= ?")
-            params_sent.append(since)
-            params_hook.append(since)
-        if batch:
-            sent_where.append("m.batch_id = ?")
-            hook_where.append("0")  # webhook-only messages belong to no batch
-            params_sent.append(batch)
+        f = LogFilters.build(status, since, batch, mark="?", greatest="MAX")
         rows = self.conn.execute(
             f"""WITH recent AS (
                     SELECT m.id AS mid, m.message_uuid AS uuid,
                            MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
                     FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
-                    WHERE {" AND ".join(sent_where)}
+                    WHERE {" AND ".join(f.sent_where)}
                     UNION ALL
                     SELECT NULL, s.message_uuid, s.updated_at FROM message_status s
                     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
-                      AND {" AND ".join(hook_where)}
+                      AND {" AND ".join(f.hook_where)}
                     ORDER BY activity DESC, mid DESC LIMIT ?)
                 SELECT r.uuid AS message_uuid, r.activity,
                        CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END AS source,
@@ -487,7 +467,7 @@ class Store:
                 FROM recent r LEFT JOIN messages m ON m.id = r.mid
                      LEFT JOIN message_status s ON s.message_uuid = r.uuid
                 ORDER BY r.activity DESC, r.mid DESC""",
-            (*params_sent, *params_hook, limit),
+            (*f.sent_params, *f.hook_params, limit),
         ).fetchall()
         return [
             MessageSummary(r["message_uuid"], Source(r["source"]), r["to_number"], r["from_number"],

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsctl.events import parse_status
+from smsctl.storage import HistoryStore
 from smsctl.store import Store
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
@@ -34,16 +35,20 @@ def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -
     final, arrivals = case
     store = Store(":memory:")  # the class allows it for speed; SMSCTL_DB=:memory: is refused
     try:
-        for raw in arrivals:
-            with store.transaction():
-                store.apply_status(parse_status(raw), time.time())
-        current = store.current_status(UUID)
-        assert current is not None
-        assert (current.status, current.final, current.conflict) == (final, True, False)
-        assert len(store.timeline(UUID)) == len(set(arrivals))
-        assert current.duplicates == len(arrivals) - len(set(arrivals))
+        apply_and_check(store, UUID, final, arrivals)
     finally:
         store.close()
+
+
+def apply_and_check(store: HistoryStore, uuid: str, final: str, arrivals: list[bytes]) -> None:
+    for raw in arrivals:
+        with store.transaction():
+            store.apply_status(parse_status(raw), time.time())
+    current = store.current_status(uuid)
+    assert current is not None
+    assert (current.status, current.final, current.conflict) == (final, True, False)
+    assert len(store.timeline(uuid)) == len(set(arrivals))
+    assert current.duplicates == len(arrivals) - len(set(arrivals))
 
 
 def test_any_order_ends_in_the_same_final_state_on_postgresql(pg_url: str) -> None:
@@ -60,15 +65,9 @@ def test_any_order_ends_in_the_same_final_state_on_postgresql(pg_url: str) -> No
     def check(case: tuple[str, list[bytes]]) -> None:
         final, arrivals = case
         message = str(uuidlib.uuid4())
-        arrivals = [raw.replace(UUID.encode(), message.encode()) for raw in arrivals]
-        for raw in arrivals:
-            with store.transaction():
-                store.apply_status(parse_status(raw), time.time())
-        current = store.current_status(message)
-        assert current is not None
-        assert (current.status, current.final, current.conflict) == (final, True, False)
-        assert len(store.timeline(message)) == len(set(arrivals))
-        assert current.duplicates == len(arrivals) - len(set(arrivals))
+        apply_and_check(
+            store, message, final, [raw.replace(UUID.encode(), message.encode()) for raw in arrivals]
+        )
 
     try:
         check()
