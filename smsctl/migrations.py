@@ -6,6 +6,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from smsctl.schema import FORWARDS_TABLE
+
 
 def m001_initial(conn: sqlite3.Connection) -> None:
     """Messages sent, status events, current status, dead letters, inbound SMS, listeners."""
@@ -160,12 +162,22 @@ def m005_listener_heartbeat_interval(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE listeners ADD COLUMN heartbeat_every REAL NOT NULL DEFAULT 2.0")
 
 
+def m006_forwarding(conn: sqlite3.Connection) -> None:
+    """The forwarding outbox (`listen --forward-to`), and each event's original token (`replay
+    --original-token`). An outbox row is written in the commit that stores its event, so a forward
+    is never lost and never made for an event that was not stored."""
+    _run_script(conn, FORWARDS_TABLE.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB"))
+    conn.execute("ALTER TABLE events ADD COLUMN token TEXT")
+    conn.execute("ALTER TABLE inbound ADD COLUMN token TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
     m003_listener_host,
     m004_message_identity,
     m005_listener_heartbeat_interval,
+    m006_forwarding,
 ]
 
 

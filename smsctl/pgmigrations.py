@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from smsctl.schema import FORWARDS_TABLE
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -62,6 +64,7 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             segments TEXT,
             anomaly TEXT,
             body TEXT NOT NULL,
+            token TEXT,                    -- the original bearer token (`replay --original-token`)
             UNIQUE (message_uuid, status, timestamp)
         );
 
@@ -94,7 +97,8 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             text TEXT,
             timestamp TEXT,
             received_at DOUBLE PRECISION NOT NULL,
-            body TEXT NOT NULL
+            body TEXT NOT NULL,
+            token TEXT
         );
 
         CREATE TABLE listeners (
@@ -125,7 +129,7 @@ def m002_apply_status_function(conn: psycopg.Connection[tuple[object, ...]]) -> 
             p_uuid TEXT, p_status TEXT, p_rank SMALLINT, p_final BOOLEAN, p_bad_time BOOLEAN,
             p_unreadable BOOLEAN, p_timestamp TEXT, p_received DOUBLE PRECISION, p_to TEXT,
             p_from TEXT, p_client_ref TEXT, p_error_code TEXT, p_error_detail TEXT, p_price TEXT,
-            p_currency TEXT, p_segments TEXT, p_body TEXT,
+            p_currency TEXT, p_segments TEXT, p_body TEXT, p_token TEXT,
             OUT o_duplicate BOOLEAN, OUT o_status TEXT, OUT o_final BOOLEAN, OUT o_anomaly TEXT,
             OUT o_changed BOOLEAN)
         LANGUAGE plpgsql AS $fn$
@@ -147,9 +151,10 @@ def m002_apply_status_function(conn: psycopg.Connection[tuple[object, ...]]) -> 
                                       WHEN p_unreadable THEN 'unreadable_fields' END;
                     INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
                             from_number, client_ref, error_code, error_detail, price, currency,
-                            segments, anomaly, body)
+                            segments, anomaly, body, token)
                         VALUES (p_uuid, p_status, p_timestamp, p_received, p_to, p_from, p_client_ref,
-                            p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body)
+                            p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body,
+                            p_token)
                         ON CONFLICT (message_uuid, status, timestamp) DO NOTHING;
                     o_duplicate := FALSE; o_status := p_status; o_final := p_final; o_changed := TRUE;
                     RETURN;
@@ -164,9 +169,9 @@ def m002_apply_status_function(conn: psycopg.Connection[tuple[object, ...]]) -> 
                               WHEN p_rank < cur_rank THEN 'late'
                               WHEN p_unreadable THEN 'unreadable_fields' END;
             INSERT INTO events (message_uuid, status, timestamp, received_at, to_number, from_number,
-                    client_ref, error_code, error_detail, price, currency, segments, anomaly, body)
+                    client_ref, error_code, error_detail, price, currency, segments, anomaly, body, token)
                 VALUES (p_uuid, p_status, p_timestamp, p_received, p_to, p_from, p_client_ref,
-                    p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body)
+                    p_error_code, p_error_detail, p_price, p_currency, p_segments, o_anomaly, p_body, p_token)
                 ON CONFLICT (message_uuid, status, timestamp) DO NOTHING;
             IF NOT FOUND THEN
                 UPDATE message_status SET duplicates = duplicates + 1 WHERE message_uuid = p_uuid;
@@ -191,9 +196,15 @@ def m002_apply_status_function(conn: psycopg.Connection[tuple[object, ...]]) -> 
     )
 
 
+def m003_forwarding(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The forwarding outbox (as SQLite's m006)."""
+    conn.execute(FORWARDS_TABLE.format(id="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"))
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
+    m003_forwarding,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, status_rank
@@ -39,15 +40,23 @@ from smsctl.storage import (
     Attempt,
     CurrentStatus,
     Deferred,
+    ExportedMessage,
+    Forward,
+    ForwardState,
     FoundMessage,
     InboundRecord,
     ListenerRecord,
     LocalState,
     LogFilters,
     MessageSummary,
+    NewForward,
+    Outcome,
     SentMessage,
     Source,
     StoredEvent,
+    event_from,
+    exported,
+    forward_from,
     found,
 )
 
@@ -270,11 +279,13 @@ class PgStore:
 
     # --- webhooks -----------------------------------------------------------------------------
 
-    def apply_status(self, event: StatusEvent, received_at: float) -> Applied:
+    def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
         """Store one status event idempotently; move the current status forward, never back."""
-        return self.queue_status(event, received_at).resolve()
+        return self.queue_status(event, received_at, token).resolve()
 
-    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]:
+    def queue_status(
+        self, event: StatusEvent, received_at: float, token: str | None = None
+    ) -> Deferred[Applied]:
         """Send one status event's application (smsctl_apply_status, pgmigrations.m002) without
         waiting for its answer: a batch's events travel in one pipeline.
 
@@ -284,11 +295,11 @@ class PgStore:
         """
         cursor = self.conn.execute(
             "SELECT * FROM smsctl_apply_status(%s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s)",
+            " %s, %s, %s, %s)",
             (event.message_uuid, event.status, status_rank(event.status), event.is_final,
              event.event_time() is None, bool(event.unreadable), event.timestamp, received_at, event.to,
              event.from_, event.client_ref, event.error_code, event.error_detail, event.price, event.currency,
-             event.segments, event.body),
+             event.segments, event.body, token),
         )  # fmt: skip
         self._notify = True  # NOTIFY is one statement per commit; waiters re-read what they wait for
 
@@ -299,11 +310,11 @@ class PgStore:
 
         return Deferred(fetch)
 
-    def add_inbound(self, message: InboundMessage, received_at: float) -> bool:
+    def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool:
         return (
             self._one(
                 """INSERT INTO inbound (message_uuid, from_number, to_number, text, timestamp,
-                       received_at, body) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                       received_at, body, token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (message_uuid) DO NOTHING RETURNING 1""",
                 (
                     message.message_uuid,
@@ -313,6 +324,7 @@ class PgStore:
                     message.timestamp,
                     received_at,
                     message.body,
+                    token,
                 ),
             )  # fmt: skip
             is not None
@@ -393,13 +405,14 @@ class PgStore:
         return found(uuid, len(sends), _sent(sends[0]) if sends else None, self.current_status(uuid))
 
     def timeline(self, message_uuid: str) -> list[StoredEvent]:
-        rows = self._all(
-            """SELECT message_uuid, status, timestamp, received_at, to_number, from_number, client_ref,
-                      error_code, error_detail, price, currency, segments, anomaly, body
-               FROM events WHERE message_uuid = %s ORDER BY received_at, id""",
-            (message_uuid,),
+        rows = self._dicts(
+            "SELECT * FROM events WHERE message_uuid = %s ORDER BY received_at, id", (message_uuid,)
         )
-        return [StoredEvent(*r) for r in rows]
+        return [event_from(r) for r in rows]
+
+    def _dicts(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(query, params).fetchall()
 
     def recent_messages(
         self, limit: int, status: str | None = None, since: float | None = None, batch: str | None = None
@@ -454,6 +467,103 @@ class PgStore:
         tables = ("messages", "events", "message_status", "dead_letters", "inbound")
         return {t: int((self._one(f"SELECT COUNT(*) FROM {t}") or (0,))[0]) for t in tables}
 
+    # --- forwarding (see the SQLite backend; claims skip rows another listener has locked) --------
+
+    def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None:
+        self.conn.execute(
+            """INSERT INTO forwards (route, message_uuid, target, body, content_type, token, state, next_at,
+                   expires_at, created_at) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s)""",
+            (str(forward.route), forward.message_uuid, forward.target, forward.body, forward.content_type,
+             forward.token, now, now + retry_for, now),
+        )  # fmt: skip
+
+    def claim_forwards(self, now: float, lease: float, limit: int) -> list[Forward]:
+        rows = self._dicts(
+            """UPDATE forwards SET lease_until = %s WHERE id IN (
+                   SELECT f.id FROM forwards f
+                   WHERE f.state = 'pending' AND f.next_at <= %s AND f.lease_until <= %s
+                     AND NOT EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
+                                     AND g.message_uuid = f.message_uuid AND g.id < f.id)
+                   ORDER BY f.id LIMIT %s FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            (now + lease, now, now, limit),
+        )
+        return sorted((forward_from(r) for r in rows), key=lambda f: f.id)
+
+    def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None:
+        done = outcome.state is not ForwardState.PENDING
+        self.conn.execute(
+            """UPDATE forwards SET state = %s, attempts = %s, next_at = %s, lease_until = 0, last_code = %s,
+                   last_error = %s, last_ms = %s, done_at = %s,
+                   body = CASE WHEN %s = 'delivered' THEN ''::bytea ELSE body END WHERE id = %s""",
+            (str(outcome.state), outcome.attempts, outcome.next_at, outcome.code, outcome.error, outcome.ms,
+             now if done else None, str(outcome.state), forward_id),
+        )  # fmt: skip
+
+    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+        rows = self._dicts(
+            "SELECT * FROM forwards WHERE state = ANY(%s) ORDER BY id LIMIT %s",
+            ([str(s) for s in states], limit),
+        )
+        return [forward_from(r) for r in rows]
+
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int:
+        cursor = self.conn.execute(
+            """UPDATE forwards SET state = 'pending', attempts = 0, next_at = %s, expires_at = %s,
+                   lease_until = 0, done_at = NULL
+               WHERE state != 'delivered' AND (%s::bigint[] IS NULL OR id = ANY(%s::bigint[]))""",
+            (now, now + retry_for, ids, ids),
+        )
+        return max(cursor.rowcount, 0)
+
+    def next_forward_at(self) -> float | None:
+        row = self._one("SELECT MIN(GREATEST(next_at, lease_until)) FROM forwards WHERE state = 'pending'")
+        return float(row[0]) if row and row[0] is not None else None
+
+    # --- replay and export ----------------------------------------------------------------------
+
+    def events_of(self, uuids: list[str]) -> list[StoredEvent]:
+        rows = self._dicts(
+            "SELECT * FROM events WHERE message_uuid = ANY(%s) ORDER BY received_at, id", (uuids,)
+        )
+        return [event_from(r) for r in rows]
+
+    def export_page(self, after: tuple[int, str], limit: int, status: str | None, since: float | None,
+                    batch: str | None) -> tuple[list[ExportedMessage], tuple[int, str] | None]:  # fmt: skip
+        f = LogFilters.build(status, since, batch, mark="%s", greatest="GREATEST")
+        phase, key = after
+        if phase == 0:
+            rows = self._dicts(
+                f"""SELECT {_SENT_M}, s.status AS cur_status, s.final AS cur_final, s.updated_at AS cur_updated
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE m.id > %s AND {" AND ".join(f.sent_where)} ORDER BY m.id LIMIT %s""",
+                (int(key or 0), *f.sent_params, limit),
+            )
+            timelines = self._timelines([r["message_uuid"] for r in rows if r["message_uuid"]])
+            page = [
+                exported(_sent(tuple(r[c] for c in _SENT_COLUMNS)), r["message_uuid"] or "",
+                         (r["cur_status"], bool(r["cur_final"]), r["cur_updated"]) if r["cur_status"] else None,
+                         timelines.get(r["message_uuid"], []))
+                for r in rows
+            ]  # fmt: skip
+            return page, ((0, str(rows[-1]["id"])) if len(rows) == limit else (1, ""))
+        rows = self._dicts(
+            f"""SELECT s.* FROM message_status s
+                WHERE s.message_uuid > %s AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                  AND {" AND ".join(f.hook_where)} ORDER BY s.message_uuid LIMIT %s""",
+            (key, *f.hook_params, limit),
+        )
+        timelines = self._timelines([r["message_uuid"] for r in rows])
+        page = [exported(None, r["message_uuid"], (r["status"], bool(r["final"]), r["updated_at"]),
+                         timelines.get(r["message_uuid"], [])) for r in rows]  # fmt: skip
+        return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
+
+    def _timelines(self, uuids: list[str]) -> dict[str, list[StoredEvent]]:
+        timelines: dict[str, list[StoredEvent]] = {}
+        for event in self.events_of(uuids):
+            timelines.setdefault(event.message_uuid, []).append(event)
+        return timelines
+
     # --- copying (`smsctl db copy`) -------------------------------------------------------------
 
     def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]:
@@ -491,10 +601,10 @@ class PgStore:
         return new
 
 
-_SENT = (
-    "id, client_ref, message_uuid, to_number, from_number, text, encoding, segments, batch_id, batch_row,"
-    " state, error, repeated_uuid, created_at, updated_at"
-)
+_SENT_COLUMNS = ("id", "client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",
+                 "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at")  # fmt: skip
+_SENT = ", ".join(_SENT_COLUMNS)
+_SENT_M = ", ".join(f"m.{c}" for c in _SENT_COLUMNS)
 
 
 def _sent(row: Row) -> SentMessage:

@@ -9,12 +9,12 @@ postgresql:// URL is PostgreSQL (pgstore.py), each with its own migrations. Writ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -120,6 +120,74 @@ class StoredEvent:
     segments: str | None
     anomaly: str | None
     body: str
+    token: str | None = None  # the original bearer token (`replay --original-token`); None before m006
+
+
+class Route(StrEnum):
+    """Which webhook an event came in on (and so where it is forwarded)."""
+
+    STATUS = "status"
+    INBOUND = "inbound"
+
+
+class ForwardState(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt, or for a retry
+    DELIVERED = "delivered"  # the app answered 2xx
+    FAILED = "failed"  # a final answer (4xx but 408/429), or retried until --forward-retry-for ran out
+
+
+@dataclass(frozen=True)
+class NewForward:
+    """An event to hand on to the user's app, written in the commit that stores the event."""
+
+    route: Route
+    message_uuid: str
+    target: str
+    body: bytes  # the exact raw body
+    content_type: str
+    token: str | None  # the original bearer token
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One forward in the outbox and how its deliveries went."""
+
+    id: int
+    route: Route
+    message_uuid: str
+    target: str
+    body: bytes  # empty once delivered
+    content_type: str
+    token: str | None
+    state: ForwardState
+    attempts: int
+    next_at: float
+    expires_at: float
+    last_code: int | None
+    last_error: str | None
+    last_ms: float | None
+    created_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery attempt leaves in the outbox."""
+
+    state: ForwardState
+    attempts: int
+    next_at: float  # for PENDING: when to try again
+    code: int | None  # the app's HTTP status; None when it did not answer
+    error: str | None
+    ms: float | None
+
+
+@dataclass(frozen=True)
+class ExportedMessage:
+    """One message with its whole timeline (`smsctl export`)."""
+
+    summary: MessageSummary
+    events: list[StoredEvent]
 
 
 @dataclass(frozen=True)
@@ -143,6 +211,52 @@ def found(uuid: str, sends: int, latest: SentMessage | None, current: CurrentSta
     return FoundMessage(
         uuid, current.status, current.final, current.conflict, current.duplicates, sends, latest
     )
+
+
+def event_from(r: Mapping[str, Any]) -> StoredEvent:
+    """A stored event from a backend's row (any mapping of column names)."""
+    return StoredEvent(r["message_uuid"], r["status"], r["timestamp"], r["received_at"], r["to_number"],
+                       r["from_number"], r["client_ref"], r["error_code"], r["error_detail"], r["price"],
+                       r["currency"], r["segments"], r["anomaly"], r["body"], r["token"])  # fmt: skip
+
+
+def forward_from(r: Mapping[str, Any]) -> Forward:
+    """An outbox row from a backend's row (any mapping of column names)."""
+    return Forward(int(r["id"]), Route(r["route"]), r["message_uuid"], r["target"], bytes(r["body"]),
+                   r["content_type"], r["token"], ForwardState(r["state"]), r["attempts"], r["next_at"],
+                   r["expires_at"], r["last_code"], r["last_error"], r["last_ms"], r["created_at"],
+                   r["done_at"])  # fmt: skip
+
+
+def exported(sent: SentMessage | None, uuid: str, current: tuple[str, bool, float] | None,
+             events: list[StoredEvent]) -> ExportedMessage:  # fmt: skip
+    """A message for `export` from what a backend read: its send (if smsctl sent it), its current
+    (status, final, updated_at), and its events in the order received. Fields a webhook-only message
+    lacks come from its events, as in `log`."""
+
+    def first(values: Iterable[str | None]) -> str | None:
+        return next((v for v in values if v), None)
+
+    counted = first(e.segments for e in events)
+    segments = sent.segments if sent else (int(counted) if counted and counted.isdigit() else None)
+    activity = max(([sent.updated_at] if sent else []) + ([current[2]] if current else []), default=0.0)
+    summary = MessageSummary(
+        message_uuid=uuid or None,
+        source=Source.SMSCTL if sent else Source.WEBHOOK,
+        to=sent.to if sent else first(e.to for e in events),
+        from_=sent.from_ if sent else first(e.from_ for e in events),
+        client_ref=sent.client_ref if sent else first(e.client_ref for e in events),
+        status=current[0] if current else (sent.state if sent else "unknown"),
+        final=bool(current and current[1]),
+        segments=segments,
+        sent_at=sent.created_at if sent else None,
+        last_activity=activity,
+        error=sent.error if sent else None,
+        error_code=first(e.error_code for e in reversed(events)),
+        batch_id=sent.batch_id if sent else None,
+        batch_row=sent.batch_row if sent else None,
+    )
+    return ExportedMessage(summary, events)
 
 
 @dataclass(frozen=True)
@@ -275,9 +389,11 @@ class HistoryStore(Protocol):
     def mark_failed(self, local_id: int, state: LocalState, error: str) -> None: ...
 
     # webhooks
-    def apply_status(self, event: StatusEvent, received_at: float) -> Applied: ...
-    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]: ...
-    def add_inbound(self, message: InboundMessage, received_at: float) -> bool: ...
+    def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied: ...
+    def queue_status(
+        self, event: StatusEvent, received_at: float, token: str | None = None
+    ) -> Deferred[Applied]: ...
+    def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool: ...
     def add_dead_letter(self, route: str, reason: str, body: bytes, received_at: float) -> None: ...
 
     # listeners
@@ -296,6 +412,19 @@ class HistoryStore(Protocol):
                         batch: str | None = None) -> list[MessageSummary]: ...  # fmt: skip
     def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]: ...
     def counts(self) -> dict[str, int]: ...
+
+    # forwarding (`listen --forward-to`): an outbox, claimed with a lease so listeners never share a delivery
+    def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None: ...
+    def claim_forwards(self, now: float, lease: float, limit: int) -> list[Forward]: ...
+    def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None: ...
+    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]: ...
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int: ...
+    def next_forward_at(self) -> float | None: ...
+
+    # replay and export: stored events in their original order; messages page by page
+    def events_of(self, uuids: list[str]) -> list[StoredEvent]: ...
+    def export_page(self, after: tuple[int, str], limit: int, status: str | None, since: float | None,
+                    batch: str | None) -> tuple[list[ExportedMessage], tuple[int, str] | None]: ...  # fmt: skip
 
     # copying between stores (`smsctl db copy`): rows in a backend-neutral shape, keyset-paged
     def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]: ...

@@ -28,15 +28,23 @@ from smsctl.storage import (
     Attempt,
     CurrentStatus,
     Deferred,
+    ExportedMessage,
+    Forward,
+    ForwardState,
     FoundMessage,
     InboundRecord,
     ListenerRecord,
     LocalState,
     LogFilters,
     MessageSummary,
+    NewForward,
+    Outcome,
     SentMessage,
     Source,
     StoredEvent,
+    event_from,
+    exported,
+    forward_from,
     found,
 )
 
@@ -255,7 +263,7 @@ class Store:
 
     # --- webhooks -----------------------------------------------------------------------------
 
-    def apply_status(self, event: StatusEvent, received_at: float) -> Applied:
+    def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
         """Store one status event idempotently; move the current status forward, never back."""
         current = self.conn.execute(
             "SELECT status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
@@ -264,12 +272,12 @@ class Store:
         inserted = self.conn.execute(
             """INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
                    from_number, client_ref, error_code, error_detail, price, currency, segments,
-                   anomaly, body)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   anomaly, body, token)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (message_uuid, status, timestamp) DO NOTHING""",
             (event.message_uuid, event.status, event.timestamp, received_at, event.to,
              event.from_, event.client_ref, event.error_code, event.error_detail, event.price,
-             event.currency, event.segments, anomaly, event.body),
+             event.currency, event.segments, anomaly, event.body, token),
         ).rowcount  # fmt: skip
         if not inserted:
             return self._count_duplicate(event, current, received_at)
@@ -292,9 +300,11 @@ class Store:
             )
         return Applied(False, status, final, anomaly, advance)
 
-    def queue_status(self, event: StatusEvent, received_at: float) -> Deferred[Applied]:
+    def queue_status(
+        self, event: StatusEvent, received_at: float, token: str | None = None
+    ) -> Deferred[Applied]:
         """`apply_status` for the writer's batches; SQLite has no round trips to save, so it is ready now."""
-        return Deferred.ready(self.apply_status(event, received_at))
+        return Deferred.ready(self.apply_status(event, received_at, token))
 
     def _count_duplicate(
         self, event: StatusEvent, current: sqlite3.Row | None, received_at: float
@@ -306,12 +316,12 @@ class Store:
         status = current["status"] if current else event.status
         return Applied(True, status, bool(current and current["final"]), None, False)
 
-    def add_inbound(self, message: InboundMessage, received_at: float) -> bool:
+    def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool:
         """Store an inbound SMS; False when it was already stored (a re-delivery)."""
         return bool(
             self.conn.execute(
                 """INSERT INTO inbound (message_uuid, from_number, to_number, text, timestamp,
-                       received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                       received_at, body, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (message_uuid) DO NOTHING""",
                 (
                     message.message_uuid,
@@ -321,6 +331,7 @@ class Store:
                     message.timestamp,
                     received_at,
                     message.body,
+                    token,
                 ),
             ).rowcount  # fmt: skip
         )
@@ -419,12 +430,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT * FROM events WHERE message_uuid = ? ORDER BY received_at, id", (message_uuid,)
         ).fetchall()
-        return [
-            StoredEvent(r["message_uuid"], r["status"], r["timestamp"], r["received_at"], r["to_number"],
-                        r["from_number"], r["client_ref"], r["error_code"], r["error_detail"], r["price"],
-                        r["currency"], r["segments"], r["anomaly"], r["body"])
-            for r in rows
-        ]  # fmt: skip
+        return [event_from(r) for r in rows]
 
     def recent_messages(
         self,
@@ -484,6 +490,120 @@ class Store:
         ).fetchall()
         return [InboundRecord(r["message_uuid"], r["from_number"], r["to_number"], r["text"], r["timestamp"],
                               r["received_at"]) for r in rows]  # fmt: skip
+
+    # --- forwarding (`listen --forward-to`) -------------------------------------------------------
+
+    def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None:
+        """Queue an event for the user's app, in the transaction that stores the event."""
+        self.conn.execute(
+            """INSERT INTO forwards (route, message_uuid, target, body, content_type, token, state, next_at,
+                   expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)""",
+            (str(forward.route), forward.message_uuid, forward.target, forward.body, forward.content_type,
+             forward.token, now, now + retry_for, now),
+        )  # fmt: skip
+
+    def claim_forwards(self, now: float, lease: float, limit: int) -> list[Forward]:
+        """Due forwards, each the oldest pending one of its message (so a message's events arrive in
+        order), leased until `now + lease` so no other worker takes them meanwhile."""
+        rows = self.conn.execute(
+            """UPDATE forwards SET lease_until = ? WHERE id IN (
+                   SELECT f.id FROM forwards f
+                   WHERE f.state = 'pending' AND f.next_at <= ? AND f.lease_until <= ?
+                     AND NOT EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
+                                     AND g.message_uuid = f.message_uuid AND g.id < f.id)
+                   ORDER BY f.id LIMIT ?)
+               RETURNING *""",
+            (now + lease, now, now, limit),
+        ).fetchall()
+        return sorted((forward_from(r) for r in rows), key=lambda f: f.id)
+
+    def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None:
+        """An attempt's outcome; the lease ends. A delivered forward's body is dropped (the event keeps it)."""
+        done = outcome.state is not ForwardState.PENDING
+        self.conn.execute(
+            """UPDATE forwards SET state = ?, attempts = ?, next_at = ?, lease_until = 0, last_code = ?,
+                   last_error = ?, last_ms = ?, done_at = ?,
+                   body = CASE WHEN ? = 'delivered' THEN X'' ELSE body END WHERE id = ?""",
+            (str(outcome.state), outcome.attempts, outcome.next_at, outcome.code, outcome.error, outcome.ms,
+             now if done else None, str(outcome.state), forward_id),
+        )  # fmt: skip
+
+    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+        marks = ",".join("?" * len(states))
+        rows = self.conn.execute(
+            f"SELECT * FROM forwards WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*map(str, states), limit)
+        ).fetchall()
+        return [forward_from(r) for r in rows]
+
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int:
+        """Make failed (or waiting) forwards due now, with a fresh retry window; how many."""
+        where, params = "state != 'delivered'", [now, now + retry_for]
+        if ids is not None:
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        return self.conn.execute(
+            f"""UPDATE forwards SET state = 'pending', attempts = 0, next_at = ?, expires_at = ?,
+                    lease_until = 0, done_at = NULL WHERE {where}""",
+            params,
+        ).rowcount
+
+    def next_forward_at(self) -> float | None:
+        """When the next pending forward falls due (or its lease ends); None when there is none."""
+        row = self.conn.execute(
+            "SELECT MIN(MAX(next_at, lease_until)) FROM forwards WHERE state = 'pending'"
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    # --- replay and export ----------------------------------------------------------------------
+
+    def events_of(self, uuids: list[str]) -> list[StoredEvent]:
+        """Every stored event of these messages, in the order they were received."""
+        found: list[StoredEvent] = []
+        for start in range(0, len(uuids), 500):
+            chunk = uuids[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT * FROM events WHERE message_uuid IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            found.extend(event_from(r) for r in rows)
+        return sorted(found, key=lambda e: e.received_at)
+
+    def export_page(self, after: tuple[int, str], limit: int, status: str | None, since: float | None,
+                    batch: str | None) -> tuple[list[ExportedMessage], tuple[int, str] | None]:  # fmt: skip
+        """One page of messages with their timelines: first those smsctl sent (by local id), then those
+        seen only through webhooks (by uuid); the cursor for the next page, None after the last."""
+        f = LogFilters.build(status, since, batch, mark="?", greatest="MAX")
+        phase, key = after
+        if phase == 0:
+            rows = self.conn.execute(
+                f"""SELECT m.*, s.status AS cur_status, s.final AS cur_final, s.updated_at AS cur_updated
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE m.id > ? AND {" AND ".join(f.sent_where)} ORDER BY m.id LIMIT ?""",
+                (int(key or 0), *f.sent_params, limit),
+            ).fetchall()
+            timelines = self._timelines([r["message_uuid"] for r in rows if r["message_uuid"]])
+            page = [
+                exported(_sent(r), r["message_uuid"] or "",
+                         (r["cur_status"], bool(r["cur_final"]), r["cur_updated"]) if r["cur_status"] else None,
+                         timelines.get(r["message_uuid"], []))
+                for r in rows
+            ]  # fmt: skip
+            return page, ((0, str(rows[-1]["id"])) if len(rows) == limit else (1, ""))
+        rows = self.conn.execute(
+            f"""SELECT s.* FROM message_status s
+                WHERE s.message_uuid > ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                  AND {" AND ".join(f.hook_where)} ORDER BY s.message_uuid LIMIT ?""",
+            (key, *f.hook_params, limit),
+        ).fetchall()
+        timelines = self._timelines([r["message_uuid"] for r in rows])
+        page = [exported(None, r["message_uuid"], (r["status"], bool(r["final"]), r["updated_at"]),
+                         timelines.get(r["message_uuid"], [])) for r in rows]  # fmt: skip
+        return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
+
+    def _timelines(self, uuids: list[str]) -> dict[str, list[StoredEvent]]:
+        timelines: dict[str, list[StoredEvent]] = {}
+        for event in self.events_of(uuids):
+            timelines.setdefault(event.message_uuid, []).append(event)
+        return timelines
 
     # --- copying (`smsctl db copy`) -------------------------------------------------------------
 

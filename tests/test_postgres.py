@@ -99,7 +99,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
     assert [p.wait(timeout=60) for p in processes] == [0] * 6
     with psycopg.connect(pg_url) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _smsctl_migrations").fetchall()]
-    assert sorted(names) == ["m001_initial", "m002_apply_status_function"]
+    assert sorted(names) == ["m001_initial", "m002_apply_status_function", "m003_forwarding"]
 
 
 def test_readers_never_create_a_store(
@@ -385,6 +385,6 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
     monkeypatch.setenv("SMSCTL_DB", pg_url)
     first = runner.invoke(app, ["db", "migrate", "--json"])
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["applied"] == ["m001_initial", "m002_apply_status_function"]
+    assert json.loads(first.stdout)["applied"] == ["m001_initial", "m002_apply_status_function", "m003_forwarding"]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout
