@@ -67,6 +67,12 @@ VARIABLES: tuple[Variable, ...] = (
         "SMSCTL_HEARTBEAT", "2", False, "seconds between a listener's heartbeats (gone after missing 5)"
     ),
     Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
+    Variable(
+        "SMSCTL_FORWARD_BACKOFF",
+        "5,300",
+        False,
+        "seconds between retries of a failed forward: first,longest (doubling, with jitter)",
+    ),
 )
 VARIABLES_BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -196,6 +202,19 @@ class Settings:
     def record_retry(self) -> float:
         """Seconds to keep trying to record a send the API accepted, before spooling it."""
         return _parse_number("SMSCTL_RECORD_RETRY", self._get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
+
+    @property
+    def forward_backoff(self) -> tuple[float, float]:
+        """(first, longest) pause between retries of a failed forward (`listen --forward-to`)."""
+        raw = self._get("SMSCTL_FORWARD_BACKOFF") or "5,300"
+        parts = raw.split(",")
+        if len(parts) != 2:
+            raise ConfigError(
+                f"SMSCTL_FORWARD_BACKOFF={raw!r} is not FIRST,LONGEST", hint="e.g. 5,300 (seconds)"
+            )
+        first = _parse_number("SMSCTL_FORWARD_BACKOFF", parts[0].strip(), float, 0.01, 86400)
+        longest = _parse_number("SMSCTL_FORWARD_BACKOFF", parts[1].strip(), float, first, 86400)
+        return first, longest
 
     def signature_secrets(self) -> list[bytes]:
         """The signature secrets to verify webhooks with: current first, then the previous one."""

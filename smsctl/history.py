@@ -17,11 +17,11 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--since") -> float:
     """`90s`, `15m`, `2h`, `7d` → seconds."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise UsageError(f"--since {text!r} is not a duration", hint="use e.g. 30s, 15m, 2h or 7d")
+        raise UsageError(f"{option} {text!r} is not a duration", hint="use e.g. 30s, 15m, 2h or 7d")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 

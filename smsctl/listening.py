@@ -12,11 +12,13 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smsctl.config import Settings
+from smsctl.forwarding import DeliveryOptions, ForwardTargets
 from smsctl.server import (
     INBOUND_PATH,
     STATUS_PATH,
@@ -30,6 +32,9 @@ from smsctl.server import (
 from smsctl.signing import Verifier
 from smsctl.storage import ListenerRecord
 from smsctl.writer import StoreWriter
+
+if TYPE_CHECKING:
+    from smsctl.forwarding import Forwarder, ForwardReport
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
 SHORT_SECRET = 32
@@ -88,10 +93,13 @@ class Listener:
     # Only a long-running `smsctl listen` registers: a listener embedded in one `send --wait` goes
     # away with it, so no other command may point its webhooks there.
     register: bool = True
+    forward: ForwardTargets | None = None  # --forward-to / --forward-inbound-to
+    delivery: DeliveryOptions = field(default_factory=lambda: DeliveryOptions())
     counters: Counters = field(default_factory=Counters)
     local_url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)  # the server
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
     _digest: logging.Filter = field(default_factory=logging.Filter)
 
     @property
@@ -106,9 +114,13 @@ class Listener:
         self._digest = MalformedHttpDigest(self.counters)
         logging.getLogger("aiohttp.server").addFilter(self._digest)
         verifier = build_verifier(self.settings, self.max_token_age)
-        app = create_app(self.writer, verifier, self.sink, self.counters, self.settings.store_text)
+        forwarder = self._forwarder()
+        app = create_app(self.writer, verifier, self.sink, self.counters, self.settings.store_text,
+                         self.forward, forwarder.wake if forwarder else lambda: None)  # fmt: skip
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)
+        if forwarder is not None:  # outbox rows left by an earlier run (even a killed one) go out too
+            self._background.append(asyncio.create_task(forwarder.run(self._stop)))
         if self.public_url is None:
             self.public_url = self.settings.base_url or await discover_ngrok(
                 int(self.local_url.rsplit(":", 1)[1])
@@ -117,8 +129,25 @@ class Listener:
         if self.register:
             every = self.settings.heartbeat
             await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url, every))
-            self._tasks.append(asyncio.create_task(self._heartbeat()))
+            self._background.append(asyncio.create_task(self._heartbeat()))
         return self
+
+    def _forwarder(self) -> Forwarder | None:
+        if self.forward is None:
+            return None
+        from smsctl.forwarding import Forwarder
+
+        self.counters.forwarding = True
+        return Forwarder(self.writer, self.delivery, self._forwarded)
+
+    def _forwarded(self, report: ForwardReport) -> None:
+        from smsctl.storage import ForwardState
+
+        self.counters.count_forward(report)
+        kind = {ForwardState.DELIVERED: "forwarded", ForwardState.FAILED: "forward_failed"}.get(
+            report.state, "forward_retry"
+        )
+        self.sink(ListenerEvent(kind, time.time(), forward=report))
 
     async def _heartbeat(self) -> None:
         while True:
@@ -133,10 +162,10 @@ class Listener:
         tb: TracebackType | None,
     ) -> None:
         logging.getLogger("aiohttp.server").removeFilter(self._digest)
-        if self.register:
-            self._tasks[-1].cancel()  # the heartbeat
+        for task in self._background:  # the heartbeat, and forwarding: a delivery cut short is retried later
+            task.cancel()
         self._stop.set()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         if self.register:
             with contextlib.suppress(Exception):
                 await self.writer.run(lambda s: s.unregister_listener())
@@ -214,6 +243,8 @@ async def run_listener(
     public_url: str | None,
     max_token_age: float | None,
     stop: asyncio.Event | None = None,
+    forward: ForwardTargets | None = None,
+    delivery: DeliveryOptions | None = None,
 ) -> Counters:
     """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
     build_verifier(settings)  # refuse to start without a secret, before opening anything
@@ -222,14 +253,17 @@ async def run_listener(
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     async with Runtime(settings) as rt:  # closes the writer after the server drained: all is committed
-        listener = Listener(settings, rt.writer, view.handle, host=host, port=port,
-                            public_url=public_url, max_token_age=max_token_age)  # fmt: skip
+        listener = Listener(settings, rt.writer, view.handle, host=host, port=port, public_url=public_url,
+                            max_token_age=max_token_age, forward=forward,
+                            delivery=delivery or DeliveryOptions())  # fmt: skip
         async with listener:
             sharing = len(await rt.writer.run(lambda s: s.fresh_listeners()))  # this one included
             view.ready({
                 "local_url": listener.local_url, "public_url": listener.public_url,
                 "status_url": listener.status_url, "inbound_url": listener.inbound_url,
                 "store": settings.store.display, "listeners": sharing,
+                "forward_to": forward.status_url if forward else None,
+                "forward_inbound_to": forward.inbound_url if forward else None,
             }, listener.counters)  # fmt: skip
             await stop.wait()
     view.stopped(listener.counters)

@@ -20,11 +20,13 @@ from aiohttp import web
 from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
-from smsctl.storage import Applied, Deferred, HistoryStore
+from smsctl.storage import Applied, Deferred, HistoryStore, NewForward, Route
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
     import ssl
+
+    from smsctl.forwarding import ForwardReport, ForwardTargets
 
 log = logging.getLogger("smsctl.listen")
 T = TypeVar("T")
@@ -75,6 +77,10 @@ class Counters:
     store_errors: int = 0  # bugs: an SQL or schema error (answered 500, so Vonage retries)
     store_ok: bool = True  # did the last commit succeed?
     view_errors: int = 0
+    forwarding: bool = False  # --forward-to / --forward-inbound-to
+    forwarded: int = 0
+    forward_retries: int = 0
+    forward_failed: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     statuses: collections.Counter[str] = field(
         default_factory=collections.Counter
@@ -89,6 +95,16 @@ class Counters:
         self.accepted += 1
         self.statuses[status] += 1
         self.rate.add()
+
+    def count_forward(self, report: ForwardReport) -> None:
+        from smsctl.storage import ForwardState
+
+        if report.state is ForwardState.DELIVERED:
+            self.forwarded += 1
+        elif report.state is ForwardState.FAILED:
+            self.forward_failed += 1
+        else:
+            self.forward_retries += 1
 
     def health(self) -> dict[str, Any]:
         """Liveness and counters only: no message data, no secrets (this port may be public)."""
@@ -107,7 +123,17 @@ class Counters:
             "store_errors": self.store_errors,
             "view_errors": self.view_errors,
             "rejected": dict(self.rejected),
-        }
+        } | (
+            {
+                "forwards": {
+                    "delivered": self.forwarded,
+                    "retries": self.forward_retries,
+                    "failed": self.forward_failed,
+                }
+            }
+            if self.forwarding
+            else {}
+        )
 
 
 class MalformedHttpDigest(logging.Filter):
@@ -152,6 +178,7 @@ class ListenerEvent:
     reason: str | None = None
     detail: str | None = None
     http_status: int = 200
+    forward: ForwardReport | None = None
 
 
 EventSink = Callable[[ListenerEvent], None]
@@ -160,6 +187,8 @@ VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 COUNTERS: web.AppKey[Counters] = web.AppKey("counters", Counters)
 SINK: web.AppKey[EventSink] = web.AppKey("sink", object)  # type: ignore[arg-type]
 STORE_TEXT: web.AppKey[bool] = web.AppKey("store_text", bool)
+FORWARD: web.AppKey[ForwardTargets | None] = web.AppKey("forward", object)  # type: ignore[arg-type]
+WAKE_FORWARDER: web.AppKey[Callable[[], None]] = web.AppKey("wake_forwarder", object)  # type: ignore[arg-type]
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -261,34 +290,61 @@ async def _dead_letter(
 
 async def _receive(
     request: web.Request,
-    route: str,
+    route: Route,
     parse: Callable[[bytes], T],
-    store: Callable[[HistoryStore, T, float], Deferred[R]],
+    store: Callable[[HistoryStore, T, float, str], Deferred[R]],
+    is_new: Callable[[R], bool],
+    uuid_of: Callable[[T], str],
 ) -> tuple[T, R, float] | web.Response:
-    """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early."""
+    """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early.
+
+    With forwarding on, a new event's outbox row is written in the same commit (never a duplicate's).
+    """
     received_at = time.time()
+    path = STATUS_PATH if route is Route.STATUS else INBOUND_PATH
     body = await _verified_body(request, received_at)
     if isinstance(body, web.Response):
         return body
     try:
         item = parse(body)
     except Unusable as exc:
-        return await _dead_letter(request, route, body, str(exc), received_at)
+        return await _dead_letter(request, path, body, str(exc), received_at)
+    token = request.headers["Authorization"].partition(" ")[2].strip()  # verified: exactly one, well formed
+    targets = request.app[FORWARD]
+    target = targets.target(route) if targets else None
+
+    def job(s: HistoryStore) -> Deferred[R]:
+        stored = store(s, item, received_at, token)
+        if target is None or targets is None:
+            return stored
+        forward = NewForward(
+            route, uuid_of(item), target, body, request.headers.get("Content-Type", ""), token
+        )
+
+        def queue_forward(result: R) -> R:
+            if is_new(result):
+                s.add_forward(forward, received_at, targets.retry_for)
+            return result
+
+        return stored.then(queue_forward)
+
     try:
-        result = await request.app[WRITER].run_deferred(lambda s: store(s, item, received_at))
+        result = await request.app[WRITER].run_deferred(job)
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
     except StoreBug as exc:
         return _store_bug(request, exc)
     request.app[COUNTERS].store_ok = True
+    if target is not None and is_new(result):
+        request.app[WAKE_FORWARDER]()
     return item, result, received_at
 
 
 async def handle_status(request: web.Request) -> web.Response:
     """POST /webhooks/status: a message status update."""
-    outcome = await _receive(
-        request, STATUS_PATH, parse_status, lambda s, event, at: s.queue_status(event, at)
-    )
+    outcome = await _receive(request, Route.STATUS, parse_status,
+                             lambda s, event, at, token: s.queue_status(event, at, token),
+                             lambda applied: not applied.duplicate, lambda event: event.message_uuid)  # fmt: skip
     if isinstance(outcome, web.Response):
         return outcome
     event, applied, received_at = outcome
@@ -309,9 +365,9 @@ def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
 async def handle_inbound(request: web.Request) -> web.Response:
     """POST /webhooks/inbound: an SMS sent to your Vonage number."""
     parse = parse_inbound if request.app[STORE_TEXT] else _parse_inbound_without_text
-    outcome = await _receive(
-        request, INBOUND_PATH, parse, lambda s, message, at: Deferred.ready(s.add_inbound(message, at))
-    )
+    outcome = await _receive(request, Route.INBOUND, parse,
+                             lambda s, message, at, token: Deferred.ready(s.add_inbound(message, at, token)),
+                             lambda new: new, lambda message: message.message_uuid)  # fmt: skip
     if isinstance(outcome, web.Response):
         return outcome
     message, new, received_at = outcome
@@ -346,10 +402,13 @@ def create_app(
     sink: EventSink,
     counters: Counters | None = None,
     store_text: bool = True,
+    forward: ForwardTargets | None = None,
+    wake_forwarder: Callable[[], None] = lambda: None,
 ) -> web.Application:
     """The listener's aiohttp application."""
     app = web.Application(client_max_size=MAX_BODY)
     app[WRITER], app[VERIFIER], app[SINK], app[STORE_TEXT] = writer, verifier, sink, store_text
+    app[FORWARD], app[WAKE_FORWARDER] = forward, wake_forwarder
     app[COUNTERS] = counters or Counters()
     app.router.add_post(STATUS_PATH, handle_status)
     app.router.add_post(INBOUND_PATH, handle_inbound)

@@ -370,6 +370,10 @@ class Deferred(Generic[T]):
     def resolve(self) -> T:
         return self._fetch()
 
+    def then(self, fn: Callable[[T], T]) -> Deferred[T]:
+        """Run `fn` on the result once it is fetched, still inside the transaction."""
+        return Deferred(lambda: fn(self.resolve()))
+
 
 class HistoryStore(Protocol):
     """Everything smsctl reads and writes. Writes run inside `transaction()`, through the writer."""

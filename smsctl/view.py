@@ -14,8 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from smsctl.events import StatusEvent, error_meaning, error_title
+from smsctl.forwarding import marker
 from smsctl.output import LineBuffer, emit_json
 from smsctl.server import Counters, ListenerEvent
+from smsctl.storage import Route
 
 STATUS_STYLE = {"delivered": "bold green", "rejected": "bold red", "undeliverable": "bold red",
                 "submitted": "yellow", "accepted": "cyan"}  # fmt: skip
@@ -42,6 +44,11 @@ def event_record(event: ListenerEvent) -> dict[str, Any]:
             error_meaning=error_meaning(status.error_code), price=status.price,
             currency=status.currency, segments=status.segments, anomaly=event.applied.anomaly,
         )  # fmt: skip
+    elif event.forward is not None:
+        f = event.forward
+        record.update(forward_id=f.forward_id, route=str(f.route), message_uuid=f.message_uuid, target=f.target,
+                      http_status=f.code, ms=round(f.ms, 1), attempts=f.attempts, error=f.error,
+                      retry_in=round(f.retry_in, 1) if f.retry_in is not None else None)  # fmt: skip
     elif event.inbound is not None:
         message = event.inbound
         record.update(message_uuid=message.message_uuid, **{"from": message.from_}, to=message.to,
@@ -80,6 +87,7 @@ class MessageRow:
     price: str = ""
     error: str = ""
     duplicates: int = 0
+    forward: str = ""  # the last forward's outcome: `→ 200 12 ms`, `→ retry 3`, `→ failed 400`
     anomalies: list[str] = field(default_factory=list)
     transitions: list[tuple[str, float, str | None]] = field(default_factory=list)
 
@@ -116,6 +124,7 @@ class MessageRow:
         return one_line if one_line.cell_len <= width else Text("\n→ ").join(steps)
 
 
+FORWARD_WIDTH = 18  # "→ failed no answer"
 STATUS_WIDTH = 16  # "undeliverable" and a duplicate marker; a conflict marker wraps below
 ERROR_WIDTH = {True: 22, False: 5}  # "1240 Illegal Number" or just "1240"
 PRICE_WIDTH = 11
@@ -130,11 +139,13 @@ class Layout:
     price: bool
     error_title: bool  # "1240 Illegal Number" instead of "1240"
     delays: bool  # "(+3.2s)" after each transition
+    forward: bool = False  # --forward-to is on: the forward column is essential
 
     @classmethod
-    def for_width(cls, width: int) -> Layout:
-        client_ref = 0 if width < 110 else 18 if width < 150 else 36
-        return cls(width, client_ref, price=width >= 130, error_title=width >= 100, delays=width >= 100)
+    def for_width(cls, width: int, forward: bool = False) -> Layout:
+        client_ref = 0 if width < 110 + 20 * forward else 18 if width < 150 else 36
+        return cls(width, client_ref, price=width >= 130 + 20 * forward, error_title=width >= 100,
+                   delays=width >= 100, forward=forward)  # fmt: skip
 
     def transitions_width(self, rows: list[MessageRow]) -> int:
         """The room left for transitions once the other columns (one space of padding each side) have theirs."""
@@ -148,6 +159,7 @@ class Layout:
         )
         used += widest([r.client_ref for r in rows], self.client_ref) if self.client_ref else 0
         used += widest([r.price for r in rows], PRICE_WIDTH) if self.price else 0
+        used += widest([r.forward for r in rows], FORWARD_WIDTH) if self.forward else 0
         return max(20, self.width - used)
 
 
@@ -186,6 +198,10 @@ class LiveView:
             self.rows[row.uuid] = row  # most recent activity last
             while len(self.rows) > MAX_ROWS:
                 self.rows.popitem(last=False)
+        elif event.forward is not None:
+            forwarded = self.rows.get(event.forward.message_uuid)
+            if event.forward.route is Route.STATUS and forwarded is not None:
+                forwarded.forward = marker(event.forward)
         elif event.kind == "inbound" and event.inbound is not None:
             self.inbound.insert(0, (event.received_at, event.inbound.from_ or "?", event.inbound.text or ""))
             del self.inbound[10:]
@@ -198,7 +214,7 @@ class LiveView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         try:
-            layout = Layout.for_width(options.max_width)
+            layout = Layout.for_width(options.max_width, forward=bool(self.counters.forwarding))
             above: list[RenderableType] = [self._header()]
             below: list[RenderableType] = [self._inbound()] if self.inbound else []
             below.append(self._footer())
@@ -237,6 +253,8 @@ class LiveView:
         table.add_column("transitions", ratio=1, min_width=20)
         if layout.price:
             table.add_column("price", no_wrap=True, max_width=PRICE_WIDTH)
+        if layout.forward:
+            table.add_column("→ your app", no_wrap=True, overflow="ellipsis", max_width=FORWARD_WIDTH)
         table.add_column(
             "error", no_wrap=True, overflow="ellipsis", max_width=ERROR_WIDTH[layout.error_title]
         )
@@ -276,6 +294,9 @@ class LiveView:
             cells += [status, row.timeline(layout.delays, room)]
             if layout.price:
                 cells.append(Text(row.price))
+            if layout.forward:
+                style = "red" if "failed" in row.forward else "yellow" if "retry" in row.forward else "green"
+                cells.append(Text(row.forward, style))
             return [*cells, Text(error, "red")]
         except Exception as exc:  # one odd event must not freeze the whole screen
             self.counters.view_errors += 1
@@ -300,6 +321,10 @@ class LiveView:
             text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew} (check NTP)", "yellow")
         if c.previous_secret:
             text.append(f"  signed with the previous secret {c.previous_secret}", "yellow")
+        if c.forwarding:
+            text.append(f"  │ forwarded {c.forwarded:,}", "green")
+            text.append(f"  retries {c.forward_retries:,}", "yellow" if c.forward_retries else "")
+            text.append(f"  failed {c.forward_failed:,}", "bold red" if c.forward_failed else "")
         if c.store_unavailable:
             text.append(f"  store unavailable {c.store_unavailable}", "bold red")
         if c.view_errors:
@@ -350,7 +375,9 @@ class PlainLinesView:
 
         record = event_record(event)
         subject = (record.get("message_uuid") or "")[:8]
-        what = record.get("status") or record.get("reason") or ""
+        what = (
+            record.get("status") or record.get("reason") or (marker(event.forward) if event.forward else "")
+        )
         now = record.get("current_status")
         out().print(f"{clock(event.received_at)} {event.kind:<11} {subject:<8} {what}"
                     + (f" (now {now})" if now and now != what else ""), highlight=False)  # fmt: skip

@@ -20,6 +20,26 @@ def listen(
         float | None,
         typer.Option(min=1, help="Reject authentic tokens older than this (default: accept, count)."),
     ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(help="POST each stored status webhook on to your app's URL (durable, retried)."),
+    ] = None,
+    forward_inbound_to: Annotated[
+        str | None, typer.Option(help="POST each stored inbound SMS webhook on to your app's URL.")
+    ] = None,
+    forward_resign: Annotated[
+        bool,
+        typer.Option(help="Sign forwards afresh (new iat, same payload_hash) instead of the original token."),
+    ] = False,
+    forward_header: Annotated[
+        list[str] | None, typer.Option(help='Extra header for forwards, "Name: value" (repeatable).')
+    ] = None,
+    forward_retry_for: Annotated[
+        str, typer.Option(help="Keep retrying a failing forward this long (30m, 24h, 7d).")
+    ] = "24h",
+    forward_timeout: Annotated[
+        float, typer.Option(min=0.1, max=300, help="Seconds to wait for your app to answer a forward.")
+    ] = 10.0,
     no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -27,12 +47,14 @@ def listen(
     """Receive, verify and store status and inbound webhooks, and show them live.
 
     Run it alongside `ngrok http 3000`. Not on a terminal (or with --json) it writes JSON Lines.
+    With --forward-to, every stored event is also POSTed to your own app, exactly as Vonage sent it.
 
-    Example: smsctl listen --port 3000
+    Example: smsctl listen --port 3000 --forward-to http://localhost:8080/webhooks/status
     """
     import asyncio
 
     from smsctl.config import load_settings
+    from smsctl.forwarding import forwarding_from
     from smsctl.listening import run_listener, startup_warnings
     from smsctl.output import reporting, warn
     from smsctl.view import JsonLinesView, LiveTerminalView
@@ -41,6 +63,10 @@ def listen(
         settings = load_settings(
             flags(PORT=port, BASE_URL=public_url, SMSCTL_STORE_TEXT=store_text_flag(no_store_text))
         )
+        forward, delivery = forwarding_from(
+            settings, status_url=forward_to, inbound_url=forward_inbound_to, resign=forward_resign,
+            headers=forward_header or [], retry_for=forward_retry_for, timeout=forward_timeout,
+        )  # fmt: skip
         for message in startup_warnings(settings):
             warn(message)
         json_lines = json_output or not sys.stdout.isatty()
@@ -49,7 +75,8 @@ def listen(
         # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
-                                 max_token_age=max_token_age, stop=stop))  # fmt: skip
+                                 max_token_age=max_token_age, stop=stop, forward=forward,
+                                 delivery=delivery))  # fmt: skip
 
 
 def _logging(json_lines: bool) -> None:
@@ -58,7 +85,10 @@ def _logging(json_lines: bool) -> None:
 
     handler: logging.Handler = logging.StreamHandler(sys.stderr) if json_lines else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    for name in ("smsctl", "aiohttp.server"):  # aiohttp's own: malformed requests, digested (server.py)
+    for name in (
+        "smsctl",
+        "aiohttp.server",
+    ):  # smsctl.forward too: a paused outbox is worth a line  # aiohttp's own: malformed requests, digested (server.py)
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(logging.WARNING)
