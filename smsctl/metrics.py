@@ -83,6 +83,13 @@ class _Collector:
             ),
         ):
             yield CounterMetricFamily(name, meaning, value=value)
+        if c.forwarding:
+            forwards = CounterMetricFamily("smsctl_forwards", "Forward attempts to your app, by outcome",
+                                           labels=["outcome"])  # fmt: skip
+            for outcome, count in (("delivered", c.forwarded), ("retry", c.forward_retries),
+                                   ("failed", c.forward_failed)):  # fmt: skip
+                forwards.add_metric([outcome], count)
+            yield forwards
         yield GaugeMetricFamily(
             "smsctl_store_up", "1 when the last commit succeeded", value=float(c.store_ok)
         )
