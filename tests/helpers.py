@@ -181,3 +181,91 @@ class StaticApi:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class CaptureApp:
+    """The user's own app, as the tutorial's Express server: it verifies each webhook's signature
+    (HS256 with the signature secret, `payload_hash` over the raw body) and records it. `answers`
+    sets the replies of the next requests in turn (an int, or "hang": never answer); after that it
+    answers `default`. `stop()` closes the port (the app is down); `start()` opens it again."""
+
+    def __init__(self, secret: str = SIGNATURE_SECRET, default: int = 200) -> None:
+        self.secret, self.default = secret, default
+        self.answers: list[int | str] = []
+        self.received: list[dict[str, Any]] = []
+        self.port = 0
+        self._released = threading.Event()
+        self.server: Any = None
+        self.on_request: Callable[[dict[str, Any]], None] = lambda request: None
+
+    def url(self, path: str = "/webhooks/status") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> CaptureApp:
+        import hashlib
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import jwt as pyjwt
+
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                token = self.headers.get("Authorization", "").partition(" ")[2]
+                try:
+                    claims = pyjwt.decode(token, app.secret, algorithms=["HS256"])
+                    verified = claims.get("payload_hash") == hashlib.sha256(body).hexdigest()
+                except pyjwt.PyJWTError:
+                    claims, verified = {}, False
+                request = {"path": self.path, "body": body, "token": token, "claims": claims,
+                           "verified": verified, "headers": dict(self.headers), "json": json.loads(body or b"null")}  # fmt: skip
+                app.on_request(request)
+                answer = app.answers.pop(0) if app.answers else app.default
+                if answer == "hang":
+                    app._released.wait(60)
+                    return
+                request["answer"] = int(answer)
+                app.received.append(request)
+                self.send_response(int(answer))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.daemon_threads = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self._released.set()
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+            self._released = threading.Event()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """What the app accepted (answered 2xx), in arrival order."""
+        return [r for r in self.received if r["verified"] and 200 <= r["answer"] < 300]
+
+    def __enter__(self) -> CaptureApp:
+        return self.start() if self.server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)

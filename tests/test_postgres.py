@@ -385,6 +385,10 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
     monkeypatch.setenv("SMSCTL_DB", pg_url)
     first = runner.invoke(app, ["db", "migrate", "--json"])
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["applied"] == ["m001_initial", "m002_apply_status_function", "m003_forwarding"]
+    assert json.loads(first.stdout)["applied"] == [
+        "m001_initial",
+        "m002_apply_status_function",
+        "m003_forwarding",
+    ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout

@@ -1,0 +1,49 @@
+"""`smsctl forwards`: what the forwarding outbox holds, and retrying what failed."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from smsctl.config import Settings
+from smsctl.storage import Forward, ForwardState, open_reader, open_store
+
+LIST_LIMIT = 10_000
+RETRY_WINDOW = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ForwardList:
+    forwards: list[Forward]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [forward_json(f) for f in self.forwards]
+
+
+def forward_json(f: Forward) -> dict[str, Any]:
+    """One outbox row for `--json` (the body is left out: it may hold an inbound text)."""
+    return {"id": f.id, "state": str(f.state), "route": str(f.route), "message_uuid": f.message_uuid,
+            "target": f.target, "attempts": f.attempts, "last_http_status": f.last_code, "last_error": f.last_error,
+            "last_ms": round(f.last_ms, 1) if f.last_ms is not None else None, "created_at": f.created_at,
+            "next_attempt_at": f.next_at if f.state is ForwardState.PENDING else None,
+            "expires_at": f.expires_at}  # fmt: skip
+
+
+def list_forwards(settings: Settings, failed_only: bool) -> ForwardList:
+    """Pending and failed forwards (or only failed ones), oldest first; none when there is no store."""
+    store = open_reader(settings.store)
+    if store is None:
+        return ForwardList([])
+    states = [ForwardState.FAILED] if failed_only else [ForwardState.PENDING, ForwardState.FAILED]
+    with contextlib.closing(store):
+        return ForwardList(store.forwards(states, LIST_LIMIT))
+
+
+def retry_forwards(settings: Settings, ids: list[int] | None, clock: Any = time.time) -> int:
+    """Make these forwards (None: every one not delivered) due now, with a fresh 24 h window; how many.
+    A running `smsctl listen --forward-to` delivers them within a second."""
+    store = open_store(settings.store, busy_timeout=settings.busy_timeout)
+    with contextlib.closing(store), store.transaction():
+        return store.retry_forwards(ids, clock(), RETRY_WINDOW)
