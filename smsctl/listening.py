@@ -217,6 +217,26 @@ async def usable_listener(writer: StoreWriter) -> ListenerRecord | None:
     return None
 
 
+async def running_listener(settings: Settings) -> ListenerRecord | None:
+    """This store's running `smsctl listen` on this machine, found read-only (nothing is created or tidied)."""
+    from smsctl.storage import open_reader
+
+    store = open_reader(settings.store)
+    if store is None:
+        return None
+    with contextlib.closing(store):
+        registered = store.fresh_listeners()
+    here = socket.gethostname()
+    for listener in registered:
+        if (
+            listener.host in (None, here)
+            and _process_alive(listener.pid)
+            and await _answers_health(listener.local_url)
+        ):
+            return listener
+    return None
+
+
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGINT/SIGTERM set `stop`: stop accepting, drain in-flight commits, exit 0."""
     loop = asyncio.get_running_loop()

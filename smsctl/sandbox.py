@@ -443,6 +443,18 @@ def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: i
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def inbound_body(message_uuid: str, from_: str, to: str, text: str) -> bytes:
+    """An inbound SMS webhook shaped as the spec's v1 `inboundMessageSMS` (with `message_type: text`,
+    as the SDKs' models have it), as compact JSON."""
+    body = {
+        "channel": "sms", "message_uuid": message_uuid, "to": to.lstrip("+"), "from": from_.lstrip("+"),
+        "timestamp": _iso_now(), "message_type": "text", "text": text,
+        "sms": {"num_messages": str(text_cost(text).segments), "keyword": (text.split() or [""])[0].upper()},
+        "usage": {"currency": "EUR", "price": "0.0000"},
+    }  # fmt: skip
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def config_from_settings(
     settings: Settings, *, status_url: str | None, time_scale: float, rate: float | None
 ) -> SandboxConfig:

@@ -1,0 +1,82 @@
+"""`smsctl trigger`: one signed webhook to any endpoint, against a real capture app and a real listener."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from tests.helpers import CaptureApp, ListenProcess
+
+runner = CliRunner()
+
+
+def test_a_status_webhook_verifies_as_vonages_and_has_its_shape(credentials: dict[str, str]) -> None:
+    with CaptureApp() as user_app:
+        result = runner.invoke(app, ["trigger", "rejected", "--url", user_app.url(), "--to", "+14155550123",
+                                     "--client-ref", "order-7", "--message-uuid", "77777777-aaaa-4bbb-8ccc-000000000000"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("200 ") and user_app.url() in result.stdout
+    [received] = user_app.received
+    assert received["verified"], "signed with the signature secret, payload_hash over the exact body"
+    assert received["claims"]["api_key"] == credentials["VONAGE_API_KEY"]
+    body = received["json"]
+    assert (body["status"], body["to"], body["client_ref"], body["message_uuid"]) == (
+        "rejected", "14155550123", "order-7", "77777777-aaaa-4bbb-8ccc-000000000000")  # fmt: skip
+    assert body["error"]["title"] == "1240" and body["channel"] == "sms"
+
+
+def test_an_inbound_sms_webhook(credentials: dict[str, str]) -> None:
+    with CaptureApp() as user_app:
+        result = runner.invoke(app, ["trigger", "inbound", "STOP now", "--from", "+14155550123",
+                                     "--url", user_app.url("/webhooks/inbound"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["http_status"] == 200
+    [received] = user_app.received
+    assert received["verified"] and received["path"] == "/webhooks/inbound"
+    body = received["json"]
+    assert (body["text"], body["from"], body["to"], body["sms"]["keyword"]) == (
+        "STOP now",
+        "14155550123",
+        "14155550199",
+        "STOP",
+    )
+
+
+@pytest.mark.parametrize("answer", [500, 404, "closed"])
+def test_an_endpoint_that_does_not_answer_2xx_exits_5(credentials: dict[str, str], answer: int | str) -> None:
+    user_app = CaptureApp(default=answer if isinstance(answer, int) else 200).start()
+    url = user_app.url()
+    if answer == "closed":
+        user_app.stop()
+    result = runner.invoke(app, ["trigger", "delivered", "--url", url])
+    user_app.stop()
+    assert result.exit_code == 5, result.output
+    shown = "no answer" if answer == "closed" else str(answer)
+    assert result.stdout.startswith(shown) and "error:" in result.stderr
+
+
+def test_without_url_it_goes_to_the_running_listener_and_is_stored(credentials: dict[str, str]) -> None:
+    refused = runner.invoke(app, ["trigger", "delivered"])
+    assert refused.exit_code == 3 and "no `smsctl listen` is running" in refused.stderr
+    with ListenProcess() as listener:
+        listener.ready()
+        result = runner.invoke(
+            app, ["trigger", "delivered", "--message-uuid", "88888888-aaaa-4bbb-8ccc-000000000000"]
+        )
+        assert result.exit_code == 0, result.output
+        listener.wait_for(lambda line: line.get("message_uuid", "").startswith("88888888") and line["final"])
+        listener.stop()
+    status = runner.invoke(app, ["status", "88888888-aaaa-4bbb-8ccc-000000000000", "--json"])
+    assert json.loads(status.stdout)["status"] == "delivered"
+
+
+def test_bad_input_is_refused_before_anything_is_sent(credentials: dict[str, str]) -> None:
+    with CaptureApp() as user_app:
+        for args, message in ((["inbound", "hi"], "needs the text and --from"),
+                              (["read"], "is not something to trigger")):  # fmt: skip
+            result = runner.invoke(app, ["trigger", *args, "--url", user_app.url()])
+            assert result.exit_code == 2 and message in result.stderr, result.output
+    assert user_app.received == []
