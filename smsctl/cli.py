@@ -5,7 +5,20 @@ from __future__ import annotations
 import typer
 
 from smsctl import __version__
-from smsctl.commands import bulk, config_cmd, db, demo, forwards, history, listen, sandbox, send, trigger
+from smsctl.commands import (
+    bulk,
+    config_cmd,
+    db,
+    demo,
+    export,
+    forwards,
+    history,
+    listen,
+    replay,
+    sandbox,
+    send,
+    trigger,
+)
 from smsctl.errors import EXIT_CODE_MEANINGS
 
 # "\b" stops Click from re-wrapping the table.
@@ -53,6 +66,8 @@ app.command("log")(history.log)
 app.command("config")(config_cmd.config)
 app.command("demo")(demo.demo)
 app.command("trigger")(trigger.trigger)
+app.command("export")(export.export)
+app.command("replay")(replay.replay)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 

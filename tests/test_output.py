@@ -29,6 +29,9 @@ FAILURES = {
     "sandbox": (lambda tmp: ["sandbox", "--port", "0"], 3),  # no credentials
     "status": (lambda tmp: ["status", "deadbeef"], 7),
     "log": (lambda tmp: ["log", "--since", "yesterday"], 2),
+    "trigger": (lambda tmp: ["trigger", "read", "--url", "http://127.0.0.1:9/x"], 2),
+    "export": (lambda tmp: ["export", "--format", "xml"], 2),
+    "replay": (lambda tmp: ["replay", "--url", "http://127.0.0.1:9/x"], 2),  # nothing chosen to replay
 }
 
 

@@ -1,0 +1,105 @@
+"""Export benchmark: `smsctl export` over 100,000 and 1,000,000 messages (two events each), peak RSS
+and time, beside a bare sqlite3 loop that streams the same events as JSON Lines (the floor).
+
+    python bench/export.py            # 100,000 and 1,000,000 messages (the store is built once, cached in bench/out)
+    python bench/export.py --quick    # 5,000 messages; for CI, figures not judged
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import OUT, SMSCTL, machine, table  # noqa: E402
+
+BASELINE = """
+import json, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+out = sys.stdout
+for row in conn.execute("SELECT message_uuid, status, timestamp, received_at, body FROM events ORDER BY id"):
+    out.write(json.dumps({"message_uuid": row[0], "status": row[1], "timestamp": row[2], "received_at": row[3]}) + "\\n")
+"""
+
+
+def build(path: Path, messages: int) -> None:
+    """A store made by smsctl's own migrations, filled with `messages` sends and their two events."""
+    from smsctl.store import Store
+
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    now = time.time()
+    with conn:
+        for start in range(0, messages, 50_000):
+            chunk = range(start, min(messages, start + 50_000))
+            uuids = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in chunk]
+            conn.executemany(
+                "INSERT INTO messages (client_ref, message_uuid, to_number, from_number, text, encoding, segments,"
+                " state, created_at, updated_at) VALUES (?, ?, '14155550101', 'SMSCTL', 'Your code is 1234', 'text',"
+                " 1, 'accepted', ?, ?)",
+                [(f"ref-{i}", u, now, now) for i, u in zip(chunk, uuids, strict=True)],
+            )
+            for status, second in (("submitted", 1), ("delivered", 3)):
+                conn.executemany(
+                    "INSERT INTO events (message_uuid, status, timestamp, received_at, to_number, price, currency,"
+                    " body) VALUES (?, ?, ?, ?, '14155550101', '0.0057', 'EUR', ?)",
+                    [(u, status, f"2026-11-30T12:00:0{second}Z", now + second,
+                      f'{{"message_uuid":"{u}","status":"{status}"}}') for u in uuids],
+                )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
+                " VALUES (?, 'delivered', 1, ?, ?)",
+                [(u, now, now) for u in uuids],
+            )
+    conn.close()
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one run, its output thrown away."""
+    started = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.DEVNULL)
+        _, code, usage = os.wait4(process.pid, 0)
+    assert code == 0, f"{command} failed"
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    sizes = [5_000] if parser.parse_args().quick else [100_000, 1_000_000]
+    OUT.mkdir(exist_ok=True)
+    rows = []
+    for size in sizes:
+        store = OUT / f"export-{size}.db"
+        if not store.exists():
+            print(f"building a store of {size:,} messages…", file=sys.stderr)
+            build(store, size)
+        env = {**os.environ, "SMSCTL_DB": str(store)}
+        base_s, base_mb = measure([sys.executable, "-c", BASELINE, str(store)], env)
+        rows.append(
+            [
+                f"{size:,}",
+                "sqlite3 loop (events only)",
+                f"{base_s:.1f}",
+                f"{2 * size / base_s:,.0f}",
+                f"{base_mb:.0f}",
+            ]
+        )
+        for fmt in ("jsonl", "csv"):
+            seconds, mb = measure([*SMSCTL, "export", "--format", fmt], env)
+            rows.append([f"{size:,}", f"smsctl export --format {fmt}", f"{seconds:.1f}", f"{size / seconds:,.0f}",
+                         f"{mb:.0f} ({mb / base_mb:.2f}×)"])  # fmt: skip
+    print(f"export benchmark; {machine()}")
+    print(table(["messages", "program", "wall s", "records/s", "peak RSS MB (× baseline)"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
