@@ -31,6 +31,7 @@ from smsctl.server import (
 )
 from smsctl.signing import Verifier
 from smsctl.storage import ListenerRecord
+from smsctl.tunnel import check_tunnel, new_nonce
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
@@ -94,12 +95,14 @@ class Listener:
     # away with it, so no other command may point its webhooks there.
     register: bool = True
     forward: ForwardTargets | None = None  # --forward-to / --forward-inbound-to
+    tunnel_check: bool = False  # probe the public URL at start-up (`smsctl listen`; not a --wait's listener)
     delivery: DeliveryOptions = field(default_factory=lambda: DeliveryOptions())
     counters: Counters = field(default_factory=Counters)
     local_url: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)  # the server
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _nonce: str = ""
     _digest: logging.Filter = field(default_factory=logging.Filter)
 
     @property
@@ -115,8 +118,9 @@ class Listener:
         logging.getLogger("aiohttp.server").addFilter(self._digest)
         verifier = build_verifier(self.settings, self.max_token_age)
         forwarder = self._forwarder()
+        nonce = new_nonce()
         app = create_app(self.writer, verifier, self.sink, self.counters, self.settings.store_text,
-                         self.forward, forwarder.wake if forwarder else lambda: None)  # fmt: skip
+                         self.forward, forwarder.wake if forwarder else lambda: None, nonce)  # fmt: skip
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)
         if forwarder is not None:  # outbox rows left by an earlier run (even a killed one) go out too
@@ -126,11 +130,21 @@ class Listener:
                 int(self.local_url.rsplit(":", 1)[1])
             )
         self.public_url = self.public_url.rstrip("/") if self.public_url else None
+        self._nonce = nonce
         if self.register:
             every = self.settings.heartbeat
             await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url, every))
             self._background.append(asyncio.create_task(self._heartbeat()))
         return self
+
+    def start_tunnel_check(self) -> None:
+        """Probe the public URL in the background; the outcome reaches the view as a `tunnel` event."""
+        if self.tunnel_check and self.public_url:
+            self._background.append(asyncio.create_task(self._check_tunnel(self.public_url)))
+
+    async def _check_tunnel(self, public_url: str) -> None:
+        result = await check_tunnel(public_url, STATUS_PATH, self._nonce)
+        self.sink(ListenerEvent("tunnel", time.time(), tunnel=result))
 
     def _forwarder(self) -> Forwarder | None:
         if self.forward is None:
@@ -265,6 +279,7 @@ async def run_listener(
     stop: asyncio.Event | None = None,
     forward: ForwardTargets | None = None,
     delivery: DeliveryOptions | None = None,
+    tunnel_check: bool = True,
 ) -> Counters:
     """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
     build_verifier(settings)  # refuse to start without a secret, before opening anything
@@ -274,7 +289,7 @@ async def run_listener(
     stop_on_signals(stop)
     async with Runtime(settings) as rt:  # closes the writer after the server drained: all is committed
         listener = Listener(settings, rt.writer, view.handle, host=host, port=port, public_url=public_url,
-                            max_token_age=max_token_age, forward=forward,
+                            max_token_age=max_token_age, forward=forward, tunnel_check=tunnel_check,
                             delivery=delivery or DeliveryOptions())  # fmt: skip
         async with listener:
             sharing = len(await rt.writer.run(lambda s: s.fresh_listeners()))  # this one included
@@ -284,7 +299,9 @@ async def run_listener(
                 "store": settings.store.display, "listeners": sharing,
                 "forward_to": forward.status_url if forward else None,
                 "forward_inbound_to": forward.inbound_url if forward else None,
+                "tunnel_check": "checking" if tunnel_check and listener.public_url else None,
             }, listener.counters)  # fmt: skip
+            listener.start_tunnel_check()
             await stop.wait()
     view.stopped(listener.counters)
     return listener.counters

@@ -21,12 +21,14 @@ from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
 from smsctl.events import InboundMessage, StatusEvent, Unusable, parse_inbound, parse_status
 from smsctl.signing import Rejected, Verifier
 from smsctl.storage import Applied, Deferred, HistoryStore, NewForward, Route
+from smsctl.tunnel import PROBE_HEADER
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
     import ssl
 
     from smsctl.forwarding import ForwardReport, ForwardTargets
+    from smsctl.tunnel import TunnelCheck
 
 log = logging.getLogger("smsctl.listen")
 T = TypeVar("T")
@@ -179,6 +181,7 @@ class ListenerEvent:
     detail: str | None = None
     http_status: int = 200
     forward: ForwardReport | None = None
+    tunnel: TunnelCheck | None = None
 
 
 EventSink = Callable[[ListenerEvent], None]
@@ -188,6 +191,7 @@ COUNTERS: web.AppKey[Counters] = web.AppKey("counters", Counters)
 SINK: web.AppKey[EventSink] = web.AppKey("sink", object)  # type: ignore[arg-type]
 STORE_TEXT: web.AppKey[bool] = web.AppKey("store_text", bool)
 FORWARD: web.AppKey[ForwardTargets | None] = web.AppKey("forward", object)  # type: ignore[arg-type]
+PROBE: web.AppKey[str | None] = web.AppKey("probe", object)  # type: ignore[arg-type]
 WAKE_FORWARDER: web.AppKey[Callable[[], None]] = web.AppKey("wake_forwarder", object)  # type: ignore[arg-type]
 
 
@@ -257,6 +261,16 @@ async def _verified_body(request: web.Request, received_at: float) -> bytes | we
     return body
 
 
+def _answer_probe(request: web.Request, probe: str) -> web.Response:
+    """This listener's own probe gets its nonce back; another listener's, a 409 (see tunnel.py)."""
+    import hmac
+
+    mine = request.app[PROBE]
+    if mine is not None and hmac.compare_digest(probe.encode(), mine.encode()):
+        return web.Response(status=200, text=f"smsctl probe {mine}\n")
+    return web.Response(status=409, text="smsctl probe for another listener\n")
+
+
 def _store_bug(request: web.Request, exc: StoreBug) -> web.Response:
     """A bug, not the disk: logged once with its traceback, counted, answered 500 (Vonage retries)."""
     counters = request.app[COUNTERS]
@@ -302,6 +316,8 @@ async def _receive(
     """
     received_at = time.time()
     path = STATUS_PATH if route is Route.STATUS else INBOUND_PATH
+    if (probe := request.headers.get(PROBE_HEADER)) is not None:  # the tunnel check: never stored
+        return _answer_probe(request, probe)
     body = await _verified_body(request, received_at)
     if isinstance(body, web.Response):
         return body
@@ -404,11 +420,12 @@ def create_app(
     store_text: bool = True,
     forward: ForwardTargets | None = None,
     wake_forwarder: Callable[[], None] = lambda: None,
+    probe_nonce: str | None = None,
 ) -> web.Application:
     """The listener's aiohttp application."""
     app = web.Application(client_max_size=MAX_BODY)
     app[WRITER], app[VERIFIER], app[SINK], app[STORE_TEXT] = writer, verifier, sink, store_text
-    app[FORWARD], app[WAKE_FORWARDER] = forward, wake_forwarder
+    app[FORWARD], app[WAKE_FORWARDER], app[PROBE] = forward, wake_forwarder, probe_nonce
     app[COUNTERS] = counters or Counters()
     app.router.add_post(STATUS_PATH, handle_status)
     app.router.add_post(INBOUND_PATH, handle_inbound)

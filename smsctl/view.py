@@ -18,6 +18,7 @@ from smsctl.forwarding import marker
 from smsctl.output import LineBuffer, emit_json
 from smsctl.server import Counters, ListenerEvent
 from smsctl.storage import Route
+from smsctl.tunnel import TunnelCheck
 
 STATUS_STYLE = {"delivered": "bold green", "rejected": "bold red", "undeliverable": "bold red",
                 "submitted": "yellow", "accepted": "cyan"}  # fmt: skip
@@ -44,6 +45,8 @@ def event_record(event: ListenerEvent) -> dict[str, Any]:
             error_meaning=error_meaning(status.error_code), price=status.price,
             currency=status.currency, segments=status.segments, anomaly=event.applied.anomaly,
         )  # fmt: skip
+    elif event.tunnel is not None:
+        record.update(event.tunnel.to_json())
     elif event.forward is not None:
         f = event.forward
         record.update(forward_id=f.forward_id, route=str(f.route), message_uuid=f.message_uuid, target=f.target,
@@ -198,6 +201,8 @@ class LiveView:
             self.rows[row.uuid] = row  # most recent activity last
             while len(self.rows) > MAX_ROWS:
                 self.rows.popitem(last=False)
+        elif event.tunnel is not None:
+            self.info["tunnel"] = event.tunnel
         elif event.forward is not None:
             forwarded = self.rows.get(event.forward.message_uuid)
             if event.forward.route is Route.STATUS and forwarded is not None:
@@ -234,6 +239,17 @@ class LiveView:
         public = info.get("public_url")
         missing = info.get("public_hint") or "none (set --public-url, BASE_URL or run ngrok)"
         lines.append("   public ", "dim").append(public or missing, "" if public else "yellow")
+        tunnel = info.get("tunnel")
+        if isinstance(tunnel, TunnelCheck):
+            if tunnel.reachable:
+                lines.append(f"  ✓ reachable ({tunnel.ms:.0f} ms)", "green")
+            else:
+                lines.append(f"\ntunnel ✗ {tunnel.diagnosis}", "bold red")
+        elif info.get("tunnel_check"):
+            lines.append("  checking the tunnel…", "dim")
+        for label, key in (("forward →", "forward_to"), ("inbound →", "forward_inbound_to")):
+            if info.get(key):
+                lines.append(f"\n{label:<11} ", "dim").append(str(info[key]), "bold")
         lines.append("\nstatus URL  ", "dim").append(str(info.get("status_url", "")), "bold")
         lines.append("\ninbound URL ", "dim").append(str(info.get("inbound_url", "")), "bold")
         lines.append("\nstore ", "dim").append(str(info.get("store", "")), "dim")

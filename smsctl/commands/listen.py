@@ -40,6 +40,9 @@ def listen(
     forward_timeout: Annotated[
         float, typer.Option(min=0.1, max=300, help="Seconds to wait for your app to answer a forward.")
     ] = 10.0,
+    tunnel_check: Annotated[
+        bool, typer.Option(help="Probe the public URL at start-up and say whether webhooks can reach us.")
+    ] = True,
     no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -76,7 +79,7 @@ def listen(
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
                                  max_token_age=max_token_age, stop=stop, forward=forward,
-                                 delivery=delivery))  # fmt: skip
+                                 delivery=delivery, tunnel_check=tunnel_check))  # fmt: skip
 
 
 def _logging(json_lines: bool) -> None:
