@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smsctl.config import Settings
+from smsctl.errors import ConfigError
 from smsctl.forwarding import DeliveryOptions, ForwardTargets
 from smsctl.server import (
     INBOUND_PATH,
@@ -35,6 +36,7 @@ from smsctl.tunnel import check_tunnel, new_nonce
 from smsctl.writer import StoreWriter
 
 if TYPE_CHECKING:
+    from smsctl.application import AppChange, ApplicationApi
     from smsctl.forwarding import Forwarder, ForwardReport
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
@@ -268,40 +270,87 @@ class ListenerView(Protocol):
     def stopped(self, counters: Counters) -> None: ...
 
 
-async def run_listener(
-    settings: Settings,
-    view: ListenerView,
-    *,
-    host: str,
-    port: int,
-    public_url: str | None,
-    max_token_age: float | None,
-    stop: asyncio.Event | None = None,
-    forward: ForwardTargets | None = None,
-    delivery: DeliveryOptions | None = None,
-    tunnel_check: bool = True,
-) -> Counters:
+@dataclass(frozen=True)
+class ListenOptions:
+    """What `smsctl listen` was asked to do, beyond the settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    max_token_age: float | None = None
+    forward: ForwardTargets | None = None
+    delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
+    tunnel_check: bool = True
+    update_app: bool = False  # point the Vonage application's webhooks here (and back on exit)
+    keep_app_urls: bool = False
+
+
+async def run_listener(settings: Settings, view: ListenerView, options: ListenOptions,
+                       stop: asyncio.Event | None = None) -> Counters:  # fmt: skip
     """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
     build_verifier(settings)  # refuse to start without a secret, before opening anything
+    api = _application_api(settings) if options.update_app else None  # and without its credentials
     from smsctl.runtime import Runtime
 
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     async with Runtime(settings) as rt:  # closes the writer after the server drained: all is committed
-        listener = Listener(settings, rt.writer, view.handle, host=host, port=port, public_url=public_url,
-                            max_token_age=max_token_age, forward=forward, tunnel_check=tunnel_check,
-                            delivery=delivery or DeliveryOptions())  # fmt: skip
+        listener = Listener(settings, rt.writer, view.handle, host=options.host, port=options.port,
+                            public_url=options.public_url, max_token_age=options.max_token_age,
+                            forward=options.forward, tunnel_check=options.tunnel_check,
+                            delivery=options.delivery)  # fmt: skip
         async with listener:
+            change = await _point_app(api, listener) if api else None
             sharing = len(await rt.writer.run(lambda s: s.fresh_listeners()))  # this one included
+            forward = options.forward
             view.ready({
                 "local_url": listener.local_url, "public_url": listener.public_url,
                 "status_url": listener.status_url, "inbound_url": listener.inbound_url,
                 "store": settings.store.display, "listeners": sharing,
                 "forward_to": forward.status_url if forward else None,
                 "forward_inbound_to": forward.inbound_url if forward else None,
-                "tunnel_check": "checking" if tunnel_check and listener.public_url else None,
+                "tunnel_check": "checking" if options.tunnel_check and listener.public_url else None,
+                "application": (change.to_json() | {"restore_on_exit": not options.keep_app_urls}) if change else None,
             }, listener.counters)  # fmt: skip
             listener.start_tunnel_check()
-            await stop.wait()
+            try:
+                await stop.wait()
+            finally:
+                if api is not None and change is not None and not options.keep_app_urls:
+                    await _restore_app(api, change, view)
     view.stopped(listener.counters)
     return listener.counters
+
+
+def _application_api(settings: Settings) -> ApplicationApi:
+    from smsctl.application import ApplicationApi
+
+    return ApplicationApi(settings)
+
+
+async def _point_app(api: ApplicationApi, listener: Listener) -> AppChange:
+    from smsctl.application import Webhooks, point_app_at
+
+    if listener.public_url is None:
+        raise ConfigError(
+            "--update-app needs a public URL: Vonage cannot reach this machine's local address",
+            hint="run `ngrok http PORT` (smsctl finds it), or pass --public-url/BASE_URL",
+        )
+    return await point_app_at(api, Webhooks(listener.status_url, listener.inbound_url))
+
+
+async def _restore_app(api: ApplicationApi, change: AppChange, view: ListenerView) -> None:
+    """Put the application's previous webhook URLs back; say so (or why not) through the view."""
+    from smsctl.application import restore_app
+    from smsctl.errors import SmsctlError
+
+    try:
+        restored = await restore_app(api, change)
+        detail = "restored" if restored else "changed meanwhile by someone else: left as they are"
+    except SmsctlError as exc:
+        detail = f"could not be restored ({exc.message}): set them back in the dashboard"
+    view.handle(
+        ListenerEvent(
+            "app_restored", time.time(), reason=detail, detail=json.dumps(change.previous.to_json())
+        )
+    )

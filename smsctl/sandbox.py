@@ -141,6 +141,7 @@ class SandboxConfig:
     api_key: str | None = None
     api_secret: str | None = None
     status_url: str | None = None
+    sender: str | None = None  # the number inbound SMS are sent to (VONAGE_NUMBER)
     time_scale: float = 1.0
     rate: float | None = 30.0  # requests per second; None = unlimited
 
@@ -213,11 +214,15 @@ class Sandbox:
         self._session: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._server: asyncio.Task[None] | None = None
+        self.application = initial_application(config)
 
     async def __aenter__(self) -> Sandbox:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/v1/messages", self._handle)
+        app.router.add_get("/v2/applications/{id}", self._get_application)
+        app.router.add_put("/v2/applications/{id}", self._put_application)
+        app.router.add_post("/_sandbox/inbound", self._inbound)
         self.url, self._server = await start_serving(
             app, self.host, self.port, self._stop, ssl_context=self.ssl_context, shutdown_timeout=1.0
         )
@@ -361,10 +366,80 @@ class Sandbox:
         invalid.extend(_invalid_options(body))
         return self._problem(422, "invalid_params", invalid=invalid) if invalid else None
 
+    # --- the Application API (what `listen --update-app` uses) ------------------------------------
+
+    def _app_problem(
+        self, status: int, title: str, detail: str, invalid: list[dict[str, str]] | None = None
+    ) -> web.Response:
+        body: dict[str, Any] = {"type": f"https://developer.nexmo.com/api-errors/application#{status}", "title": title,
+                                "detail": detail, "instance": uuid.uuid4().hex}  # fmt: skip
+        if invalid:
+            body["invalid_parameters"] = invalid
+        return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+
+    def _application_request(self, request: web.Request) -> web.Response | None:
+        """401 without the account's Basic credentials (the application JWT is not accepted here), 404
+        for another application's ID."""
+        if self._authenticate(request.headers.get("Authorization", "")) != "basic":
+            return self._app_problem(401, "Unauthorized", "You did not provide correct credentials.")
+        if request.match_info["id"] != self.application["id"]:
+            return self._app_problem(404, "Not Found", f"Application {request.match_info['id']} not found")
+        return None
+
+    async def _get_application(self, request: web.Request) -> web.Response:
+        refused = self._application_request(request)
+        return refused or web.json_response(self.application)
+
+    async def _put_application(self, request: web.Request) -> web.Response:
+        if refused := self._application_request(request):
+            return refused
+        if request.content_type != "application/json":
+            return self._app_problem(415, "Unsupported Media Type", "send application/json")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return self._app_problem(400, "Bad Request", "The request body is not JSON")
+        invalid = _invalid_application(body)
+        if invalid:
+            return self._app_problem(
+                400, "Bad Request", "The request failed due to validation errors", invalid
+            )
+        self.application = {**body, "id": self.application["id"], "_links": self.application["_links"]}
+        return web.json_response(self.application)
+
+    def _messages_webhook(self, name: str) -> str | None:
+        hooks = self.application.get("capabilities", {}).get("messages", {}).get("webhooks", {})
+        value = hooks.get(name)
+        return str(value["address"]) if isinstance(value, dict) and value.get("address") else None
+
+    async def _inbound(self, request: web.Request) -> web.Response:
+        """POST /_sandbox/inbound {"from", "to", "text"}: an SMS to your number, delivered as a signed
+        inbound webhook to the application's inbound URL."""
+        try:
+            body = json.loads(await request.read())
+            sender, text = str(body["from"]), str(body["text"])
+        except (ValueError, KeyError, TypeError):
+            return self._app_problem(
+                400, "Bad Request", 'send {"from": "+14155550123", "text": "…", "to": optional}'
+            )
+        url = self._messages_webhook("inbound_url")
+        if url is None:
+            return self._app_problem(409, "Conflict", "the application has no Messages inbound URL: set one "
+                                     "(smsctl listen --update-app) first")  # fmt: skip
+        message_uuid = str(uuid.uuid4())
+        payload = inbound_body(
+            message_uuid, sender, str(body.get("to") or self.config.sender or "14155550199"), text
+        )
+        task = asyncio.create_task(self._deliver(url, payload, message_uuid, Step(0, "inbound")))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"message_uuid": message_uuid, "inbound_url": url}, status=202)
+
     # --- the webhooks ------------------------------------------------------------------------------
 
     def _schedule(self, message_uuid: str, body: dict[str, Any], scenario: Scenario) -> None:
-        url = body.get("webhook_url") or self.config.status_url
+        # A message's own webhook_url wins; else the application's status URL (as Vonage does).
+        url = body.get("webhook_url") or self._messages_webhook("status_url") or self.config.status_url
         if not url:
             self.on_event(SandboxEvent(EventKind.NO_STATUS_URL, message_uuid))
             return
@@ -443,6 +518,51 @@ def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: i
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def initial_application(config: SandboxConfig) -> dict[str, Any]:
+    """The one application the emulator serves, shaped as the Application API v2 returns one."""
+    from cryptography.hazmat.primitives import serialization
+
+    app_id = config.application_id or "00000000-0000-4000-8000-000000000000"
+    public_key = ""
+    if config.public_key is not None:
+        public_key = config.public_key.public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()  # fmt: skip
+    webhooks = (
+        {"status_url": {"address": config.status_url, "http_method": "POST"}} if config.status_url else {}
+    )
+    return {
+        "id": app_id, "name": "smsctl sandbox", "keys": {"public_key": public_key},
+        "capabilities": {"messages": {"version": "v1", "webhooks": webhooks},
+                         "voice": {"webhooks": {"answer_url": {"address": "https://example.com/answer",
+                                                               "http_method": "GET"}}}},
+        "privacy": {"improve_ai": False},
+        "_links": {"self": {"href": f"/v2/applications/{app_id}"}},
+    }  # fmt: skip
+
+
+def _invalid_application(body: Any) -> list[dict[str, str]]:
+    """The checks of the Application API's PUT the emulator makes: a name, and POST-only Messages webhooks."""
+    if not isinstance(body, dict):
+        return [{"name": "body", "reason": "must be an object"}]
+    invalid = []
+    if not isinstance(body.get("name"), str) or not body["name"]:
+        invalid.append({"name": "name", "reason": "is required"})
+    hooks = ((body.get("capabilities") or {}).get("messages") or {}).get("webhooks") or {}
+    for name, value in hooks.items() if isinstance(hooks, dict) else []:
+        if not isinstance(value, dict) or not _absolute_http_url(value.get("address")):
+            invalid.append(
+                {"name": f"capabilities.messages.webhooks.{name}.address", "reason": "must be a URL"}
+            )
+        elif value.get("http_method", "POST") != "POST":
+            invalid.append(
+                {
+                    "name": f"capabilities.messages.webhooks.{name}.http_method",
+                    "reason": "must be one of: POST",
+                }
+            )
+    return invalid
+
+
 def inbound_body(message_uuid: str, from_: str, to: str, text: str) -> bytes:
     """An inbound SMS webhook shaped as the spec's v1 `inboundMessageSMS` (with `message_type: text`,
     as the SDKs' models have it), as compact JSON."""
@@ -477,6 +597,7 @@ def config_from_settings(
         api_key=settings.api_key,
         api_secret=settings.api_secret,
         status_url=status_url,
+        sender=(settings.sender or "").lstrip("+") or None,
         time_scale=time_scale,
         rate=rate or None,
     )

@@ -247,6 +247,14 @@ class LiveView:
                 lines.append(f"\ntunnel ✗ {tunnel.diagnosis}", "bold red")
         elif info.get("tunnel_check"):
             lines.append("  checking the tunnel…", "dim")
+        if isinstance(application := info.get("application"), dict):
+            lines.append("\napplication ", "dim").append(str(application.get("application_id")))
+            back = (
+                "the previous ones are put back on exit"
+                if application.get("restore_on_exit")
+                else "kept on exit"
+            )
+            lines.append(f" webhooks point here ({back})", "dim")
         for label, key in (("forward →", "forward_to"), ("inbound →", "forward_inbound_to")):
             if info.get(key):
                 lines.append(f"\n{label:<11} ", "dim").append(str(info[key]), "bold")

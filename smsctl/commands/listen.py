@@ -40,6 +40,12 @@ def listen(
     forward_timeout: Annotated[
         float, typer.Option(min=0.1, max=300, help="Seconds to wait for your app to answer a forward.")
     ] = 10.0,
+    update_app: Annotated[
+        bool, typer.Option(help="Point the Vonage application's webhooks at this listener; restored on exit.")
+    ] = False,
+    keep_app_urls: Annotated[
+        bool, typer.Option(help="With --update-app: leave the application pointing here on exit.")
+    ] = False,
     tunnel_check: Annotated[
         bool, typer.Option(help="Probe the public URL at start-up and say whether webhooks can reach us.")
     ] = True,
@@ -58,7 +64,7 @@ def listen(
 
     from smsctl.config import load_settings
     from smsctl.forwarding import forwarding_from
-    from smsctl.listening import run_listener, startup_warnings
+    from smsctl.listening import ListenOptions, run_listener, startup_warnings
     from smsctl.output import reporting, warn
     from smsctl.view import JsonLinesView, LiveTerminalView
 
@@ -77,9 +83,9 @@ def listen(
         stop = asyncio.Event()
         # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
-        asyncio.run(run_listener(settings, view, host=host, port=settings.port, public_url=public_url,
-                                 max_token_age=max_token_age, stop=stop, forward=forward,
-                                 delivery=delivery, tunnel_check=tunnel_check))  # fmt: skip
+        options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
+                                update_app, keep_app_urls)  # fmt: skip
+        asyncio.run(run_listener(settings, view, options, stop=stop))
 
 
 def _logging(json_lines: bool) -> None:

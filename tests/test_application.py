@@ -1,0 +1,157 @@
+"""`listen --update-app` against the emulator's Application API, and the emulator's inbound SMS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from tests.helpers import APPLICATION_ID, BackgroundSandbox, ListenProcess, stored, until
+
+runner = CliRunner()
+SECRET = "account-secret-for-tests"
+
+
+@pytest.fixture
+def emulator(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("VONAGE_API_SECRET", SECRET)
+    with BackgroundSandbox.from_environment(time_scale=0.01) as running:
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        yield running
+
+
+def call(url: str, method: str = "GET", body: Any = None, auth: str | None = None,
+         content_type: str = "application/json") -> tuple[int, dict[str, Any], str]:  # fmt: skip
+    headers = {"Content-Type": content_type}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read()), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), exc.headers.get("Content-Type", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_emulators_application_api_checks_auth_and_bodies(emulator: BackgroundSandbox) -> None:
+    url = f"{emulator.url}/v2/applications/{APPLICATION_ID}"
+    good = f"abcd1234:{SECRET}"
+    status, application, _ = call(url, auth=good)
+    assert status == 200 and application["id"] == APPLICATION_ID and "voice" in application["capabilities"]
+    status, problem, content_type = call(url, auth="abcd1234:wrong")
+    assert (status, problem["title"]) == (401, "Unauthorized") and content_type.startswith("application/problem+json")
+    assert call(f"{emulator.url}/v2/applications/11111111-0000-4000-8000-000000000000", auth=good)[0] == 404
+    status, problem, _ = call(url, "PUT", {"capabilities": {}}, auth=good)
+    assert status == 400 and problem["invalid_parameters"][0]["name"] == "name"
+    bad_method = {"name": "x", "capabilities": {"messages": {"webhooks": {"status_url": {
+        "address": "https://example.com/s", "http_method": "GET"}}}}}  # fmt: skip
+    status, problem, _ = call(url, "PUT", bad_method, auth=good)
+    assert status == 400 and problem["invalid_parameters"][0]["reason"] == "must be one of: POST"
+    assert call(url, "PUT", {"name": "x"}, auth=good, content_type="text/plain")[0] == 415
+
+
+def test_update_app_points_the_application_here_keeps_the_rest_and_restores_on_exit(
+    emulator: BackgroundSandbox, db_path: Any
+) -> None:
+    before = json.loads(json.dumps(emulator.sandbox.application))
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"  # the emulator is local: this machine's address is "public" to it
+    with ListenProcess("--port", str(port), "--public-url", public, "--update-app") as listener:
+        ready = listener.ready()
+        assert ready["application"]["current"] == {"status_url": f"{public}/webhooks/status",
+                                                   "inbound_url": f"{public}/webhooks/inbound"}  # fmt: skip
+        assert ready["application"]["previous"] == {"status_url": None, "inbound_url": None}
+        updated = emulator.sandbox.application
+        assert (
+            updated["capabilities"]["messages"]["webhooks"]["status_url"]["address"]
+            == f"{public}/webhooks/status"
+        )
+        assert updated["capabilities"]["voice"] == before["capabilities"]["voice"], "every other setting kept"
+        assert (updated["name"], updated["keys"], updated["privacy"]) == (
+            before["name"],
+            before["keys"],
+            before["privacy"],
+        )
+        sent = runner.invoke(app, ["send", "+14155550101", "no webhook_url: the application's URL"])
+        assert sent.exit_code == 0, sent.output
+        uuid = sent.stdout.strip()
+        listener.wait_for(lambda line: line.get("message_uuid") == uuid and line.get("final") is True)
+        status, answer, _ = call(
+            f"{emulator.url}/_sandbox/inbound", "POST", {"from": "+14155550123", "text": "STOP"}
+        )
+        assert status == 202
+        inbound = listener.wait_for(lambda line: line["event"] == "inbound")
+        assert (inbound["text"], inbound["from"], inbound["message_uuid"]) == (
+            "STOP",
+            "14155550123",
+            answer["message_uuid"],
+        )
+        listener.stop()
+    restored = listener.wait_for(lambda line: line["event"] == "app_restored")
+    assert restored["reason"] == "restored"
+    assert emulator.sandbox.application["capabilities"]["messages"]["webhooks"] == {}
+    assert stored(db_path, lambda s: s.counts())["inbound"] == 1
+
+
+def test_keep_app_urls_leaves_them_and_a_changed_app_is_not_clobbered(emulator: BackgroundSandbox) -> None:
+    port = free_port()
+    with ListenProcess("--port", str(port), "--public-url", f"http://127.0.0.1:{port}", "--update-app",
+                       "--keep-app-urls") as listener:  # fmt: skip
+        listener.ready()
+        listener.stop()
+    hooks = emulator.sandbox.application["capabilities"]["messages"]["webhooks"]
+    assert hooks["status_url"]["address"] == f"http://127.0.0.1:{port}/webhooks/status"
+    assert not any(line["event"] == "app_restored" for line in listener.lines)
+    port = free_port()
+    with ListenProcess(
+        "--port", str(port), "--public-url", f"http://127.0.0.1:{port}", "--update-app"
+    ) as second:
+        second.ready()
+        hooks = emulator.sandbox.application["capabilities"]["messages"]["webhooks"]
+        hooks["status_url"] = {"address": "https://someone-else.example/status", "http_method": "POST"}
+        second.stop()
+    assert "changed meanwhile" in second.wait_for(lambda line: line["event"] == "app_restored")["reason"]
+    assert hooks["status_url"]["address"] == "https://someone-else.example/status"
+
+
+@pytest.mark.parametrize(("change", "code", "message"), [
+    ({"VONAGE_API_SECRET": "wrong"}, 4, "401 Unauthorized"),
+    ({"VONAGE_API_SECRET": ""}, 3, "needs VONAGE_API_KEY and VONAGE_API_SECRET"),
+    ({"PUBLIC": ""}, 3, "needs a public URL"),
+])  # fmt: skip
+def test_update_app_failures_exit_with_the_api_error(
+    emulator: BackgroundSandbox, change: dict[str, str], code: int, message: str
+) -> None:
+    args = ["--public-url", "http://127.0.0.1:9"] if "PUBLIC" not in change else []
+    env = {k: v for k, v in change.items() if k != "PUBLIC"}
+    with ListenProcess("--update-app", *args, env=env) as listener:
+        assert listener.process.wait(timeout=30) == code
+        stderr = listener.process.stderr.read() if listener.process.stderr else ""
+    assert message in stderr and SECRET not in stderr
+
+
+def test_trigger_inbound_aimed_at_the_emulator_reaches_the_inbound_url(emulator: BackgroundSandbox) -> None:
+    port = free_port()
+    with ListenProcess(
+        "--port", str(port), "--public-url", f"http://127.0.0.1:{port}", "--update-app"
+    ) as listener:
+        listener.ready()
+        result = runner.invoke(app, ["trigger", "inbound", "hello", "--from", "+14155550123",
+                                     "--url", f"{emulator.url}/_sandbox/inbound"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        until(lambda: any(line["event"] == "inbound" for line in listener.lines), "the inbound webhook")
+        listener.stop()
