@@ -40,7 +40,10 @@ class TimelineEvent:
     anomaly: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and `export` calls this for millions of events.
+        return {"status": self.status, "timestamp": self.timestamp, "received_at": self.received_at,
+                "error_code": self.error_code, "error_meaning": self.error_meaning, "price": self.price,
+                "currency": self.currency, "segments": self.segments, "anomaly": self.anomaly}  # fmt: skip
 
 
 def timeline_event(event: StoredEvent) -> TimelineEvent:
