@@ -8,18 +8,22 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from smsctl.application import ApplicationApi, Webhooks, point_app_at
 from smsctl.config import Settings, load_settings
+from smsctl.forwarding import DeliveryOptions, ForwardTargets
 from smsctl.history import MessageReport, message_status
 from smsctl.listening import Listener, ListenerView
 from smsctl.runtime import Runtime
 from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS, Sandbox, config_from_settings
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
-from smsctl.storage import open_store
+from smsctl.storage import InboundRecord, open_store
 from smsctl.writer import StoreWriter
 
 SENDER = "+14155550199"
@@ -58,6 +62,7 @@ def throwaway_settings(directory: Path, api_url: str = "http://127.0.0.1:1") -> 
             "VONAGE_PRIVATE_KEY_PATH": str(key_path),
             "VONAGE_SIGNATURE_SECRET": secrets.token_urlsafe(32),
             "VONAGE_API_KEY": "demo" + secrets.token_hex(3),
+            "VONAGE_API_SECRET": secrets.token_urlsafe(16),  # the Application API's Basic auth
             "VONAGE_NUMBER": SENDER,
             "VONAGE_API_URL": api_url,
             "SMSCTL_DB": str(directory / "demo.db"),
@@ -76,37 +81,136 @@ async def _all_final(writer: StoreWriter, uuids: list[str]) -> bool:
     return all(current is not None and current.final for current in statuses)
 
 
+INBOUND_FROM, INBOUND_TEXT = "+14155550123", "STOP"
+
+
+@dataclass
+class DemoApp:
+    """ "Your app": a small server the demo starts, verifying each forwarded webhook as the Vonage
+    tutorial's handler does (HS256 with the signature secret, payload_hash over the raw body)."""
+
+    secret: str
+    received: list[tuple[str, bool]] = field(default_factory=list)  # (path, signature verified)
+    url: str = ""
+
+    @property
+    def verified(self) -> int:
+        return sum(ok for _, ok in self.received)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        import hashlib
+
+        import jwt
+
+        body = await request.read()
+        try:
+            claims = jwt.decode(request.headers.get("Authorization", "").partition(" ")[2], self.secret,
+                                algorithms=["HS256"])  # fmt: skip
+            ok = claims.get("payload_hash") == hashlib.sha256(body).hexdigest()
+        except jwt.PyJWTError:
+            ok = False
+        self.received.append((request.path, ok))
+        return web.Response(status=200 if ok else 401)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did: each message's timeline, the listener's counters, and what reached "your app"."""
+
+    messages: list[MessageReport]
+    listener: dict[str, Any]
+    app_received: int
+    app_verified: int
+    inbound: InboundRecord | None
+
+    def to_json(self) -> dict[str, Any]:
+        inbound = None
+        if self.inbound is not None:
+            inbound = {
+                "message_uuid": self.inbound.message_uuid,
+                "from": self.inbound.from_,
+                "text": self.inbound.text,
+            }
+        return {"event": "summary", "messages": [m.to_json() for m in self.messages], "listener": self.listener,
+                "app": {"received": self.app_received, "verified": self.app_verified}, "inbound": inbound}  # fmt: skip
+
+
 async def run_demo(
     view: ListenerView,
     *,
     time_scale: float = 0.5,
     bound: float = 30.0,
     on_sent: Callable[[SendResult, str], None] = lambda result, scenario: None,
-) -> tuple[list[MessageReport], dict[str, Any]]:
-    """Emulator + listener on free ports, a handful of messages, until all are final (or `bound`).
-
-    Returns each message's status and timeline, and the listener's counters.
-    """
+) -> DemoResult:
+    """Emulator, "your app" and a listener forwarding to it, on free ports: a handful of messages and
+    one inbound SMS, until all are final and forwarded (or `bound`)."""
     with tempfile.TemporaryDirectory(prefix="smsctl-demo-") as tmp:
         settings = throwaway_settings(Path(tmp))
         config = config_from_settings(settings, status_url=None, time_scale=time_scale, rate=30)
-        async with Sandbox(config) as sandbox:
+        your_app = DemoApp(settings.require("VONAGE_SIGNATURE_SECRET", "for the demo"))
+        async with Sandbox(config) as sandbox, _serving(your_app):
             settings = _with_api(settings, sandbox.url)
+            forward = ForwardTargets(f"{your_app.url}/webhooks/status", f"{your_app.url}/webhooks/inbound")
             async with (
                 Runtime(settings) as rt,
-                Listener(settings, rt.writer, view.handle, port=0) as listener,
-            ):
+                Listener(settings, rt.writer, view.handle, port=0, forward=forward,
+                         delivery=DeliveryOptions(min_backoff=time_scale, max_backoff=5 * time_scale)) as listener,
+            ):  # fmt: skip
+                # The emulator's application sends inbound SMS to this listener, as --update-app does.
+                await point_app_at(
+                    ApplicationApi(settings), Webhooks(listener.status_url, listener.inbound_url)
+                )
                 view.ready({"local_url": listener.local_url, "public_url": None, "status_url": listener.status_url,
                             "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",
-                            "api_url": sandbox.url, "public_hint": "not needed: the emulator is local"},
+                            "api_url": sandbox.url, "public_hint": "not needed: the emulator is local",
+                            "forward_to": forward.status_url, "forward_inbound_to": forward.inbound_url},
                            listener.counters)  # fmt: skip
                 uuids = await _send_all(rt, listener.status_url, on_sent, pause=0.6 * time_scale)
+                await _text_in(sandbox.url)
                 deadline = time.monotonic() + bound
-                while time.monotonic() < deadline and not await _all_final(rt.writer, uuids):
+                while time.monotonic() < deadline and not await _done(rt.writer, uuids, listener):
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
         with contextlib.closing(open_store(settings.store)) as store:
-            return [message_status(store, u) for u in uuids], listener.counters.health()
+            reports = [message_status(store, u) for u in uuids]
+            inbound = next(iter(store.recent_inbound(1)), None)
+    return DemoResult(reports, listener.counters.health(), len(your_app.received), your_app.verified, inbound)
+
+
+async def _done(writer: StoreWriter, uuids: list[str], listener: Listener) -> bool:
+    """Every message final, the inbound SMS in, and every stored event forwarded."""
+    counters = listener.counters
+    stored_events = counters.accepted + counters.inbound
+    return bool(counters.inbound) and counters.forwarded >= stored_events and await _all_final(writer, uuids)
+
+
+@contextlib.asynccontextmanager
+async def _serving(your_app: DemoApp) -> AsyncIterator[None]:
+    from smsctl.server import start_serving
+
+    application = web.Application()
+    application.router.add_post("/webhooks/status", your_app.handle)
+    application.router.add_post("/webhooks/inbound", your_app.handle)
+    stop = asyncio.Event()
+    your_app.url, server = await start_serving(application, "127.0.0.1", 0, stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        await server
+
+
+async def _text_in(api_url: str) -> None:
+    """Someone texts STOP to the demo number: the emulator delivers it as a signed inbound webhook."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{api_url}/_sandbox/inbound", json={"from": INBOUND_FROM, "text": INBOUND_TEXT}
+        ) as response,
+    ):
+        await response.read()
 
 
 async def _send_all(rt: Runtime, status_url: str, on_sent: Callable[[SendResult, str], None],

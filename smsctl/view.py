@@ -402,6 +402,8 @@ class PlainLinesView:
         what = (
             record.get("status") or record.get("reason") or (marker(event.forward) if event.forward else "")
         )
+        if event.inbound is not None:
+            what = f"from +{event.inbound.from_}: {event.inbound.text or ''}"
         now = record.get("current_status")
         out().print(f"{clock(event.received_at)} {event.kind:<11} {subject:<8} {what}"
                     + (f" (now {now})" if now and now != what else ""), highlight=False)  # fmt: skip

@@ -53,7 +53,9 @@ def test_the_emulators_application_api_checks_auth_and_bodies(emulator: Backgrou
     status, application, _ = call(url, auth=good)
     assert status == 200 and application["id"] == APPLICATION_ID and "voice" in application["capabilities"]
     status, problem, content_type = call(url, auth="abcd1234:wrong")
-    assert (status, problem["title"]) == (401, "Unauthorized") and content_type.startswith("application/problem+json")
+    assert (status, problem["title"]) == (401, "Unauthorized") and content_type.startswith(
+        "application/problem+json"
+    )
     assert call(f"{emulator.url}/v2/applications/11111111-0000-4000-8000-000000000000", auth=good)[0] == 404
     status, problem, _ = call(url, "PUT", {"capabilities": {}}, auth=good)
     assert status == 400 and problem["invalid_parameters"][0]["name"] == "name"

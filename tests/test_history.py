@@ -120,6 +120,12 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
         "missing_signature": 1
     }
     assert any(line.get("anomaly") == "late" for line in lines)
+    assert summary["inbound"]["text"] == "STOP" and summary["inbound"]["from"] == "14155550123"
+    stored_events = summary["listener"]["accepted"] + summary["listener"]["inbound"]
+    assert summary["app"] == {"received": stored_events, "verified": stored_events}, (
+        "every event forwarded, verified"
+    )
+    assert summary["listener"]["forwards"]["delivered"] == stored_events
     assert not db_path.exists(), "the demo must not touch the user's store"
 
 

@@ -10,7 +10,7 @@ import typer
 from smsctl.commands import DebugOption, JsonOption
 
 if TYPE_CHECKING:
-    from smsctl.history import MessageReport
+    from smsctl.demo import DemoResult
 
 
 def demo(
@@ -37,15 +37,15 @@ def demo(
     with reporting(json_output, debug):
         view = _view(json_output)
         try:
-            messages, counters = asyncio.run(
+            result = asyncio.run(
                 run_demo(view, time_scale=time_scale, bound=bound, on_sent=_sent(json_output))
             )
         finally:
             view.stopped()
         if json_output:
-            emit_json({"event": "summary", "messages": [m.to_json() for m in messages], "listener": counters})
+            emit_json(result.to_json())
         else:
-            _render_summary(messages, counters)
+            _render_summary(result)
 
 
 def _view(json_output: bool) -> Any:
@@ -66,7 +66,7 @@ def _sent(json_output: bool) -> Any:
     return report
 
 
-def _render_summary(summary: list[MessageReport], counters: dict[str, Any]) -> None:
+def _render_summary(result: DemoResult) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -79,7 +79,8 @@ def _render_summary(summary: list[MessageReport], counters: dict[str, Any]) -> N
         table.add_column(name, min_width=width, no_wrap=True)  # status words are never cut
     table.add_column("events as received", min_width=13)
     table.add_column("notes")
-    for message in summary:
+    counters = result.listener
+    for message in result.messages:
         style = STATUS_STYLE.get(message.status, "magenta")
         received = " → ".join(e.status for e in message.events)
         notes = [_plural(message.duplicates, "duplicate") + " absorbed"] if message.duplicates else []
@@ -93,6 +94,10 @@ def _render_summary(summary: list[MessageReport], counters: dict[str, Any]) -> N
     rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"
     out().print(f"listener: {counters['accepted']} events stored, {_plural(counters['duplicates'], 'duplicate')} absorbed, "
                 f"rejected: {rejected} (an unsigned callback gets 503, so it comes back signed)")  # fmt: skip
+    if result.inbound is not None:
+        out().print(f"inbound: {result.inbound.text!r} from +{result.inbound.from_}, stored and forwarded")
+    out().print(f"your app (a small server the demo started): {_plural(result.app_received, 'forwarded webhook')}, "
+                f"{result.app_verified} with a signature it verified, as Vonage's own would be")  # fmt: skip
     out().print("Run it for real: copy .env.example to .env, fill it in, then `smsctl listen` and "
                 "`smsctl send +1… \"hi\" --wait`.", style="dim")  # fmt: skip
 
