@@ -277,11 +277,12 @@ def test_send_wait_survives_a_database_restart(
 ) -> None:
     """The waiter's LISTEN connection drops with the server; it reconnects, re-reads, and finishes."""
     monkeypatch.setenv("SMSCTL_DB", pg_url)
-    with ListenProcess() as listener, BackgroundSandbox.from_environment(time_scale=1.0) as api:
+    with ListenProcess() as listener, BackgroundSandbox.from_environment(time_scale=0.2) as api:
         health = listener.ready()["local_url"] + "/healthz"
         monkeypatch.setenv("VONAGE_API_URL", api.url)
+        # The emulator's slow number: delivered 30 s × 0.2 after the send, so well after the pause.
         waiter = subprocess.Popen(
-            [sys.executable, "-m", "smsctl", "send", "+14155550101", "restart", "--wait", "--timeout", "60", "--json"],
+            [sys.executable, "-m", "smsctl", "send", "+14155550130", "restart", "--wait", "--timeout", "60", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
         )  # fmt: skip
         deadline = time.monotonic() + 30
