@@ -64,7 +64,7 @@ def listen(
 
     from smsctl.config import load_settings
     from smsctl.forwarding import forwarding_from
-    from smsctl.listening import ListenOptions, run_listener, startup_warnings
+    from smsctl.listening import ListenOptions, run_event_loop, run_listener, startup_warnings
     from smsctl.output import reporting, warn
     from smsctl.view import JsonLinesView, LiveTerminalView
 
@@ -85,7 +85,7 @@ def listen(
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
                                 update_app, keep_app_urls)  # fmt: skip
-        asyncio.run(run_listener(settings, view, options, stop=stop))
+        run_event_loop(run_listener(settings, view, options, stop=stop))
 
 
 def _logging(json_lines: bool) -> None:
