@@ -65,14 +65,44 @@ def run_wrk(wrk: str, url: str, webhooks: Path) -> dict[str, float]:
     return stats
 
 
+def _terminal() -> int:
+    """A pseudo-terminal (120×40) whose output is read and thrown away, as a terminal would show it;
+    the slave end's fd, for the live view to draw on."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+
+    def drain() -> None:
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    return slave
+
+
 def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes]:
-    if target == "smsctl":
+    if target.startswith("smsctl"):
         env = {
             **os.environ,
             "VONAGE_SIGNATURE_SECRET": SECRET,
             "VONAGE_API_KEY": API_KEY,
             "SMSCTL_DB": str(db),
+            "TERM": "xterm-256color",
         }
+        if target == "smsctl-tty":  # the live table, drawn on a terminal
+            command = [*SMSCTL, "listen", "--port", str(port)]
+            tty = _terminal()
+            return subprocess.Popen(
+                [*pinned(0), *command], env=env, stdin=tty, stdout=tty, stderr=log.open("wb")
+            )
         command = [*SMSCTL, "listen", "--port", str(port), "--json"]
     else:
         env = dict(os.environ)
@@ -99,7 +129,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="3,000 webhooks: a smoke run, speed not judged")
     parser.add_argument("--count", type=int, default=None)
-    parser.add_argument("--only", choices=["bare", "verify", "smsctl"], help="measure one server (profiling)")
+    parser.add_argument(
+        "--only", choices=["bare", "verify", "smsctl", "smsctl-tty"], help="measure one server"
+    )
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds; the best of each is kept"
     )
@@ -120,7 +152,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
         # Interleaved rounds, best of each server: the machine's noise hits all three alike.
         for round_ in range(rounds):
-            for target in [args.only] if args.only else ["bare", "verify", "smsctl"]:
+            for target in [args.only] if args.only else ["bare", "verify", "smsctl", "smsctl-tty"]:
                 port, db = free_port(), Path(tmp) / f"{target}-{round_}.db"
                 server = serve(target, port, db, OUT / f"{target}.log")
                 try:
@@ -130,20 +162,20 @@ def main() -> int:
                     code = stop(server)
                 if target not in results or stats["rps"] > results[target]["rps"]:
                     results[target] = stats
-                if target == "smsctl":
+                if target.startswith("smsctl"):
                     acknowledged = count - stats["status_errors"]
                     verdicts.append(check_store(db, count, int(acknowledged)) + f"; listener exit {code}")
     rows = []
     for target, r in results.items():
         ratios = [
             f"{r['rps'] / results[base]['rps']:.2f}" if base in results else "-"
-            for base in ("bare", "verify")
+            for base in ("bare", "verify", "smsctl")
         ]
         rows.append([target, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}",
                      str(r["status_errors"]), *ratios])  # fmt: skip
     print(f"listener benchmark: {count:,} webhooks, wrk -t1 -c32, server on CPU 0, wrk on CPU 1, "
           f"best of {rounds} interleaved round(s); {machine()}")  # fmt: skip
-    print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify"], rows))
+    print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify", "× --json"], rows))
     for verdict in verdicts:
         print(verdict)
     return 0 if all("OK" in v for v in verdicts) else 1

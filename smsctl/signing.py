@@ -7,7 +7,7 @@ the body, restrict the algorithm, and say exactly why a request was rejected.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -140,13 +140,21 @@ _FAST_HEADERS = frozenset({"alg", "typ"})
 _FAST_CLAIMS = frozenset({"iat", "jti", "iss", "payload_hash", "api_key", "application_id"})
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The characters that may end a canonical segment of length ≡ 2 or 3 (mod 4): their unused low bits
+# are zero. Any other last character encodes the same bytes non-canonically.
+_CANONICAL_LAST = {2: frozenset(_ALPHABET[::16]), 3: frozenset(_ALPHABET[::4]), 0: frozenset(_ALPHABET)}
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
 def _canonical_b64url(segment: str) -> bytes | None:
     """The bytes of a canonical unpadded base64url segment; None for anything else (padding, other
     characters, non-zero trailing bits), which the fast path leaves to PyJWT."""
-    if len(segment) % 4 == 1 or not _BASE64URL.fullmatch(segment):
+    last = _CANONICAL_LAST.get(len(segment) % 4)
+    if last is None or (segment and segment[-1] not in last) or not _BASE64URL.fullmatch(segment):
         return None
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    return raw if base64.urlsafe_b64encode(raw).rstrip(b"=") == segment.encode() else None
+    padded = (segment + "=" * (-len(segment) % 4)).encode().translate(_TO_STANDARD)
+    return binascii.a2b_base64(padded, strict_mode=True)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -172,20 +180,30 @@ class FastHS256:
 
     def __init__(self, secrets: list[bytes]) -> None:
         self._macs = [hmac.new(secret, digestmod=hashlib.sha256) for secret in secrets]
+        self._headers: dict[str, bool] = {}  # header segment → whether the fast path may decide it
+
+    def _fast_header(self, segment: str) -> bool:
+        """Whether this header is one the fast path decides. Vonage sends one header for every
+        token, so the answer is remembered (for a few distinct segments: anyone can send others)."""
+        known = self._headers.get(segment)
+        if known is None:
+            raw = _canonical_b64url(segment)
+            header = _json_object(raw) if raw is not None else None
+            known = (header is not None and header.keys() <= _FAST_HEADERS and header.get("alg") == "HS256"
+                     and header.get("typ", "JWT") == "JWT")  # fmt: skip
+            if len(self._headers) < 16:
+                self._headers[segment] = known
+        return known
 
     def decode(self, token: str) -> tuple[dict[str, Any], int] | None:
         """(claims, index of the secret that signed it); None when PyJWT must decide; Rejected
         (`bad_signature`) when no secret signed it."""
         header_b64, payload_b64, signature_b64 = token.split(".")
-        header_raw = _canonical_b64url(header_b64)
+        if not self._fast_header(header_b64):
+            return None
         payload_raw = _canonical_b64url(payload_b64)
         signature = _canonical_b64url(signature_b64)
-        if header_raw is None or payload_raw is None or signature is None:
-            return None
-        header = _json_object(header_raw)
-        if header is None or not header.keys() <= _FAST_HEADERS or header.get("alg") != "HS256":
-            return None
-        if header.get("typ", "JWT") != "JWT":
+        if payload_raw is None or signature is None:
             return None
         claims = _json_object(payload_raw)
         if claims is None or not claims.keys() <= _FAST_CLAIMS or not isinstance(claims.get("jti", ""), str):
