@@ -228,6 +228,14 @@ def forward_from(r: Mapping[str, Any]) -> Forward:
                    r["done_at"])  # fmt: skip
 
 
+def by_message(events: Iterable[StoredEvent]) -> dict[str, list[StoredEvent]]:
+    """Events grouped by message, each message's in the order given."""
+    timelines: dict[str, list[StoredEvent]] = {}
+    for event in events:
+        timelines.setdefault(event.message_uuid, []).append(event)
+    return timelines
+
+
 def exported(sent: SentMessage | None, uuid: str, current: tuple[str, bool, float] | None,
              events: list[StoredEvent]) -> ExportedMessage:  # fmt: skip
     """A message for `export` from what a backend read: its send (if smsctl sent it), its current

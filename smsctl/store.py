@@ -42,6 +42,7 @@ from smsctl.storage import (
     SentMessage,
     Source,
     StoredEvent,
+    by_message,
     event_from,
     exported,
     forward_from,
@@ -600,10 +601,7 @@ class Store:
         return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
 
     def _timelines(self, uuids: list[str]) -> dict[str, list[StoredEvent]]:
-        timelines: dict[str, list[StoredEvent]] = {}
-        for event in self.events_of(uuids):
-            timelines.setdefault(event.message_uuid, []).append(event)
-        return timelines
+        return by_message(self.events_of(uuids))
 
     # --- copying (`smsctl db copy`) -------------------------------------------------------------
 
