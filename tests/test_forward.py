@@ -203,3 +203,24 @@ def test_forwarding_options_are_checked_before_anything_starts(credentials: dict
         result = runner.invoke(app, ["listen", "--port", "0", *args])
         assert result.exit_code == 2 and message in result.stderr, result.output
     assert SIGNATURE_SECRET not in result.output
+
+
+def test_two_forwarding_listeners_on_one_postgresql_deliver_each_event_once(
+    pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team mode: every event goes to both listeners (as behind a load balancer that retries); the
+    first to store it writes the forward, and claims skip rows the other listener holds."""
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    bodies = lifecycle(25)
+    with CaptureApp() as user_app, ListenProcess("--forward-to", user_app.url(), env=FAST) as first:
+        first_url = first.ready()["status_url"]
+        with ListenProcess("--forward-to", user_app.url(), env=FAST) as second:
+            urls = [first_url, second.ready()["status_url"]]
+            for body in bodies:
+                for url in urls:
+                    assert post(url, body, signed_headers(body)) == 200
+            until(lambda: len(user_app.delivered()) >= len(bodies), "every event to reach the app")
+            second.stop()
+        first.stop()
+    assert sorted(r["body"] for r in user_app.delivered()) == sorted(bodies), "each event exactly once"
+    assert in_order_per_message(user_app.delivered())
