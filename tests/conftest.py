@@ -58,7 +58,7 @@ def pg_cluster() -> Iterator[Cluster]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and {NO_POSTGRESQL.split(':')[0]}: {INSTALL_HINT}")
         pytest.skip(f"{NO_POSTGRESQL}; {INSTALL_HINT}")
-    cluster = Cluster(bindir).start()
+    cluster = Cluster(bindir, flush_to_disk=False).start()
     yield cluster
     cluster.stop()
 
