@@ -7,6 +7,7 @@ migrations racing, concurrent listeners, NOTIFY wake-ups, `db copy`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -393,3 +394,59 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout
+
+
+def test_postgresql_stopped_under_load_never_acknowledges_an_event_it_did_not_store(
+    pg_cluster: Cluster, pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent webhooks while the database stops and starts again: every 200 is a stored event,
+    everything else is 503 (+ Retry-After), and what Vonage then retries is stored without a restart."""
+    import asyncio
+
+    import aiohttp
+
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    bodies = [
+        status(f"{i:08d}-dddd-4ccc-8ddd-000000000000", "submitted", "2025-01-01T00:00:01Z")
+        for i in range(600)
+    ]
+
+    async def load(url: str, stop_at: int) -> dict[bytes, int]:
+        answers: dict[bytes, int] = {}
+        async with aiohttp.ClientSession() as session:
+            semaphore = asyncio.Semaphore(16)
+
+            async def post(index: int, body: bytes) -> None:
+                async with semaphore:
+                    if index == stop_at:
+                        await asyncio.to_thread(pg_cluster.pause)
+                    if index == stop_at + 150:
+                        await asyncio.to_thread(pg_cluster.resume)
+                    async with session.post(url, data=body, headers=signed_headers(body)) as response:
+                        answers[body] = response.status
+                        if response.status == 503:
+                            assert response.headers["Retry-After"]
+
+            await asyncio.gather(*(post(i, b) for i, b in enumerate(bodies)))
+        return answers
+
+    try:
+        with ListenProcess() as listener:
+            url = listener.ready()["status_url"]
+            answers = asyncio.run(load(url, stop_at=200))
+            assert set(answers.values()) <= {200, 503} and 503 in answers.values() and 200 in answers.values()
+            stored_now = {
+                e.message_uuid
+                for e in stored(
+                    pg(pg_url), lambda s: s.events_of([json.loads(b)["message_uuid"] for b in bodies])
+                )
+            }
+            acknowledged = {json.loads(b)["message_uuid"] for b, code in answers.items() if code == 200}
+            assert acknowledged <= stored_now, "never a 2xx for an event that was not stored"
+            retried = asyncio.run(load(url, stop_at=-1000))  # Vonage retries what got 503: all stored now
+            assert set(retried.values()) == {200}
+            listener.stop()
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_cluster.resume()  # whatever happened, leave the session's server running
+    assert stored(pg(pg_url), lambda s: s.counts())["events"] == len(bodies)
