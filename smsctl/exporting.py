@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from smsctl.config import Settings
 from smsctl.events import FINAL_STATUSES, error_meaning
@@ -21,7 +21,6 @@ from smsctl.history import summary_json, timeline_event
 from smsctl.storage import ExportedMessage, InboundRecord, open_reader
 
 PAGE = 1_000
-INBOUND_LIMIT = 10_000_000
 
 CSV_COLUMNS = ("message_uuid", "to", "from", "client_ref", "status", "final", "sent_at", "submitted_at",
                "final_at", "error_code", "error_meaning", "price", "currency", "segments", "source",
@@ -50,11 +49,19 @@ def messages(
 
 
 def inbound(settings: Settings, since: float | None) -> Iterator[InboundRecord]:
+    """Every inbound SMS (received since `since`), oldest first, a page at a time (the rows `db copy`
+    reads, so memory stays flat here too)."""
     store = open_reader(settings.store)
     if store is None:
         return
     with contextlib.closing(store):
-        yield from reversed(store.recent_inbound(INBOUND_LIMIT, since=since))
+        after = 0
+        while rows := store.export_rows("inbound", after, PAGE):
+            for _, row in rows:
+                uuid, from_, to, text, timestamp, received_at = cast(tuple[Any, ...], row[:6])
+                if since is None or received_at >= since:
+                    yield InboundRecord(uuid, from_, to, text, timestamp, received_at)
+            after = rows[-1][0]
 
 
 def _iso(epoch: float | None) -> str:

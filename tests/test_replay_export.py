@@ -116,3 +116,29 @@ def test_export_inbound_and_an_empty_store(credentials: dict[str, str]) -> None:
     assert empty.exit_code == 0 and empty.stdout.splitlines()[0].startswith("message_uuid,to,from")
     inbound = runner.invoke(app, ["export", "--inbound"])
     assert inbound.exit_code == 0 and inbound.stdout == ""
+
+
+def test_export_inbound_streams_every_inbound_sms(credentials: dict[str, str]) -> None:
+    import urllib.request
+
+    with ListenProcess() as listener:
+        url = listener.ready()["inbound_url"]
+        for i in range(3):
+            body = json.dumps({"channel": "sms", "message_uuid": f"cccccccc-0000-4000-8000-00000000000{i}",
+                               "to": "14155550199", "from": f"1415555012{i}", "text": f"reply {i}",
+                               "timestamp": "2025-02-03T12:00:00Z", "message_type": "text"}).encode()  # fmt: skip
+            request = urllib.request.Request(url, data=body, headers=signed_headers(body), method="POST")
+            assert urllib.request.urlopen(request, timeout=10).status == 200
+        listener.stop()
+    jsonl = runner.invoke(app, ["export", "--inbound"])
+    assert jsonl.exit_code == 0 and "exported 3 inbound SMS" in jsonl.stderr
+    assert [json.loads(line)["text"] for line in jsonl.stdout.splitlines()] == [
+        "reply 0",
+        "reply 1",
+        "reply 2",
+    ]
+    rows = list(
+        csv.DictReader(io.StringIO(runner.invoke(app, ["export", "--inbound", "--format", "csv"]).stdout))
+    )
+    assert [r["from"] for r in rows] == ["14155550120", "14155550121", "14155550122"]
+    assert runner.invoke(app, ["export", "--inbound", "--since", "1h"]).stdout.count("\n") == 3
