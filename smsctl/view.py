@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smsctl.events import StatusEvent, error_meaning, error_title
-from smsctl.forwarding import marker
+from smsctl.forwarding import ForwardReport, marker
 from smsctl.output import LineBuffer, emit_json
 from smsctl.server import Counters, ListenerEvent
 from smsctl.storage import Route
@@ -77,6 +77,17 @@ class JsonLinesView:
         self.lines.flush()
         if counters is not None:
             emit_json({"event": "stopped", **counters.health()})
+
+
+@dataclass
+class InboundRow:
+    """One inbound SMS in the live view's panel, with its forward's outcome once known."""
+
+    at: float
+    message_uuid: str
+    sender: str
+    text: str
+    forward: str = ""
 
 
 @dataclass
@@ -177,7 +188,7 @@ class LiveView:
         self.visible_rows = visible_rows
         self.info: dict[str, Any] = {}
         self.rows: OrderedDict[str, MessageRow] = OrderedDict()
-        self.inbound: list[tuple[float, str, str]] = []
+        self.inbound: list[InboundRow] = []
         self.notices: list[str] = []
 
     def ready(self, info: dict[str, Any], counters: Counters | None = None) -> None:
@@ -204,15 +215,25 @@ class LiveView:
         elif event.tunnel is not None:
             self.info["tunnel"] = event.tunnel
         elif event.forward is not None:
-            forwarded = self.rows.get(event.forward.message_uuid)
-            if event.forward.route is Route.STATUS and forwarded is not None:
-                forwarded.forward = marker(event.forward)
+            self._forwarded(event.forward)
         elif event.kind == "inbound" and event.inbound is not None:
-            self.inbound.insert(0, (event.received_at, event.inbound.from_ or "?", event.inbound.text or ""))
+            message = event.inbound
+            self.inbound.insert(0, InboundRow(event.received_at, message.message_uuid, message.from_ or "?",
+                                              message.text or ""))  # fmt: skip
             del self.inbound[10:]
         elif event.kind in ("rejected", "dead_letter"):
             self.notices.insert(0, f"{clock(event.received_at)} {event.kind}: {event.reason}")
             del self.notices[5:]
+
+    def _forwarded(self, report: ForwardReport) -> None:
+        """Mark the forward's outcome on its message's row, or on its inbound SMS."""
+        if report.route is Route.STATUS:
+            if (row := self.rows.get(report.message_uuid)) is not None:
+                row.forward = marker(report)
+            return
+        for received in self.inbound:
+            if received.message_uuid == report.message_uuid:
+                received.forward = marker(report)
 
     def render(self) -> RenderableType:
         return self
@@ -328,8 +349,9 @@ class LiveView:
 
     def _inbound(self) -> Panel:
         table = Table(box=None, show_header=False)
-        for at, sender, text in self.inbound:
-            table.add_row(clock(at), Text(sender), Text(text))
+        for received in self.inbound:
+            table.add_row(clock(received.at), Text(received.sender), Text(received.text),
+                          Text(received.forward, "red" if "failed" in received.forward else "green"))  # fmt: skip
         return Panel(table, title="inbound", border_style="cyan")
 
     def _footer(self) -> Text:

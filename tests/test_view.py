@@ -227,3 +227,31 @@ async def test_discovers_the_ngrok_tunnel_for_this_port(aiohttp_server: Any) -> 
 
 async def test_no_ngrok_agent_means_no_public_url() -> None:
     assert await discover_ngrok(3000, "http://127.0.0.1:9/api/tunnels") is None
+
+
+def test_forward_outcomes_show_on_their_row_and_inbound_sms_and_the_tunnel_in_the_header() -> None:
+    from smsctl.forwarding import ForwardReport
+    from smsctl.storage import ForwardState, Route
+    from smsctl.tunnel import TunnelCheck
+
+    counters = Counters(forwarding=True)
+    view = LiveView(counters)
+    view.ready({"local_url": "http://127.0.0.1:3000", "public_url": "https://abc.ngrok.app",
+                "forward_to": "http://localhost:8080/webhooks/status", "store": "/tmp/s.db"})  # fmt: skip
+    view.handle(status("submitted", "2025-02-03T12:00:01Z"))
+    inbound = parse_inbound(json.dumps({"message_uuid": "i-1", "from": "447700900001", "to": "x",
+                                        "text": "STOP", "timestamp": "2025-02-03T12:00:05Z"}).encode())  # fmt: skip
+    view.handle(ListenerEvent("inbound", time.time(), inbound=inbound))
+    for report in (ForwardReport(1, Route.STATUS, UUID, "t", ForwardState.DELIVERED, 1, 200, None, 12.3),
+                   ForwardReport(2, Route.INBOUND, "i-1", "t", ForwardState.FAILED, 1, 400, None, 3.0)):  # fmt: skip
+        counters.count_forward(report)
+        view.handle(ListenerEvent("forwarded", time.time(), forward=report))
+    view.handle(ListenerEvent("tunnel", time.time(), tunnel=TunnelCheck("https://abc.ngrok.app", False, None,
+                                                                        "cannot connect (refused): is the tunnel running?")))  # fmt: skip
+    screen = render(view)
+    row = next(line for line in screen.splitlines() if "5b3c0d7e" in line)
+    assert "→ 200 12 ms" in row
+    assert "→ failed 400" in next(line for line in screen.splitlines() if "STOP" in line)
+    assert "forward →" in screen and "http://localhost:8080/webhooks/status" in screen
+    assert "tunnel ✗ cannot connect (refused)" in screen
+    assert "forwarded 1" in screen and "failed 1" in screen
