@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from smsctl.config import StoreLocation
 from smsctl.errors import NotFound
 from smsctl.storage import COPY_TABLES, HistoryStore, Location, open_reader, open_store
 
@@ -59,7 +60,8 @@ def copy_store(source: Location, target: Location, on_progress: Progress, page: 
     """Copy every row the target lacks from `source` into `target` (created and migrated as needed)."""
     reader = open_reader(source)
     if reader is None:
-        raise NotFound(f"there is no smsctl store at {source}", hint="check the SOURCE path or URL")
+        shown = source.display if isinstance(source, StoreLocation) else str(source)
+        raise NotFound(f"there is no smsctl store at {shown}", hint="check the SOURCE path or URL")
     with contextlib.closing(reader):
         writer = open_store(target)
         with contextlib.closing(writer):

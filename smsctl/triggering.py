@@ -94,6 +94,7 @@ def signer(settings: Settings) -> Any:
     """sign(body) with the configured signature secret and the claims Vonage adds."""
     from smsctl.signing import sign
 
+    settings.require("VONAGE_SIGNATURE_SECRET", "to sign the webhooks smsctl trigger and replay send")
     secret = settings.signature_secrets()[0]
     return lambda body: sign(body, secret, api_key=settings.api_key, application_id=settings.application_id)
 

@@ -379,7 +379,7 @@ def test_db_copy_sqlite_to_postgresql_and_back_is_whole_and_idempotent(pg_url: s
 
 def test_db_copy_from_nothing_is_a_clear_error_and_creates_nothing(pg_url: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "copy", str(tmp_path / "missing.db"), pg_url])
-    assert result.exit_code == 7 and "no smsctl store at" in result.stderr
+    assert result.exit_code == 7 and f"no smsctl store at {tmp_path / 'missing.db'}\n" in result.stderr
     assert tables(pg_url) == set() and not (tmp_path / "missing.db").exists()
 
 
