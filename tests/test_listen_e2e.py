@@ -252,14 +252,29 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], 
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     time.sleep(delay)  # not waiting for an outcome: choosing the moment the signal lands
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        _, stderr = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        # The signal landed while site was processing a .pth file (slow on a fresh clone, before the
+        # .pyc files exist): site reports "Error processing line …", ignores the rest of the file and
+        # carries on, so Python swallowed that Ctrl-C. Ours is the next one, now that smsctl runs.
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    if "Remainder of file ignored" in stderr:  # that report is Python's; what follows is ours
+        stderr = stderr.split("Remainder of file ignored", 1)[1]
     # -SIGINT: the signal landed before Python itself was ready, and the OS ended it, silently. One
     # that lands in the interpreter's own start-up (site, runpy: before any smsctl code exists) is
     # Python's to report. From our first line on, no traceback may show: no frame of smsctl.
     assert process.returncode in (0, 130, -signal.SIGINT, 1), stderr
     assert "smsctl/" not in stderr and "smsctl\\" not in stderr, stderr
-    if process.returncode == 1:
-        assert "frozen runpy" in stderr or "init_import_site" in stderr, stderr
+    if process.returncode == 1:  # interrupted in the interpreter's own start-up, reported by Python
+        python_start_up = (
+            "frozen runpy",
+            "init_import_site",
+            "init_sys_streams",
+            "Python runtime state: core",
+        )
+        assert any(marker in stderr for marker in python_start_up), stderr
 
 
 def test_malformed_http_is_one_short_line_and_counted(credentials: dict[str, str]) -> None:
