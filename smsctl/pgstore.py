@@ -509,13 +509,13 @@ class PgStore:
         return [forward_from(r) for r in rows]
 
     def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int:
-        cursor = self.conn.execute(
+        # RETURNING, not rowcount: inside the writer's pipeline a row count is not known yet.
+        return len(self._all(
             """UPDATE forwards SET state = 'pending', attempts = 0, next_at = %s, expires_at = %s,
                    lease_until = 0, done_at = NULL
-               WHERE state != 'delivered' AND (%s::bigint[] IS NULL OR id = ANY(%s::bigint[]))""",
+               WHERE state != 'delivered' AND (%s::bigint[] IS NULL OR id = ANY(%s::bigint[])) RETURNING id""",
             (now, now + retry_for, ids, ids),
-        )
-        return max(cursor.rowcount, 0)
+        ))  # fmt: skip
 
     def next_forward_at(self) -> float | None:
         row = self._one("SELECT MIN(GREATEST(next_at, lease_until)) FROM forwards WHERE state = 'pending'")

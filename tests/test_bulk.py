@@ -39,7 +39,8 @@ def accepted_per_ref(sandbox: BackgroundSandbox) -> collections.Counter[str]:
     return collections.Counter(r.body["client_ref"] for r in sandbox.requests if r.status == 202)
 
 
-def test_a_thousand_mixed_rows_to_their_final_status(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+def test_a_thousand_mixed_rows_to_their_final_status(on_backend: object, sandbox: BackgroundSandbox,
+                                                    tmp_path: Path) -> None:  # fmt: skip
     csv = write_csv(tmp_path / "list.csv", 1000)
     code, lines, stderr = bulk(
         str(csv), "Hi {name}", "--rate", "0", "--concurrency", "20", "--wait", "--timeout", "60"
@@ -130,7 +131,7 @@ def test_dry_run_reports_and_sends_nothing(sandbox: BackgroundSandbox, tmp_path:
     assert sandbox.requests == []
 
 
-def test_a_rerun_sends_nothing_twice(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+def test_a_rerun_sends_nothing_twice(on_backend: object, sandbox: BackgroundSandbox, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "list.csv", 30)
     first = bulk(str(csv), "once", "--rate", "0")
     second = bulk(str(csv), "once", "--rate", "0")
@@ -172,7 +173,7 @@ def test_batch_for_an_unknown_id_exits_7(credentials: dict[str, str]) -> None:
     assert result.exit_code == 7 and "no batch" in result.stderr
 
 
-def test_log_filters_by_batch(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
+def test_log_filters_by_batch(on_backend: object, sandbox: BackgroundSandbox, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "list.csv", 3)
     _, lines, _ = bulk(str(csv), "logged", "--batch-id", "mybatch")
     rows = json.loads(runner.invoke(app, ["log", "--batch", "mybatch", "--json"]).stdout)

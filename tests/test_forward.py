@@ -109,7 +109,7 @@ def test_kill_9_with_forwards_pending_then_restart_delivers_them_all(on_backend:
     user_app.stop()
 
 
-def test_a_400_is_final_shown_and_retried_only_on_request(credentials: dict[str, str]) -> None:
+def test_a_400_is_final_shown_and_retried_only_on_request(on_backend: object) -> None:
     with (
         CaptureApp(default=400) as user_app,
         ListenProcess("--forward-to", user_app.url(), env=FAST) as listener,
