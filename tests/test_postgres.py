@@ -450,3 +450,28 @@ def test_postgresql_stopped_under_load_never_acknowledges_an_event_it_did_not_st
         with contextlib.suppress(subprocess.CalledProcessError):
             pg_cluster.resume()  # whatever happened, leave the session's server running
     assert stored(pg(pg_url), lambda s: s.counts())["events"] == len(bodies)
+
+
+def test_status_and_log_read_a_shared_history_by_prefix_and_filter(
+    pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSCTL_DB", pg_url)
+    uuids = {}
+    with ListenProcess() as listener, BackgroundSandbox.from_environment(time_scale=0.01) as api:
+        listener.ready()
+        monkeypatch.setenv("VONAGE_API_URL", api.url)
+        for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1")):
+            result = runner.invoke(
+                app, ["send", to, "team", "--client-ref", ref, "--wait", "--timeout", "30"]
+            )
+            assert result.exit_code in (0, 1), result.output
+            uuids[ref] = result.stdout.split()[0]
+        listener.stop()
+    human = runner.invoke(app, ["status", uuids["no-1"][:8]])
+    assert human.exit_code == 0 and uuids["no-1"] in human.stdout and "1240 Illegal Number" in human.stdout
+    shown = json.loads(runner.invoke(app, ["status", uuids["ok-1"], "--json"]).stdout)
+    assert (shown["status"], shown["client_ref"], [e["status"] for e in shown["events"]]) == (
+        "delivered", "ok-1", ["submitted", "delivered"])  # fmt: skip
+    rejected = json.loads(runner.invoke(app, ["log", "--status", "rejected", "--json"]).stdout)
+    assert [r["message_uuid"] for r in rejected] == [uuids["no-1"]]
+    assert runner.invoke(app, ["status", "%%%%%%%%"]).exit_code == 7, "LIKE wildcards are not a prefix"
