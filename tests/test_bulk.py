@@ -66,8 +66,11 @@ def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> Non
     times = sorted(r.at for r in sandbox.requests)
     assert len(times) == 45
     assert times[-1] - times[0] >= 44 / 15 - 0.1
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 16, busiest
+    # Starts are 1/15 s apart, so any 16 consecutive ones span a second. They are timed here as the
+    # emulator receives them, and on a loaded 2-core machine a request can arrive a little late,
+    # bunching it with the next: 0.25 s of that jitter is allowed. An unpaced batch spans ~0.01 s.
+    tightest = min(times[i + 15] - times[i] for i in range(len(times) - 15))
+    assert tightest >= 0.75, tightest
 
 
 def test_429_slows_the_whole_batch(
