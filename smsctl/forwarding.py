@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smsctl.forward")
 CLAIM_BATCH = 32
+RETRY_WINDOW = 24 * 3600.0  # --forward-retry-for's default, and what `forwards retry` grants again
 IDLE_CHECK = 1.0  # seconds: how often an idle forwarder looks for work another listener queued
 
 
@@ -68,7 +69,7 @@ class ForwardTargets:
 
     status_url: str | None
     inbound_url: str | None
-    retry_for: float = 24 * 3600.0
+    retry_for: float = RETRY_WINDOW
 
     def target(self, route: Route) -> str | None:
         return self.status_url if route is Route.STATUS else self.inbound_url

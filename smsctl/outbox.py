@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from smsctl.config import Settings
+from smsctl.forwarding import RETRY_WINDOW
 from smsctl.storage import Forward, ForwardState, open_reader, open_store
 
 LIST_LIMIT = 10_000
-RETRY_WINDOW = 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -448,7 +448,7 @@ class HistoryStore(Protocol):
 Location = Union["StoreLocation", Path, str]
 
 
-def _location(where: Location) -> StoreLocation:
+def location_of(where: Location) -> StoreLocation:
     from smsctl.config import StoreKind, StoreLocation, store_location
 
     if isinstance(where, StoreLocation):
@@ -474,7 +474,7 @@ def _pgstore() -> ModuleType:
 
 def open_reader(where: Location) -> HistoryStore | None:
     """The store opened read-only; None when there is none yet. Never creates or migrates one."""
-    location = _location(where)
+    location = location_of(where)
     if location.url is not None:
         reader: HistoryStore | None = _pgstore().PgStore.reader(location)
         return reader
@@ -485,7 +485,7 @@ def open_reader(where: Location) -> HistoryStore | None:
 
 def open_store(where: Location, *, busy_timeout: float = 5.0) -> HistoryStore:
     """The store opened for writing (created and migrated as needed)."""
-    location = _location(where)
+    location = location_of(where)
     if location.url is not None:
         store: HistoryStore = _pgstore().PgStore(location, busy_timeout=busy_timeout)
         return store
@@ -497,7 +497,7 @@ def open_store(where: Location, *, busy_timeout: float = 5.0) -> HistoryStore:
 async def watch_changes(where: Location, timeout: float, read: Callable[[HistoryStore], bool]) -> None:
     """Call `read(store)` each time the store may have changed (another process committed), until it
     returns True or `timeout` passes: how waiters notice statuses stored by a listener."""
-    location = _location(where)
+    location = location_of(where)
     if location.url is not None:
         await _pgstore().watch_changes(location, timeout, read)
         return
@@ -508,7 +508,7 @@ async def watch_changes(where: Location, timeout: float, read: Callable[[History
 
 def environment_notes(where: Location) -> list[str]:
     """What the backend wants the user to know about this machine (`smsctl config` shows it)."""
-    if _location(where).url is not None:
+    if location_of(where).url is not None:
         return []
     from smsctl import store
 

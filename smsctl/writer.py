@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
 from smsctl.metrics import BATCH_SIZES, COMMIT_SECONDS, Buckets
-from smsctl.storage import Deferred, HistoryStore, Location, _location, open_store
+from smsctl.storage import Deferred, HistoryStore, Location, location_of, open_store
 
 T = TypeVar("T")
 MAX_BATCH = 256
@@ -61,7 +61,7 @@ class StoreWriter:
     """Runs store writes on a dedicated thread, grouping concurrent ones into one commit."""
 
     def __init__(self, where: Location, *, busy_timeout: float = 5.0) -> None:
-        location = _location(where)
+        location = location_of(where)
         self.path = location.display
         self.spool_path = location.spool_path
         self.replayed = 0  # accepted sends recorded from the spool when the store opened

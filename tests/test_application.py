@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from tests.helpers import APPLICATION_ID, BackgroundSandbox, ListenProcess, stored, until
+from tests.pg import free_port
 
 runner = CliRunner()
 SECRET = "account-secret-for-tests"
@@ -39,12 +39,6 @@ def call(url: str, method: str = "GET", body: Any = None, auth: str | None = Non
             return response.status, json.loads(response.read()), response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), exc.headers.get("Content-Type", "")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_emulators_application_api_checks_auth_and_bodies(emulator: BackgroundSandbox) -> None:

@@ -26,7 +26,7 @@ from smsctl.config import StoreKind, StoreLocation
 from smsctl.events import parse_status
 from smsctl.storage import open_store
 from smsctl.writer import StoreWriter
-from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored
+from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
 
 runner = CliRunner()
@@ -306,13 +306,6 @@ def _get_json(url: str) -> Any:
 
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
-
-
-def until(condition: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # --- db copy and db migrate ---------------------------------------------------------------------------

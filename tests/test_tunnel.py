@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -11,12 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import CaptureApp, ListenProcess, stored
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.pg import free_port
 
 
 class Proxy:
