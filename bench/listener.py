@@ -130,7 +130,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3,000 webhooks: a smoke run, speed not judged")
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument(
-        "--only", choices=["bare", "verify", "smsctl", "smsctl-tty"], help="measure one server"
+        "--only",
+        nargs="+",
+        choices=["bare", "verify", "smsctl", "smsctl-tty"],
+        help="measure only these servers",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds; the best of each is kept"
@@ -152,7 +155,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
         # Interleaved rounds, best of each server: the machine's noise hits all three alike.
         for round_ in range(rounds):
-            for target in [args.only] if args.only else ["bare", "verify", "smsctl", "smsctl-tty"]:
+            for target in args.only or ["bare", "verify", "smsctl", "smsctl-tty"]:
                 port, db = free_port(), Path(tmp) / f"{target}-{round_}.db"
                 server = serve(target, port, db, OUT / f"{target}.log")
                 try:

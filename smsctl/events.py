@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from smsctl.codec import loads
+
 FINAL_STATUSES = frozenset({"delivered", "rejected", "undeliverable"})
 FAILED_STATUSES = frozenset({"rejected", "undeliverable"})
 KNOWN_STATUSES = FINAL_STATUSES | {"submitted"}
@@ -108,7 +110,7 @@ def _object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise Unusable("body is not valid UTF-8") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except RecursionError:
         raise Unusable("body is nested too deeply") from None
     except ValueError as exc:  # includes JSONDecodeError and the >4300-digit integer limit

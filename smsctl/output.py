@@ -77,12 +77,15 @@ class LineBuffer:
     """JSON Lines written once per event-loop turn: a burst of events costs one write, not hundreds."""
 
     def __init__(self, on_closed: Callable[[], None] | None = None) -> None:
+        from smsctl.codec import json_line
+
+        self._encode = json_line
         self._lines: list[str] = []
         self._scheduled = False
         self._on_closed = on_closed  # called once if stdout's reader goes away
 
     def emit(self, data: Any) -> None:
-        self._lines.append(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+        self._lines.append(self._encode(data))
         if self._scheduled:
             return
         import asyncio  # lazily: most commands never write JSON Lines

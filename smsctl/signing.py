@@ -10,7 +10,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import json
 import math
 import re
 import time
@@ -22,6 +21,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
+
+from smsctl.codec import loads
 
 MAX_TOKEN_BYTES = 4096
 FUTURE_SKEW = 60.0  # an `iat` further ahead than this is counted as clock skew
@@ -159,7 +160,7 @@ def _canonical_b64url(segment: str) -> bytes | None:
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(raw)
+        value = loads(raw)  # json.loads's answer, as PyJWT's own decoding gives
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -208,8 +209,8 @@ class FastHS256:
         claims = _json_object(payload_raw)
         if claims is None or not claims.keys() <= _FAST_CLAIMS or not isinstance(claims.get("jti", ""), str):
             return None
-        if "iat" not in claims or "payload_hash" not in claims:  # PyJWT names what is missing
-            return None
+        if claims.get("iat") is None or claims.get("payload_hash") is None:  # PyJWT names what is missing
+            return None  # (to PyJWT a claim that is null is missing too)
         signing_input = f"{header_b64}.{payload_b64}".encode()
         for index, prepared in enumerate(self._macs):
             mac = prepared.copy()

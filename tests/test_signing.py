@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from typing import Any
 
 import jwt as pyjwt
@@ -171,6 +172,15 @@ def _token(header: bytes, payload: bytes, secret: bytes = SECRET, pad: str = "")
         (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "exp": 1}).encode()), None),  # exp: PyJWT decides
         (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "jti": 5}).encode()), None),
         (_token(b'{"alg":"HS256"}', json.dumps({"iat": 1}).encode()), None),  # no payload_hash
+        (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "iat": None}).encode()), None),  # null is missing
+        (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "payload_hash": None}).encode()), None),
+        (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "iat": math.nan}).encode()), "ok"),  # NaN literal
+        (_token(b'{"alg":"HS256"}', json.dumps(VALID).replace("1700000000", "1e400").encode()), "ok"),
+        (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "iat": 10**30}).encode()), "ok"),  # exact int
+        (
+            _token(b'{"alg":"HS256"}', json.dumps({**VALID, "jti": "\ud800"}, ensure_ascii=True).encode()),
+            "ok",
+        ),
         (_token(b'{"alg":"HS256"}', json.dumps({**VALID, "api_key": "x" * 3000}).encode()), "ok"),  # huge
         (
             _token(b'{"alg":"HS256"}', json.dumps({**VALID, "iss": "Vönage"}, ensure_ascii=False).encode()),

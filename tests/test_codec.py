@@ -1,0 +1,117 @@
+"""codec.loads is json.loads, faster: the same value or the same error, for any input (Hypothesis)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smsctl.codec import json_line, loads
+
+# Strings with lone surrogates, huge integers, every float (NaN and ±Infinity included).
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None))
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with NaN equal to NaN, -0.0 apart from 0.0, and 1 apart from 1.0 and True."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def outcome(fn: Any, raw: bytes | str) -> tuple[str, Any]:
+    try:
+        return "value", fn(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: both ValueErrors
+        return "error", str(exc)
+    except RecursionError:
+        return "error", "recursion"
+
+
+def assert_same_outcome(raw: bytes | str) -> None:
+    ours, reference = outcome(loads, raw), outcome(json.loads, raw)
+    assert ours[0] == reference[0], (raw, ours, reference)
+    if ours[0] == "value":
+        assert same(ours[1], reference[1]), (raw, ours, reference)
+    else:
+        assert ours[1] == reference[1]  # the same message: it is json.loads's own error
+
+
+@settings(max_examples=500, deadline=None)
+@given(VALUES, st.booleans(), st.sampled_from([None, 2]))
+def test_any_document_decodes_to_what_json_loads_gives(
+    value: Any, as_bytes: bool, indent: int | None
+) -> None:
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    raw = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    assert_same_outcome(raw)
+    assert_same_outcome(json.dumps(value))  # \\u escapes, lone surrogates among them
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_bytes_get_the_same_value_or_error(raw: bytes) -> None:
+    assert_same_outcome(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 1, "a": 2}',  # duplicate keys: the last wins in both
+        b'{"iat": NaN}',
+        b'{"iat": Infinity, "b": -Infinity}',
+        b'{"iat": 1e400}',  # overflows a float: json.loads gives inf
+        b'{"iat": 123456789012345678901234567890}',
+        b'{"n": -0.0, "m": 1E2, "k": 0.1e-400}',
+        b'"\\ud800"',  # a lone surrogate escape
+        b'\xef\xbb\xbf{"a": 1}',  # a byte-order mark: json.loads accepts it in bytes
+        "\ufeff{}",  # …and refuses it in a str
+        b'{"a": "\x00"}',  # a raw control character in a string
+        b"[" * 5000 + b"]" * 5000,  # deeper than either parser goes
+        b" \t\r\n{} \n",
+        b"{} x",
+        b"",
+        b'{"a":1}'.decode().encode("utf-16"),
+    ],
+)
+def test_named_edge_cases(raw: bytes | str) -> None:
+    assert_same_outcome(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), st.none() | st.booleans() | st.integers() | st.text()
+                       | st.floats(allow_nan=False, allow_infinity=False) | st.lists(st.text())))  # fmt: skip
+def test_a_json_line_is_one_line_that_reads_back_as_the_record(record: dict[str, Any]) -> None:
+    line = json_line(record)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    assert same(json.loads(line), record)
+
+
+def test_a_json_line_writes_text_as_itself_and_unknown_types_as_str() -> None:
+    from smsctl.storage import Route
+
+    assert json_line({"text": "héllo ☃", "route": Route.STATUS, "at": 1.5, "what": object}) == (
+        '{"text":"héllo ☃","route":"status","at":1.5,"what":"<class \'object\'>"}\n'
+    )
