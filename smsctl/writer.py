@@ -65,9 +65,7 @@ class StoreWriter:
         self.path = location.display
         self.spool_path = location.spool_path
         self.replayed = 0  # accepted sends recorded from the spool when the store opened
-        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
-        # Jobs of the current event-loop turn, per loop (each loop only touches its own entry).
-        self._gathering: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._opened: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._main, args=(location, busy_timeout), name="smsctl-writer", daemon=True
@@ -87,19 +85,8 @@ class StoreWriter:
         """Run `fn(store)` inside the next group commit; returns once it is durable."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
-        waiting = self._gathering.get(loop)
-        if waiting is None:
-            self._gathering[loop] = [_Job(fn, loop, waiter)]
-            loop.call_soon(self._hand_over, loop)
-        else:
-            waiting.append(_Job(fn, loop, waiter))
+        self._queue.put(_Job(fn, loop, waiter))
         return await waiter
-
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Give the thread everything this loop turn asked for at once: one wake-up of the thread
-        for a burst of requests, not one each (each was a context switch on a busy core)."""
-        if jobs := self._gathering.pop(loop, None):
-            self._queue.put(jobs)
 
     async def run_deferred(self, fn: Callable[[HistoryStore], Deferred[T]]) -> T:
         """`run` for work whose answer the backend may fetch later in the transaction (storage.Deferred)."""
@@ -109,14 +96,12 @@ class StoreWriter:
     def run_sync(self, fn: Callable[[HistoryStore], T]) -> T:
         """The same, for callers outside an event loop."""
         waiter: Future[T] = Future()
-        self._queue.put([_Job(fn, None, waiter)])
+        self._queue.put(_Job(fn, None, waiter))
         return waiter.result()
 
     def close(self) -> None:
         """Finish everything queued, then stop the thread and close the connection."""
         if self._thread.is_alive():
-            for loop in list(self._gathering):  # closed from a loop whose turn has not ended yet
-                self._hand_over(loop)
             self._queue.put(None)
             self._thread.join()
 
@@ -155,16 +140,16 @@ class StoreWriter:
         first = self._queue.get()
         if first is None:
             return None
-        batch = list(first)
+        batch = [first]
         while len(batch) < MAX_BATCH:
             try:
-                jobs = self._queue.get_nowait()
+                job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if jobs is None:  # keep the sentinel for the next round, after this batch commits
+            if job is None:  # keep the sentinel for the next round, after this batch commits
                 self._queue.put(None)
                 break
-            batch.extend(jobs)
+            batch.append(job)
         return batch
 
     def _commit(self, store: HistoryStore, batch: list[_Job]) -> None:
