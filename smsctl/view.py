@@ -380,12 +380,48 @@ class LiveView:
         return text
 
 
+REFRESH_EVERY = 0.25  # seconds: 4 frames a second while drawing is cheap
+DRAW_BUDGET = 0.03  # at most this share of a core goes to drawing, however big the table
+
+
+def next_refresh_in(draw_cost: float) -> float:
+    """Seconds until the next frame, given the CPU seconds the last one took.
+
+    The listener shares its core with the table. A full 120×40 table costs ~20 ms to lay out, which at
+    4 frames a second is 8% of the core taken from storing webhooks; under that load the table
+    refreshes less often (1.5 frames a second at 20 ms), so drawing stays within DRAW_BUDGET.
+    """
+    return max(REFRESH_EVERY, draw_cost / DRAW_BUDGET)
+
+
+class _Refresher:
+    """Redraws a Rich Live display on its own thread, paced by next_refresh_in (Rich's own refresh
+    thread draws at a fixed rate whatever a frame costs)."""
+
+    def __init__(self, live: Any) -> None:
+        import threading
+
+        self.live = live
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="smsctl-live", daemon=True)
+
+    def _run(self) -> None:
+        import time
+
+        wait = REFRESH_EVERY
+        while not self.stop.wait(wait):
+            started = time.thread_time()  # this thread's CPU: the frame's cost, not its GIL waits
+            self.live.refresh()
+            wait = next_refresh_in(time.thread_time() - started)
+
+
 class LiveTerminalView:
     """Drives a Rich Live display of a LiveView on stdout, from `ready` until `stopped`."""
 
     def __init__(self) -> None:
         self.live: Any = None
         self.view: LiveView | None = None
+        self._refresher: _Refresher | None = None
 
     def ready(self, info: dict[str, Any], counters: Counters) -> None:
         from rich.live import Live
@@ -394,17 +430,23 @@ class LiveTerminalView:
 
         self.view = LiveView(counters)
         self.view.ready(info)
-        self.live = Live(get_renderable=self.view.render, console=out(), refresh_per_second=4,
+        self.live = Live(get_renderable=self.view.render, console=out(), auto_refresh=False,
                          redirect_stderr=False)  # fmt: skip
-        self.live.start()
+        self.live.start(refresh=True)
+        self._refresher = _Refresher(self.live)
+        self._refresher.thread.start()
 
     def handle(self, event: ListenerEvent) -> None:
         if self.view is not None:
             self.view.handle(event)
 
     def stopped(self, counters: Counters | None = None) -> None:
+        if self._refresher is not None:
+            self._refresher.stop.set()
+            self._refresher.thread.join()
+            self._refresher = None
         if self.live is not None:
-            self.live.stop()
+            self.live.stop()  # draws the last frame
             self.live = None
 
 

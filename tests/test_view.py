@@ -255,3 +255,34 @@ def test_forward_outcomes_show_on_their_row_and_inbound_sms_and_the_tunnel_in_th
     assert "forward →" in screen and "http://localhost:8080/webhooks/status" in screen
     assert "tunnel ✗ cannot connect (refused)" in screen
     assert "forwarded 1" in screen and "failed 1" in screen
+
+
+def test_the_table_refreshes_four_times_a_second_until_a_frame_would_take_over_3_percent() -> None:
+    from smsctl.view import DRAW_BUDGET, REFRESH_EVERY, next_refresh_in
+
+    assert next_refresh_in(0.0) == next_refresh_in(0.005) == REFRESH_EVERY == 0.25
+    assert next_refresh_in(0.020) == pytest.approx(0.020 / DRAW_BUDGET)  # a 20 ms frame: 1.5 a second
+    for cost in (0.001, 0.010, 0.020, 0.100):
+        assert cost / (next_refresh_in(cost) + cost) <= DRAW_BUDGET
+
+
+def test_the_live_display_draws_frames_on_its_own_thread_and_a_last_one_at_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import smsctl.output
+    from smsctl.view import LiveTerminalView
+
+    terminal = io.StringIO()
+    console = Console(file=terminal, width=120, height=40, force_terminal=True, color_system=None)
+    monkeypatch.setattr(smsctl.output, "out", lambda: console)
+    view = LiveTerminalView()
+    view.ready({"local_url": "http://127.0.0.1:3000", "status_url": "s", "inbound_url": "i"}, Counters())
+    view.handle(status("submitted", "2026-11-30T12:00:01Z"))
+    deadline = time.monotonic() + 10
+    while "submitted" not in terminal.getvalue():  # drawn by the refresher, not by handle()
+        assert time.monotonic() < deadline, "no frame was drawn"
+        time.sleep(0.02)
+    view.handle(status("delivered", "2026-11-30T12:00:04Z"))
+    view.stopped()
+    assert "delivered" in terminal.getvalue()  # the last frame, drawn at stop
+    assert view.live is None
