@@ -406,6 +406,9 @@ def test_postgresql_stopped_under_load_never_acknowledges_an_event_it_did_not_st
 
     async def load(url: str, stop_at: int) -> dict[bytes, int]:
         answers: dict[bytes, int] = {}
+        # The restart waits for the stop to finish: 150 quick 503s can come back while `pg_ctl stop`
+        # still waits for the old server, and a new one started then makes that stop time out.
+        stopped = asyncio.Event()
         async with aiohttp.ClientSession() as session:
             semaphore = asyncio.Semaphore(16)
 
@@ -413,7 +416,9 @@ def test_postgresql_stopped_under_load_never_acknowledges_an_event_it_did_not_st
                 async with semaphore:
                     if index == stop_at:
                         await asyncio.to_thread(pg_cluster.pause)
+                        stopped.set()
                     if index == stop_at + 150:
+                        await stopped.wait()
                         await asyncio.to_thread(pg_cluster.resume)
                     async with session.post(url, data=body, headers=signed_headers(body)) as response:
                         answers[body] = response.status
