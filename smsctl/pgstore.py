@@ -54,11 +54,11 @@ from smsctl.storage import (
     SentMessage,
     Source,
     StoredEvent,
-    by_message,
     event_from,
-    exported,
     forward_from,
     found,
+    hook_page,
+    sent_page,
 )
 
 if TYPE_CHECKING:
@@ -540,27 +540,14 @@ class PgStore:
                     WHERE m.id > %s AND {" AND ".join(f.sent_where)} ORDER BY m.id LIMIT %s""",
                 (int(key or 0), *f.sent_params, limit),
             )
-            timelines = self._timelines([r["message_uuid"] for r in rows if r["message_uuid"]])
-            page = [
-                exported(_sent(tuple(r[c] for c in _SENT_COLUMNS)), r["message_uuid"] or "",
-                         (r["cur_status"], bool(r["cur_final"]), r["cur_updated"]) if r["cur_status"] else None,
-                         timelines.get(r["message_uuid"], []))
-                for r in rows
-            ]  # fmt: skip
-            return page, ((0, str(rows[-1]["id"])) if len(rows) == limit else (1, ""))
+            return sent_page(rows, lambda r: _sent(tuple(r[c] for c in _SENT_COLUMNS)), self.events_of, limit)
         rows = self._dicts(
             f"""SELECT s.* FROM message_status s
                 WHERE s.message_uuid > %s AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
                   AND {" AND ".join(f.hook_where)} ORDER BY s.message_uuid LIMIT %s""",
             (key, *f.hook_params, limit),
         )
-        timelines = self._timelines([r["message_uuid"] for r in rows])
-        page = [exported(None, r["message_uuid"], (r["status"], bool(r["final"]), r["updated_at"]),
-                         timelines.get(r["message_uuid"], [])) for r in rows]  # fmt: skip
-        return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
-
-    def _timelines(self, uuids: list[str]) -> dict[str, list[StoredEvent]]:
-        return by_message(self.events_of(uuids))
+        return hook_page(rows, self.events_of, limit)
 
     # --- copying (`smsctl db copy`) -------------------------------------------------------------
 

@@ -236,6 +236,35 @@ def by_message(events: Iterable[StoredEvent]) -> dict[str, list[StoredEvent]]:
     return timelines
 
 
+ExportPage = tuple[list["ExportedMessage"], tuple[int, str] | None]
+
+
+def sent_page(rows: list[Any], sent_of: Callable[[Any], SentMessage],
+              events_of: Callable[[list[str]], Iterable[StoredEvent]], limit: int) -> ExportPage:  # fmt: skip
+    """An export page of messages smsctl sent, from a backend's rows (a send's columns plus the
+    current status as `cur_status`, `cur_final`, `cur_updated`); the cursor goes on by local id,
+    then to the webhook-only messages."""
+    timelines = by_message(events_of([r["message_uuid"] for r in rows if r["message_uuid"]]))
+    page = [
+        exported(sent_of(r), r["message_uuid"] or "",
+                 (r["cur_status"], bool(r["cur_final"]), r["cur_updated"]) if r["cur_status"] else None,
+                 timelines.get(r["message_uuid"], []))
+        for r in rows
+    ]  # fmt: skip
+    return page, ((0, str(rows[-1]["id"])) if len(rows) == limit else (1, ""))
+
+
+def hook_page(
+    rows: list[Any], events_of: Callable[[list[str]], Iterable[StoredEvent]], limit: int
+) -> ExportPage:
+    """An export page of messages seen only through webhooks, from `message_status` rows; the
+    cursor goes on by uuid, None after the last."""
+    timelines = by_message(events_of([r["message_uuid"] for r in rows]))
+    page = [exported(None, r["message_uuid"], (r["status"], bool(r["final"]), r["updated_at"]),
+                     timelines.get(r["message_uuid"], [])) for r in rows]  # fmt: skip
+    return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
+
+
 def exported(sent: SentMessage | None, uuid: str, current: tuple[str, bool, float] | None,
              events: list[StoredEvent]) -> ExportedMessage:  # fmt: skip
     """A message for `export` from what a backend read: its send (if smsctl sent it), its current
