@@ -1,7 +1,8 @@
 """JSON on the listener's hot path: msgspec's C decoder and encoder, with the stdlib as the reference.
 
 Every webhook is JSON-decoded three times (the token's header and claims, then the body) and every
-event is written as a JSON Lines record; with the stdlib that was ~20 µs of a ~280 µs request.
+event is written as a JSON Lines record; with the stdlib that was ~14 µs of a ~220–280 µs request
+(timeit on a bench webhook: body, claims and record 13.9 µs with the stdlib, 2.8 µs with msgspec).
 
 `loads` must give exactly what `json.loads` gives, because the body's fields and the token's claims
 are judged on it. msgspec returns the same values for every document it accepts (arbitrary-size
