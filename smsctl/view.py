@@ -412,6 +412,9 @@ class _Refresher:
     def _run(self) -> None:
         import time
 
+        from smsctl.scheduling import batch_scheduling
+
+        batch_scheduling()  # a frame waits for the loop to block rather than preempting it
         wait = REFRESH_EVERY
         while not self.stop.wait(wait):
             started = time.thread_time()  # this thread's CPU: the frame's cost, not its GIL waits

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from smsctl.config import Settings
 from smsctl.errors import StoreError, StoreUnavailable
 from smsctl.metrics import BATCH_SIZES, COMMIT_SECONDS, Buckets
+from smsctl.scheduling import batch_scheduling
 from smsctl.storage import Deferred, HistoryStore, Location, location_of, open_store
 
 T = TypeVar("T")
@@ -106,8 +107,9 @@ class StoreWriter:
             self._thread.join()
 
     def _main(self, location: Location, busy_timeout: float) -> None:
+        batch_scheduling()  # wake-ups wait for the loop to block instead of preempting it (scheduling.py)
         try:
-            store = open_store(location, busy_timeout=busy_timeout)
+            store = open_store(location, busy_timeout=busy_timeout, group_commits=True)
         except StoreError as exc:
             self._opened.set_exception(exc)
             return

@@ -56,6 +56,16 @@ async def client(
     yield await aiohttp_client(create_app(writer, verifier, events.append, Counters()))
 
 
+def test_the_writer_thread_waits_for_the_event_loop_to_block_instead_of_preempting_it(
+    writer: StoreWriter,
+) -> None:
+    """SCHED_BATCH (scheduling.py): a woken writer would only wait for the GIL the loop holds."""
+    import os
+
+    assert writer.run_sync(lambda store: os.sched_getscheduler(0)) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the caller's own thread is left alone
+
+
 def counts(where: StoreLocation) -> dict[str, int]:
     store = open_store(where)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from typing import Any
 
@@ -282,6 +283,9 @@ def test_the_live_display_draws_frames_on_its_own_thread_and_a_last_one_at_stop(
     while "submitted" not in terminal.getvalue():  # drawn by the refresher, not by handle()
         assert time.monotonic() < deadline, "no frame was drawn"
         time.sleep(0.02)
+    drawing = view._refresher.thread if view._refresher else None
+    assert drawing is not None and drawing.native_id is not None
+    assert os.sched_getscheduler(drawing.native_id) == os.SCHED_BATCH  # never preempts the loop
     view.handle(status("delivered", "2026-11-30T12:00:04Z"))
     view.stopped()
     assert "delivered" in terminal.getvalue()  # the last frame, drawn at stop
