@@ -126,3 +126,27 @@ def child_cpu() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def cpu_ticks(cpu: int) -> tuple[int, int] | None:
+    """(stolen, total) clock ticks of one CPU so far, from Linux's /proc/stat; None elsewhere.
+
+    Stolen time is what the hypervisor gave other tenants while this CPU had work: on a shared
+    machine it is the noise that moves one round's figure by a third.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if line.startswith(f"cpu{cpu} "):
+                    ticks = [int(field) for field in line.split()[1:]]
+                    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
+    except OSError:
+        pass
+    return None
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of a CPU's time stolen between two cpu_ticks readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])

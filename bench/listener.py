@@ -24,7 +24,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import OUT, PYTHON, SMSCTL, ensure_wrk, free_port, machine, pinned, stop, table, wait_http  # noqa: E402
+from bench.common import (  # noqa: E402
+    OUT,
+    PYTHON,
+    SMSCTL,
+    cpu_ticks,
+    ensure_wrk,
+    free_port,
+    machine,
+    pinned,
+    stolen_share,
+    stop,
+    table,
+    wait_http,
+)
 from smsctl.signing import sign  # noqa: E402
 from smsctl.store import Store  # noqa: E402
 
@@ -153,6 +166,7 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     results: dict[str, dict[str, float]] = {}
     verdicts = []
+    each_round: list[str] = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
         # Interleaved rounds, best of each server: the machine's noise hits all three alike.
         for round_ in range(rounds):
@@ -161,9 +175,14 @@ def main() -> int:
                 server = serve(target, port, db, OUT / f"{target}.log")
                 try:
                     wait_http(f"http://127.0.0.1:{port}/healthz")
+                    before = cpu_ticks(0)
                     stats = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
+                    stolen = stolen_share(before, cpu_ticks(0))
                 finally:
                     code = stop(server)
+                each_round.append(f"round {round_ + 1} {target}: {stats['rps']:,.0f} req/s, p99 "
+                                  f"{stats['p99_us'] / 1000:.1f} ms, CPU 0 stolen "
+                                  + ("-" if stolen is None else f"{stolen:.0%}"))  # fmt: skip
                 if target not in results or stats["rps"] > results[target]["rps"]:
                     results[target] = stats
                 if target.startswith("smsctl"):
@@ -182,6 +201,9 @@ def main() -> int:
     print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify", "× --json"], rows))
     for verdict in verdicts:
         print(verdict)
+    print("each round (stolen: CPU 0's time the hypervisor gave other tenants, the noise between rounds):")
+    for line in each_round:
+        print(f"  {line}")
     return 0 if all("OK" in v for v in verdicts) else 1
 
 

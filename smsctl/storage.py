@@ -512,16 +512,15 @@ def open_reader(where: Location) -> HistoryStore | None:
     return Store.reader(location.path or Path())
 
 
-def open_store(where: Location, *, busy_timeout: float = 5.0, group_commits: bool = False) -> HistoryStore:
-    """The store opened for writing (created and migrated as needed). `group_commits`: for the
-    writer thread, which commits many events a second (SQLite: a larger WAL between checkpoints)."""
+def open_store(where: Location, *, busy_timeout: float = 5.0) -> HistoryStore:
+    """The store opened for writing (created and migrated as needed)."""
     location = location_of(where)
     if location.url is not None:
         store: HistoryStore = _pgstore().PgStore(location, busy_timeout=busy_timeout)
         return store
     from smsctl.store import Store
 
-    return Store(location.path or Path(), busy_timeout=busy_timeout, group_commits=group_commits)
+    return Store(location.path or Path(), busy_timeout=busy_timeout)
 
 
 async def watch_changes(where: Location, timeout: float, read: Callable[[HistoryStore], bool]) -> None:

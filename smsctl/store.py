@@ -51,12 +51,6 @@ from smsctl.storage import (
 
 log = logging.getLogger("smsctl.store")
 WAL_RESET_FIXED = (3, 51, 3)
-# The writer thread's WAL is copied into the database every 10,000 pages (~40 MB) rather than SQLite's
-# 1,000: a page the events' index and the status table dirty again and again (random UUID keys) is
-# then copied once per checkpoint instead of every few hundred events. In `bench/listener.py`'s
-# interleaved runs it cut the listener's CPU per request by ~10% (README, Performance). The WAL file
-# keeps that size while the listener runs; the last connection to close checkpoints and removes it.
-GROUP_COMMIT_CHECKPOINT_PAGES = 10_000
 POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
 REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
@@ -121,8 +115,7 @@ class Store:
     so `log` and `status` work on a store they cannot write.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False,
-                 group_commits: bool = False) -> None:  # fmt: skip
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         self.path = str(path)
         self.spool_path = Path(f"{path}.unrecorded")
         self.migrated: list[str] = []  # migrations this connection applied when it opened
@@ -135,8 +128,6 @@ class Store:
             self._closed = False
             self.conn.row_factory = sqlite3.Row
             self._prepare(readonly)
-            if group_commits:
-                self.conn.execute(f"PRAGMA wal_autocheckpoint={GROUP_COMMIT_CHECKPOINT_PAGES}")
         except NotOurs as exc:
             self.close()
             raise StoreError(

@@ -109,7 +109,7 @@ class StoreWriter:
     def _main(self, location: Location, busy_timeout: float) -> None:
         batch_scheduling()  # wake-ups wait for the loop to block instead of preempting it (scheduling.py)
         try:
-            store = open_store(location, busy_timeout=busy_timeout, group_commits=True)
+            store = open_store(location, busy_timeout=busy_timeout)
         except StoreError as exc:
             self._opened.set_exception(exc)
             return

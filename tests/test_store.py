@@ -174,24 +174,3 @@ def test_on_postgresql_listeners_are_judged_by_the_database_clock(pg_url: str) -
             " AS l (pid, url, every), (SELECT extract(epoch FROM clock_timestamp()) AS now) AS t"
         )
     assert [listener.pid for listener in stored(where, lambda s: s.fresh_listeners())] == [2]
-
-
-def test_the_writer_thread_checkpoints_its_wal_every_10000_pages_instead_of_every_1000(db_path: Path) -> None:
-    """A longer WAL between checkpoints copies each hot index page once, not every few hundred events."""
-    from smsctl.store import GROUP_COMMIT_CHECKPOINT_PAGES
-    from smsctl.writer import StoreWriter
-
-    body = b"x" * 16_384  # four pages each, in overflow pages
-    writer = StoreWriter(db_path)
-    try:
-        for _ in range(10):  # ten commits of ~300 pages: SQLite's default would checkpoint at 1,000
-            writer.run_sync(
-                lambda s: [s.add_dead_letter("/webhooks/status", "test", body, 0.0) for _ in range(75)]
-            )
-        wal_pages = Path(f"{db_path}-wal").stat().st_size // 4096
-        assert 2_500 < wal_pages < GROUP_COMMIT_CHECKPOINT_PAGES  # every commit is still in the WAL
-    finally:
-        writer.close()
-    assert stored(db_path, lambda s: s.counts())["dead_letters"] == 750  # and nothing was lost
-    with Store(db_path) as store:  # any other connection keeps SQLite's default
-        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
