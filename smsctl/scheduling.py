@@ -7,8 +7,9 @@ two context switches that do nothing, a few thousand times a second under load. 
 policy asks the scheduler not to preempt on wake-up: the helper runs when the loop blocks in its poll
 (and so has released the GIL) or when the loop's time slice ends. Its share of the CPU is unchanged.
 
-In `bench/listener.py`'s interleaved runs this cut the listener's CPU per request by ~10% (README,
-Performance). Elsewhere (macOS, Windows) and where the policy is refused, nothing changes.
+In `bench/listener.py`'s interleaved runs of 100,000 webhooks the listener's CPU per request fell
+from 227 to 180 µs, and its context switches from ~64,000 to ~28,000 (README, Performance).
+Elsewhere (macOS, Windows) and where the policy is refused, nothing changes.
 """
 
 from __future__ import annotations
