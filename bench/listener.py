@@ -125,16 +125,27 @@ def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes
 
 
 CLEAN = 0.05  # a round is clean when CPU 0 lost under 5% of its time to other tenants
+Rounds = list[dict[str, tuple[dict[str, float], float | None]]]  # per round: server → (wrk stats, stolen)
 
 
-def paired_ratios(measured: dict[int, dict[str, tuple[float, float | None]]]) -> list[str]:
-    """smsctl against verify-only round by round, for the rounds the hypervisor left alone."""
-    lines = []
-    for round_, servers in sorted(measured.items()):
+def round_lines(measured: Rounds) -> list[str]:
+    """Every round's figure with CPU 0's stolen share, then smsctl against verify-only in the rounds
+    the hypervisor left alone."""
+    lines = ["each round (stolen: CPU 0's time the hypervisor gave other tenants, the noise between rounds):"]
+    for number, servers in enumerate(measured, 1):
+        for target, (stats, stolen) in servers.items():
+            shown = "-" if stolen is None else f"{stolen:.0%}"
+            lines.append(f"  round {number} {target}: {stats['rps']:,.0f} req/s, p99 "
+                         f"{stats['p99_us'] / 1000:.1f} ms, CPU 0 stolen {shown}")  # fmt: skip
+    lines.append(
+        f"clean rounds (under {CLEAN:.0%} stolen for both), smsctl --json against verify-only in the same round:"
+    )
+    clean = []
+    for number, servers in enumerate(measured, 1):
         ours, theirs = servers.get("smsctl"), servers.get("verify")
         if ours and theirs and all(stolen is not None and stolen < CLEAN for _, stolen in (ours, theirs)):
-            lines.append(f"  round {round_ + 1}: {ours[0] / theirs[0]:.2f}×")
-    return lines
+            clean.append(f"  round {number}: {ours[0]['rps'] / theirs[0]['rps']:.2f}×")
+    return lines + (clean or ["  none"])
 
 
 def check_store(db: Path, webhooks: int, acknowledged: int) -> str:
@@ -179,11 +190,11 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     results: dict[str, dict[str, float]] = {}
     verdicts = []
-    each_round: list[str] = []
-    measured: dict[int, dict[str, tuple[float, float | None]]] = {}  # round → server → (req/s, stolen)
+    measured: Rounds = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
         # Interleaved rounds, best of each server: the machine's noise hits all three alike.
         for round_ in range(rounds):
+            measured.append({})
             for target in args.only or ["bare", "verify", "smsctl", "smsctl-tty"]:
                 port, db = free_port(), Path(tmp) / f"{target}-{round_}.db"
                 server = serve(target, port, db, OUT / f"{target}.log")
@@ -194,10 +205,7 @@ def main() -> int:
                     stolen = stolen_share(before, cpu_ticks(0))
                 finally:
                     code = stop(server)
-                each_round.append(f"round {round_ + 1} {target}: {stats['rps']:,.0f} req/s, p99 "
-                                  f"{stats['p99_us'] / 1000:.1f} ms, CPU 0 stolen "
-                                  + ("-" if stolen is None else f"{stolen:.0%}"))  # fmt: skip
-                measured.setdefault(round_, {})[target] = (stats["rps"], stolen)
+                measured[round_][target] = (stats, stolen)
                 if target not in results or stats["rps"] > results[target]["rps"]:
                     results[target] = stats
                 if target.startswith("smsctl"):
@@ -216,13 +224,7 @@ def main() -> int:
     print(table(["server", "req/s", "p50 ms", "p99 ms", "non-2xx", "× bare", "× verify", "× --json"], rows))
     for verdict in verdicts:
         print(verdict)
-    print("each round (stolen: CPU 0's time the hypervisor gave other tenants, the noise between rounds):")
-    for line in each_round:
-        print(f"  {line}")
-    print(
-        f"clean rounds (under {CLEAN:.0%} stolen for both), smsctl --json against verify-only in the same round:"
-    )
-    for line in paired_ratios(measured) or ["  none"]:
+    for line in round_lines(measured):
         print(line)
     return 0 if all("OK" in v for v in verdicts) else 1
 

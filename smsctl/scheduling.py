@@ -18,13 +18,11 @@ import contextlib
 import os
 
 
-def batch_scheduling() -> bool:
-    """Give the calling thread the SCHED_BATCH policy; True when it now has it."""
+def batch_scheduling() -> None:
+    """Give the calling thread the SCHED_BATCH policy where the platform has it."""
     set_policy = getattr(os, "sched_setscheduler", None)
     batch = getattr(os, "SCHED_BATCH", None)
     if set_policy is None or batch is None:
-        return False
+        return
     with contextlib.suppress(OSError):  # a sandbox may refuse it: the default policy is still correct
         set_policy(0, batch, os.sched_param(0))  # 0: this thread (Linux applies policies per thread)
-        return True
-    return False
