@@ -28,7 +28,7 @@ from smsctl.server import (
     EventSink,
     ListenerEvent,
     MalformedHttpDigest,
-    create_app,
+    WebhookApp,
     start_serving,
 )
 from smsctl.signing import Verifier
@@ -123,7 +123,7 @@ class Listener:
         verifier = build_verifier(self.settings, self.max_token_age)
         forwarder = self._forwarder()
         nonce = new_nonce()
-        app = create_app(self.writer, verifier, self.sink, self.counters, self.settings.store_text,
+        app = WebhookApp(self.writer, verifier, self.sink, self.counters, self.settings.store_text,
                          self.forward, forwarder.wake if forwarder else lambda: None, nonce)  # fmt: skip
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)

@@ -1,4 +1,4 @@
-"""The webhook listener: an aiohttp app that verifies, then durably stores, then acknowledges.
+"""The webhook listener: an aiohttp server that verifies, then durably stores, then acknowledges.
 
 Order per request: size and encoding → signature → payload_hash → parse → commit → 2xx.
 Nothing is acknowledged before it is committed; no input gets a 500.
@@ -11,7 +11,7 @@ import collections
 import errno
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -185,17 +185,9 @@ class ListenerEvent:
 
 
 EventSink = Callable[[ListenerEvent], None]
-WRITER: web.AppKey[StoreWriter] = web.AppKey("writer", StoreWriter)
-VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
-COUNTERS: web.AppKey[Counters] = web.AppKey("counters", Counters)
-SINK: web.AppKey[EventSink] = web.AppKey("sink", object)  # type: ignore[arg-type]
-STORE_TEXT: web.AppKey[bool] = web.AppKey("store_text", bool)
-FORWARD: web.AppKey[ForwardTargets | None] = web.AppKey("forward", object)  # type: ignore[arg-type]
-PROBE: web.AppKey[str | None] = web.AppKey("probe", object)  # type: ignore[arg-type]
-WAKE_FORWARDER: web.AppKey[Callable[[], None]] = web.AppKey("wake_forwarder", object)  # type: ignore[arg-type]
 
 
-async def read_body(request: web.Request) -> bytes:
+async def read_body(request: web.BaseRequest) -> bytes:
     """The raw body, bounded in size and time; never decompressed."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Rejected("too_large", f"Content-Length {request.content_length} > {MAX_BODY}")
@@ -224,218 +216,242 @@ async def read_body(request: web.Request) -> bytes:
         raise Rejected("incomplete_body", type(exc).__name__) from None
 
 
-def _notify(request: web.Request, event: ListenerEvent) -> None:
-    """Tell the view; a display problem must never turn a stored event into a 500."""
-    try:
-        request.app[SINK](event)
-    except Exception:  # the event is already stored; only the display failed
-        request.app[COUNTERS].view_errors += 1
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-def _reject(request: web.Request, exc: Rejected, received_at: float) -> web.Response:
-    request.app[COUNTERS].rejected[exc.reason] += 1
-    _notify(request, ListenerEvent("rejected", received_at, reason=exc.reason, detail=exc.detail,
-                                   http_status=exc.status))  # fmt: skip
-    headers = {"Retry-After": RETRY_AFTER} if exc.status == 503 else {}
-    response = web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
-    if exc.status in (408, 413):
-        response.force_close()  # the rest of the body is not worth reading
-    return response
+class WebhookApp:
+    """The listener's four routes, served by aiohttp's low-level server.
 
-
-async def _verified_body(request: web.Request, received_at: float) -> bytes | web.Response:
-    try:
-        body = await read_body(request)
-        verified = request.app[VERIFIER].verify(request.headers.getall("Authorization", []), body)
-    except Rejected as exc:
-        return _reject(request, exc, received_at)
-    counters = request.app[COUNTERS]
-    counters.stale_tokens += verified.stale
-    counters.previous_secret += verified.secret_index > 0
-    if verified.skewed:
-        counters.clock_skew += 1
-        if counters.clock_skew == 1:  # once: the footer and /healthz keep counting
-            log.warning(
-                "a token's iat is %.0f s in the future: check this machine's clock (NTP)", -verified.age
-            )
-    return body
-
-
-def _answer_probe(request: web.Request, probe: str) -> web.Response:
-    """This listener's own probe gets its nonce back; another listener's, a 409 (see tunnel.py)."""
-    import hmac
-
-    mine = request.app[PROBE]
-    if mine is not None and hmac.compare_digest(probe.encode(), mine.encode()):
-        return web.Response(status=200, text=f"smsctl probe {mine}\n")
-    return web.Response(status=409, text="smsctl probe for another listener\n")
-
-
-def _store_bug(request: web.Request, exc: StoreBug) -> web.Response:
-    """A bug, not the disk: logged once with its traceback, counted, answered 500 (Vonage retries)."""
-    counters = request.app[COUNTERS]
-    counters.store_errors += 1
-    if counters.store_errors == 1:
-        log.error("the store failed with an internal error; later ones are counted on /healthz", exc_info=exc)
-    return web.Response(status=500, text="internal error\n")
-
-
-def _unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
-    request.app[COUNTERS].store_unavailable += 1
-    request.app[COUNTERS].store_ok = False
-    return web.Response(status=503, text="store unavailable\n", headers={"Retry-After": RETRY_AFTER})
-
-
-async def _dead_letter(
-    request: web.Request, route: str, body: bytes, reason: str, received_at: float
-) -> web.Response:
-    if route == INBOUND_PATH and not request.app[STORE_TEXT]:  # it may hold a text we must not keep
-        body = f"(withheld: SMSCTL_STORE_TEXT=false; {len(body)} bytes)".encode()
-    try:
-        await request.app[WRITER].run(lambda s: s.add_dead_letter(route, reason, body, received_at))
-    except StoreUnavailable as exc:
-        return _unavailable(request, exc)
-    except StoreBug as exc:
-        return _store_bug(request, exc)
-    request.app[COUNTERS].dead_letters += 1
-    _notify(request, ListenerEvent("dead_letter", received_at, reason=reason))
-    return web.Response(status=200)
-
-
-async def _receive(
-    request: web.Request,
-    route: Route,
-    parse: Callable[[bytes], T],
-    store: Callable[[HistoryStore, T, float, str], Deferred[R]],
-    is_new: Callable[[R], bool],
-    uuid_of: Callable[[T], str],
-) -> tuple[T, R, float] | web.Response:
-    """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early.
-
-    With forwarding on, a new event's outbox row is written in the same commit (never a duplicate's).
+    Four fixed paths need no router, middlewares or per-request application lookups: a dict
+    dispatch on aiohttp's `web.Server` costs ~12 µs less a request than `web.Application`
+    (bench: 61 against 73 µs of CPU for a bare 200), about 5% of a stored webhook.
     """
-    received_at = time.time()
-    path = STATUS_PATH if route is Route.STATUS else INBOUND_PATH
-    if (probe := request.headers.get(PROBE_HEADER)) is not None:  # the tunnel check: never stored
-        return _answer_probe(request, probe)
-    body = await _verified_body(request, received_at)
-    if isinstance(body, web.Response):
+
+    def __init__(
+        self,
+        writer: StoreWriter,
+        verifier: Verifier,
+        sink: EventSink,
+        counters: Counters | None = None,
+        store_text: bool = True,
+        forward: ForwardTargets | None = None,
+        wake_forwarder: Callable[[], None] = lambda: None,
+        probe_nonce: str | None = None,
+    ) -> None:
+        self.writer, self.verifier, self.sink, self.store_text = writer, verifier, sink, store_text
+        self.forward, self.wake_forwarder, self.probe = forward, wake_forwarder, probe_nonce
+        self.counters = counters or Counters()
+        self._routes: dict[str, tuple[frozenset[str], Handler]] = {
+            STATUS_PATH: (frozenset({"POST"}), self.handle_status),
+            INBOUND_PATH: (frozenset({"POST"}), self.handle_inbound),
+            "/healthz": (frozenset({"GET", "HEAD"}), self.handle_health),
+            "/metrics": (frozenset({"GET", "HEAD"}), self.handle_metrics),
+        }
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self._routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="404: Not Found")
+        methods, handler = route
+        if request.method not in methods:
+            allow = ",".join(sorted(methods))
+            return web.Response(status=405, text="405: Method Not Allowed", headers={"Allow": allow})
+        return await handler(request)
+
+    def runner(self, shutdown_timeout: float) -> web.BaseRunner:
+        """A runner for aiohttp's low-level server with this app as its only handler."""
+
+        def make_request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            loop = asyncio.get_running_loop()
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+
+        server = web.Server(self, request_factory=make_request, access_log=None, keepalive_timeout=75)
+        return web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
+
+    # --- the webhooks --------------------------------------------------------------------------
+
+    async def handle_status(self, request: web.BaseRequest) -> web.Response:
+        """POST /webhooks/status: a message status update."""
+        outcome = await self._receive(request, Route.STATUS, parse_status,
+                                      lambda s, event, at, token: s.queue_status(event, at, token),
+                                      lambda applied: not applied.duplicate, lambda event: event.message_uuid)  # fmt: skip
+        if isinstance(outcome, web.Response):
+            return outcome
+        event, applied, received_at = outcome
+        if applied.duplicate:
+            self.counters.duplicates += 1
+        else:
+            self.counters.count_accepted(event.status)
+        kind = "duplicate" if applied.duplicate else "accepted"
+        self._notify(ListenerEvent(kind, received_at, status_event=event, applied=applied))
+        return web.Response(status=200)
+
+    async def handle_inbound(self, request: web.BaseRequest) -> web.Response:
+        """POST /webhooks/inbound: an SMS sent to your Vonage number."""
+        parse = parse_inbound if self.store_text else _parse_inbound_without_text
+        outcome = await self._receive(request, Route.INBOUND, parse,
+                                      lambda s, message, at, token: Deferred.ready(s.add_inbound(message, at, token)),
+                                      lambda new: new, lambda message: message.message_uuid)  # fmt: skip
+        if isinstance(outcome, web.Response):
+            return outcome
+        message, new, received_at = outcome
+        self.counters.inbound += new
+        self.counters.duplicates += not new
+        self._notify(ListenerEvent("inbound" if new else "duplicate", received_at, inbound=message))
+        return web.Response(status=200)
+
+    async def handle_metrics(self, request: web.BaseRequest) -> web.Response:
+        """GET /metrics: the same counters, plus commit latency and batch size, for Prometheus."""
+        from smsctl.metrics import render
+
+        try:
+            listeners: int | None = len(await self.writer.run(lambda s: s.fresh_listeners()))
+        except StoreError:
+            listeners = None  # the store is away: the other figures still say so
+        body = render(self.counters, self.writer.commit_seconds, self.writer.batch_sizes, listeners)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def handle_health(self, request: web.BaseRequest) -> web.Response:
+        """GET /healthz: liveness and counters."""
+        return web.json_response(self.counters.health())
+
+    async def _receive(
+        self,
+        request: web.BaseRequest,
+        route: Route,
+        parse: Callable[[bytes], T],
+        store: Callable[[HistoryStore, T, float, str], Deferred[R]],
+        is_new: Callable[[R], bool],
+        uuid_of: Callable[[T], str],
+    ) -> tuple[T, R, float] | web.Response:
+        """Verify, parse (or keep as a dead letter), and commit; a Response when it ends early.
+
+        With forwarding on, a new event's outbox row is written in the same commit (never a duplicate's).
+        """
+        received_at = time.time()
+        path = STATUS_PATH if route is Route.STATUS else INBOUND_PATH
+        if (probe := request.headers.get(PROBE_HEADER)) is not None:  # the tunnel check: never stored
+            return self._answer_probe(probe)
+        body = await self._verified_body(request, received_at)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            item = parse(body)
+        except Unusable as exc:
+            return await self._dead_letter(path, body, str(exc), received_at)
+        token = (
+            request.headers["Authorization"].partition(" ")[2].strip()
+        )  # verified: exactly one, well formed
+        targets = self.forward
+        target = targets.target(route) if targets else None
+
+        def job(s: HistoryStore) -> Deferred[R]:
+            stored = store(s, item, received_at, token)
+            if target is None or targets is None:
+                return stored
+            forward = NewForward(
+                route, uuid_of(item), target, body, request.headers.get("Content-Type", ""), token
+            )
+
+            def queue_forward(result: R) -> R:
+                if is_new(result):
+                    s.add_forward(forward, received_at, targets.retry_for)
+                return result
+
+            return stored.then(queue_forward)
+
+        try:
+            result = await self.writer.run_deferred(job)
+        except StoreUnavailable as exc:
+            return self._unavailable(exc)
+        except StoreBug as exc:
+            return self._store_bug(exc)
+        self.counters.store_ok = True
+        if target is not None and is_new(result):
+            self.wake_forwarder()
+        return item, result, received_at
+
+    async def _verified_body(self, request: web.BaseRequest, received_at: float) -> bytes | web.Response:
+        try:
+            body = await read_body(request)
+            verified = self.verifier.verify(request.headers.getall("Authorization", []), body)
+        except Rejected as exc:
+            return self._reject(exc, received_at)
+        counters = self.counters
+        counters.stale_tokens += verified.stale
+        counters.previous_secret += verified.secret_index > 0
+        if verified.skewed:
+            counters.clock_skew += 1
+            if counters.clock_skew == 1:  # once: the footer and /healthz keep counting
+                log.warning(
+                    "a token's iat is %.0f s in the future: check this machine's clock (NTP)", -verified.age
+                )
         return body
-    try:
-        item = parse(body)
-    except Unusable as exc:
-        return await _dead_letter(request, path, body, str(exc), received_at)
-    token = request.headers["Authorization"].partition(" ")[2].strip()  # verified: exactly one, well formed
-    targets = request.app[FORWARD]
-    target = targets.target(route) if targets else None
 
-    def job(s: HistoryStore) -> Deferred[R]:
-        stored = store(s, item, received_at, token)
-        if target is None or targets is None:
-            return stored
-        forward = NewForward(
-            route, uuid_of(item), target, body, request.headers.get("Content-Type", ""), token
-        )
+    async def _dead_letter(self, route: str, body: bytes, reason: str, received_at: float) -> web.Response:
+        if route == INBOUND_PATH and not self.store_text:  # it may hold a text we must not keep
+            body = f"(withheld: SMSCTL_STORE_TEXT=false; {len(body)} bytes)".encode()
+        try:
+            await self.writer.run(lambda s: s.add_dead_letter(route, reason, body, received_at))
+        except StoreUnavailable as exc:
+            return self._unavailable(exc)
+        except StoreBug as exc:
+            return self._store_bug(exc)
+        self.counters.dead_letters += 1
+        self._notify(ListenerEvent("dead_letter", received_at, reason=reason))
+        return web.Response(status=200)
 
-        def queue_forward(result: R) -> R:
-            if is_new(result):
-                s.add_forward(forward, received_at, targets.retry_for)
-            return result
+    # --- answers that end a request early --------------------------------------------------------
 
-        return stored.then(queue_forward)
+    def _notify(self, event: ListenerEvent) -> None:
+        """Tell the view; a display problem must never turn a stored event into a 500."""
+        try:
+            self.sink(event)
+        except Exception:  # the event is already stored; only the display failed
+            self.counters.view_errors += 1
 
-    try:
-        result = await request.app[WRITER].run_deferred(job)
-    except StoreUnavailable as exc:
-        return _unavailable(request, exc)
-    except StoreBug as exc:
-        return _store_bug(request, exc)
-    request.app[COUNTERS].store_ok = True
-    if target is not None and is_new(result):
-        request.app[WAKE_FORWARDER]()
-    return item, result, received_at
+    def _reject(self, exc: Rejected, received_at: float) -> web.Response:
+        self.counters.rejected[exc.reason] += 1
+        self._notify(ListenerEvent("rejected", received_at, reason=exc.reason, detail=exc.detail,
+                                   http_status=exc.status))  # fmt: skip
+        headers = {"Retry-After": RETRY_AFTER} if exc.status == 503 else {}
+        response = web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
+        if exc.status in (408, 413):
+            response.force_close()  # the rest of the body is not worth reading
+        return response
 
+    def _answer_probe(self, probe: str) -> web.Response:
+        """This listener's own probe gets its nonce back; another listener's, a 409 (see tunnel.py)."""
+        import hmac
 
-async def handle_status(request: web.Request) -> web.Response:
-    """POST /webhooks/status: a message status update."""
-    outcome = await _receive(request, Route.STATUS, parse_status,
-                             lambda s, event, at, token: s.queue_status(event, at, token),
-                             lambda applied: not applied.duplicate, lambda event: event.message_uuid)  # fmt: skip
-    if isinstance(outcome, web.Response):
-        return outcome
-    event, applied, received_at = outcome
-    counters = request.app[COUNTERS]
-    if applied.duplicate:
-        counters.duplicates += 1
-    else:
-        counters.count_accepted(event.status)
-    kind = "duplicate" if applied.duplicate else "accepted"
-    _notify(request, ListenerEvent(kind, received_at, status_event=event, applied=applied))
-    return web.Response(status=200)
+        mine = self.probe
+        if mine is not None and hmac.compare_digest(probe.encode(), mine.encode()):
+            return web.Response(status=200, text=f"smsctl probe {mine}\n")
+        return web.Response(status=409, text="smsctl probe for another listener\n")
+
+    def _store_bug(self, exc: StoreBug) -> web.Response:
+        """A bug, not the disk: logged once with its traceback, counted, answered 500 (Vonage retries)."""
+        self.counters.store_errors += 1
+        if self.counters.store_errors == 1:
+            log.error(
+                "the store failed with an internal error; later ones are counted on /healthz", exc_info=exc
+            )
+        return web.Response(status=500, text="internal error\n")
+
+    def _unavailable(self, exc: StoreUnavailable) -> web.Response:
+        self.counters.store_unavailable += 1
+        self.counters.store_ok = False
+        return web.Response(status=503, text="store unavailable\n", headers={"Retry-After": RETRY_AFTER})
 
 
 def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
     return parse_inbound(raw).without_text()
 
 
-async def handle_inbound(request: web.Request) -> web.Response:
-    """POST /webhooks/inbound: an SMS sent to your Vonage number."""
-    parse = parse_inbound if request.app[STORE_TEXT] else _parse_inbound_without_text
-    outcome = await _receive(request, Route.INBOUND, parse,
-                             lambda s, message, at, token: Deferred.ready(s.add_inbound(message, at, token)),
-                             lambda new: new, lambda message: message.message_uuid)  # fmt: skip
-    if isinstance(outcome, web.Response):
-        return outcome
-    message, new, received_at = outcome
-    counters = request.app[COUNTERS]
-    counters.inbound += new
-    counters.duplicates += not new
-    _notify(request, ListenerEvent("inbound" if new else "duplicate", received_at, inbound=message))
-    return web.Response(status=200)
-
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    """GET /metrics: the same counters, plus commit latency and batch size, for Prometheus."""
-    from smsctl.metrics import render
-
-    writer = request.app[WRITER]
-    try:
-        listeners: int | None = len(await writer.run(lambda s: s.fresh_listeners()))
-    except StoreError:
-        listeners = None  # the store is away: the other figures still say so
-    body = render(request.app[COUNTERS], writer.commit_seconds, writer.batch_sizes, listeners)
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-
-async def handle_health(request: web.Request) -> web.Response:
-    """GET /healthz: liveness and counters."""
-    return web.json_response(request.app[COUNTERS].health())
-
-
-def create_app(
-    writer: StoreWriter,
-    verifier: Verifier,
-    sink: EventSink,
-    counters: Counters | None = None,
-    store_text: bool = True,
-    forward: ForwardTargets | None = None,
-    wake_forwarder: Callable[[], None] = lambda: None,
-    probe_nonce: str | None = None,
-) -> web.Application:
-    """The listener's aiohttp application."""
-    app = web.Application(client_max_size=MAX_BODY)
-    app[WRITER], app[VERIFIER], app[SINK], app[STORE_TEXT] = writer, verifier, sink, store_text
-    app[FORWARD], app[WAKE_FORWARDER], app[PROBE] = forward, wake_forwarder, probe_nonce
-    app[COUNTERS] = counters or Counters()
-    app.router.add_post(STATUS_PATH, handle_status)
-    app.router.add_post(INBOUND_PATH, handle_inbound)
-    app.router.add_get("/healthz", handle_health)
-    app.router.add_get("/metrics", handle_metrics)
-    return app
-
-
 async def serve_app(
-    app: web.Application,
+    app: web.Application | WebhookApp,
     host: str,
     port: int,
     *,
@@ -445,7 +461,11 @@ async def serve_app(
     shutdown_timeout: float = 10.0,
 ) -> None:
     """Serve until `stop` is set; report the bound URL (port 0 works); always clean up."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, keepalive_timeout=75)
+    runner = (
+        app.runner(shutdown_timeout)
+        if isinstance(app, WebhookApp)
+        else web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, keepalive_timeout=75)
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
@@ -467,7 +487,7 @@ async def serve_app(
 
 
 async def start_serving(
-    app: web.Application, host: str, port: int, stop: asyncio.Event, **options: Any
+    app: web.Application | WebhookApp, host: str, port: int, stop: asyncio.Event, **options: Any
 ) -> tuple[str, asyncio.Task[None]]:
     """Start `serve_app` in a task; return the bound URL once listening (or raise why it could not)."""
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()

@@ -10,8 +10,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from aiohttp.test_utils import BaseTestServer
+from aiohttp.web import BaseRunner
+
 from smsctl.config import StoreLocation, load_settings
 from smsctl.sandbox import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
+from smsctl.server import WebhookApp
 from smsctl.signing import sign
 from smsctl.storage import HistoryStore, open_store
 
@@ -269,3 +273,14 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+class WebhookTestServer(BaseTestServer):
+    """aiohttp's test server around the listener's WebhookApp, served by the app's own runner."""
+
+    def __init__(self, app: WebhookApp) -> None:
+        super().__init__()
+        self.app = app
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return self.app.runner(shutdown_timeout=1.0)

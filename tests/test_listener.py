@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient
 
 from smsctl import server
 from smsctl.config import StoreKind, StoreLocation
-from smsctl.server import Counters, ListenerEvent, create_app
+from smsctl.server import Counters, ListenerEvent, WebhookApp
 from smsctl.signing import Verifier, sign
 from smsctl.storage import open_store
 from smsctl.writer import StoreWriter
-from tests.helpers import SIGNATURE_SECRET, signed_headers, stored
+from tests.helpers import SIGNATURE_SECRET, WebhookTestServer, signed_headers, stored
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 PREVIOUS_SECRET = "previous-secret-previous-secret-0123"
@@ -53,7 +53,7 @@ async def client(
     aiohttp_client: Any, writer: StoreWriter, events: list[ListenerEvent]
 ) -> AsyncIterator[TestClient]:
     verifier = Verifier([SIGNATURE_SECRET.encode(), PREVIOUS_SECRET.encode()], api_key="abcd1234")
-    yield await aiohttp_client(create_app(writer, verifier, events.append, Counters()))
+    yield await aiohttp_client(WebhookTestServer(WebhookApp(writer, verifier, events.append, Counters())))
 
 
 def test_the_writer_thread_waits_for_the_event_loop_to_block_instead_of_preempting_it(
@@ -271,7 +271,7 @@ async def test_max_token_age_makes_stale_tokens_401(
     aiohttp_client: Any, writer: StoreWriter, store_at: StoreLocation
 ) -> None:
     verifier = Verifier([SIGNATURE_SECRET.encode()], max_token_age=300)
-    strict = await aiohttp_client(create_app(writer, verifier, lambda e: None))
+    strict = await aiohttp_client(WebhookTestServer(WebhookApp(writer, verifier, lambda e: None)))
     body = status_body()
     assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 301)) == 401
     assert await post(strict, body, signed_headers(body, iat=int(time.time()) - 200)) == 200
@@ -319,11 +319,21 @@ async def test_slow_body_is_408(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "expected"), [("GET", "/webhooks/status", 405), ("POST", "/nope", 404)]
-)
-async def test_wrong_method_or_path(client: TestClient, method: str, path: str, expected: int) -> None:
-    response = await client.request(method, path)
-    assert response.status == expected
+    ("method", "path", "expected", "allow"),
+    [("GET", "/webhooks/status", 405, "POST"), ("PUT", "/healthz", 405, "GET,HEAD"), ("POST", "/nope", 404, None),
+     ("GET", "/webhooks/status/", 404, None)],
+)  # fmt: skip
+async def test_wrong_method_or_path(
+    client: TestClient, method: str, path: str, expected: int, allow: str | None, store_at: StoreLocation
+) -> None:
+    response = await client.request(method, path, data=status_body())
+    assert (response.status, response.headers.get("Allow")) == (expected, allow)
+    assert counts(store_at)["events"] == 0
+
+
+async def test_health_answers_head_without_a_body(client: TestClient) -> None:
+    response = await client.head("/healthz")
+    assert response.status == 200 and await response.read() == b""
 
 
 @pytest.mark.parametrize(
