@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
-from smsctl.events import InboundMessage, StatusEvent, anomaly_of, status_rank
+from smsctl.events import FINAL_STATUSES, InboundMessage, StatusEvent, anomaly_of, status_rank
 from smsctl.migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.storage import (
     BOOL_COLUMNS,
@@ -265,30 +265,27 @@ class Store:
     # --- webhooks -----------------------------------------------------------------------------
 
     def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
-        """Store one status event idempotently; move the current status forward, never back."""
+        """Store one status event idempotently; move the current status forward, never back.
+
+        The message's status row comes first (created for a new message): its sequential id keys the
+        event (migrations.m007), so the events' unique index grows at its newest pages.
+        """
         current = self.conn.execute(
-            "SELECT status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
+            "SELECT id, status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
         ).fetchone()
         anomaly = anomaly_of(event, (current["status"], bool(current["final"])) if current else None)
-        inserted = self.conn.execute(
-            """INSERT INTO events (message_uuid, status, timestamp, received_at, to_number,
-                   from_number, client_ref, error_code, error_detail, price, currency, segments,
-                   anomaly, body, token)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (message_uuid, status, timestamp) DO NOTHING""",
-            (event.message_uuid, event.status, event.timestamp, received_at, event.to,
-             event.from_, event.client_ref, event.error_code, event.error_detail, event.price,
-             event.currency, event.segments, anomaly, event.body, token),
-        ).rowcount  # fmt: skip
-        if not inserted:
-            return self._count_duplicate(event, current, received_at)
         if current is None:
-            self.conn.execute(
+            msg_id = self.conn.execute(
                 "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (event.message_uuid, event.status, event.is_final, received_at, received_at),
-            )
+            ).lastrowid
+            self._insert_event(msg_id, event, received_at, anomaly, token)  # new message: not a duplicate
             return Applied(False, event.status, event.is_final, anomaly, True)
+        msg_id = current["id"]
+        if not self._insert_event(msg_id, event, received_at, anomaly, token):
+            self.conn.execute("UPDATE message_status SET duplicates = duplicates + 1 WHERE id = ?", (msg_id,))
+            return Applied(True, current["status"], bool(current["final"]), None, False)
         advance = not current["final"] and status_rank(event.status) > status_rank(current["status"])
         status = event.status if advance else current["status"]
         final = event.is_final if advance else bool(current["final"])
@@ -296,26 +293,36 @@ class Store:
         if advance or conflict:
             self.conn.execute(
                 "UPDATE message_status SET status = ?, final = ?, conflict = MAX(conflict, ?),"
-                " updated_at = ? WHERE message_uuid = ?",
-                (status, final, conflict, received_at, event.message_uuid),
+                " updated_at = ? WHERE id = ?",
+                (status, final, conflict, received_at, msg_id),
             )
         return Applied(False, status, final, anomaly, advance)
+
+    def _insert_event(
+        self,
+        msg_id: int | None,
+        event: StatusEvent,
+        received_at: float,
+        anomaly: str | None,
+        token: str | None,
+    ) -> bool:
+        """Insert the event unless the message already has it (same status and timestamp)."""
+        return bool(self.conn.execute(
+            """INSERT INTO events (msg_id, message_uuid, status, timestamp, received_at, to_number,
+                   from_number, client_ref, error_code, error_detail, price, currency, segments,
+                   anomaly, body, token)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (msg_id, status, timestamp) DO NOTHING""",
+            (msg_id, event.message_uuid, event.status, event.timestamp, received_at, event.to,
+             event.from_, event.client_ref, event.error_code, event.error_detail, event.price,
+             event.currency, event.segments, anomaly, event.body, token),
+        ).rowcount)  # fmt: skip
 
     def queue_status(
         self, event: StatusEvent, received_at: float, token: str | None = None
     ) -> Deferred[Applied]:
         """`apply_status` for the writer's batches; SQLite has no round trips to save, so it is ready now."""
         return Deferred.ready(self.apply_status(event, received_at, token))
-
-    def _count_duplicate(
-        self, event: StatusEvent, current: sqlite3.Row | None, received_at: float
-    ) -> Applied:
-        self.conn.execute(
-            "UPDATE message_status SET duplicates = duplicates + 1 WHERE message_uuid = ?",
-            (event.message_uuid,),
-        )
-        status = current["status"] if current else event.status
-        return Applied(True, status, bool(current and current["final"]), None, False)
 
     def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool:
         """Store an inbound SMS; False when it was already stored (a re-delivery)."""
@@ -429,7 +436,9 @@ class Store:
     def timeline(self, message_uuid: str) -> list[StoredEvent]:
         """Every stored event of a message, in the order they were received."""
         rows = self.conn.execute(
-            "SELECT * FROM events WHERE message_uuid = ? ORDER BY received_at, id", (message_uuid,)
+            "SELECT * FROM events WHERE msg_id = (SELECT id FROM message_status WHERE message_uuid = ?)"
+            " ORDER BY received_at, id",
+            (message_uuid,),
         ).fetchall()
         return [event_from(r) for r in rows]
 
@@ -449,27 +458,27 @@ class Store:
         rows = self.conn.execute(
             f"""WITH recent AS (
                     SELECT m.id AS mid, m.message_uuid AS uuid,
-                           MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
+                           MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity, s.id AS sid
                     FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
                     WHERE {" AND ".join(f.sent_where)}
                     UNION ALL
-                    SELECT NULL, s.message_uuid, s.updated_at FROM message_status s
+                    SELECT NULL, s.message_uuid, s.updated_at, s.id FROM message_status s
                     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
                       AND {" AND ".join(f.hook_where)}
                     ORDER BY activity DESC, mid DESC LIMIT ?)
                 SELECT r.uuid AS message_uuid, r.activity,
                        CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END AS source,
-                       COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.message_uuid = r.uuid
+                       COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.msg_id = r.sid
                                 AND e.to_number IS NOT NULL LIMIT 1)) AS to_number,
-                       COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.message_uuid = r.uuid
+                       COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.msg_id = r.sid
                                 AND e.from_number IS NOT NULL LIMIT 1)) AS from_number,
-                       COALESCE(m.client_ref, (SELECT e.client_ref FROM events e WHERE e.message_uuid = r.uuid
+                       COALESCE(m.client_ref, (SELECT e.client_ref FROM events e WHERE e.msg_id = r.sid
                                 AND e.client_ref IS NOT NULL LIMIT 1)) AS client_ref,
                        COALESCE(m.segments, (SELECT CAST(e.segments AS INTEGER) FROM events e
-                                WHERE e.message_uuid = r.uuid AND e.segments IS NOT NULL LIMIT 1)) AS segments,
+                                WHERE e.msg_id = r.sid AND e.segments IS NOT NULL LIMIT 1)) AS segments,
                        m.created_at, m.error, m.batch_id, m.batch_row, m.state,
                        COALESCE(s.status, m.state) AS status, s.final, s.conflict,
-                       (SELECT e.error_code FROM events e WHERE e.message_uuid = r.uuid
+                       (SELECT e.error_code FROM events e WHERE e.msg_id = r.sid
                         AND e.error_code IS NOT NULL ORDER BY e.id DESC LIMIT 1) AS error_code
                 FROM recent r LEFT JOIN messages m ON m.id = r.mid
                      LEFT JOIN message_status s ON s.message_uuid = r.uuid
@@ -563,7 +572,9 @@ class Store:
         for start in range(0, len(uuids), 500):
             chunk = uuids[start : start + 500]
             rows = self.conn.execute(
-                f"SELECT * FROM events WHERE message_uuid IN ({','.join('?' * len(chunk))})", chunk
+                "SELECT * FROM events WHERE msg_id IN (SELECT id FROM message_status WHERE message_uuid IN"
+                f" ({','.join('?' * len(chunk))}))",
+                chunk,
             ).fetchall()
             found.extend(event_from(r) for r in rows)
         return sorted(found, key=lambda e: e.received_at)
@@ -617,10 +628,26 @@ class Store:
                 ).fetchone()
             ):
                 continue
+            if table == "events":
+                new += self._import_event(columns, row)
+                continue
             new += self.conn.execute(
                 f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", row
             ).rowcount
         return new
+
+    def _import_event(self, columns: tuple[str, ...], row: tuple[object, ...]) -> int:
+        """An event keyed by its message's status row (copying.ORDER copies statuses first; made here if missing)."""
+        uuid, status, received_at = row[0], row[1], row[3]
+        found = self.conn.execute("SELECT id FROM message_status WHERE message_uuid = ?", (uuid,)).fetchone()
+        msg_id = found[0] if found else self.conn.execute(
+            "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (uuid, status, status in FINAL_STATUSES, received_at, received_at),
+        ).lastrowid  # fmt: skip
+        marks = ", ".join("?" * (len(columns) + 1))
+        return int(self.conn.execute(
+            f"INSERT OR IGNORE INTO events (msg_id, {', '.join(columns)}) VALUES ({marks})", (msg_id, *row)
+        ).rowcount)  # fmt: skip
 
     def _has_message(self, row: tuple[object, ...]) -> bool:
         client_ref, to_number, created_at = row[0], row[2], row[12]

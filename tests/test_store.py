@@ -174,3 +174,95 @@ def test_on_postgresql_listeners_are_judged_by_the_database_clock(pg_url: str) -
             " AS l (pid, url, every), (SELECT extract(epoch FROM clock_timestamp()) AS now) AS t"
         )
     assert [listener.pid for listener in stored(where, lambda s: s.fresh_listeners())] == [2]
+
+
+def _m006_store(path: Path) -> sqlite3.Connection:
+    """A store as smsctl left it before m007."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE _smsctl_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for migration in MIGRATIONS[:6]:
+        migration(conn)
+        conn.execute("INSERT INTO _smsctl_migrations VALUES (?, 0)", (migration.__name__,))
+    assert MIGRATIONS[5].__name__ == "m006_forwarding"
+    return conn
+
+
+@pytest.mark.parametrize("events", [99, 100])
+def test_a_big_store_says_before_its_long_upgrade_starts(
+    tmp_path: Path, events: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """m007 rewrites the events table: a store at the threshold is told how long, one below is not."""
+    from smsctl import migrations
+
+    monkeypatch.setattr(migrations, "LONG_UPGRADE_EVENTS", 100)
+    conn = _m006_store(tmp_path / "old.db")
+    uuid = "aaaaaaaa-0000-4000-8000-000000000001"
+    conn.execute("INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at) VALUES (?, 'submitted', 0, 1, 1)", (uuid,))  # fmt: skip
+    conn.executemany(
+        "INSERT INTO events (message_uuid, status, timestamp, received_at, body) VALUES (?, 'submitted', ?, 1.0, '{}')",
+        [(uuid, f"2026-11-30T12:00:00.{i:03d}Z") for i in range(events)],
+    )
+    conn.close()
+    with caplog.at_level("WARNING", logger="smsctl.store"), Store(tmp_path / "old.db") as store:
+        assert store.counts()["events"] == events  # every event carried over either way
+    said = [r.getMessage() for r in caplog.records if "upgrading" in r.getMessage()]
+    assert said == ([] if events < 100 else [
+        "upgrading this store's event index once (100 events, about 0 s); other smsctl commands"
+        " wait for it or report the store busy until it finishes"])  # fmt: skip
+
+
+def test_an_m006_store_keys_its_events_by_message_id_after_upgrading(tmp_path: Path) -> None:
+    """m007: every row carried over (event ids too), deduplication unchanged, no index keyed by UUID."""
+    import json
+
+    from smsctl.events import parse_status
+
+    path = tmp_path / "old.db"
+    conn = _m006_store(path)
+    a, b, orphan = (
+        "aaaaaaaa-0000-4000-8000-000000000001",
+        "bbbbbbbb-0000-4000-8000-000000000002",
+        "cccc-orphan",
+    )
+    conn.executemany(
+        "INSERT INTO message_status (message_uuid, status, final, duplicates, first_seen, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(b, "delivered", 1, 2, 5.0, 9.0), (a, "submitted", 0, 0, 1.0, 1.0)],
+    )
+    conn.executemany(
+        "INSERT INTO events (id, message_uuid, status, timestamp, received_at, body, token) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(10, a, "submitted", "2026-11-30T12:00:01Z", 1.0, "{}", "t1"),
+         (20, b, "submitted", "2026-11-30T12:00:01Z", 5.0, "{}", None),
+         (30, b, "delivered", "2026-11-30T12:00:04Z", 9.0, "{}", None),
+         (40, orphan, "rejected", "2026-11-30T12:00:04Z", 7.0, "{}", None)],
+    )  # fmt: skip
+    conn.close()
+
+    with Store(path) as store:
+        assert store.migrated == ["m007_sequential_event_keys"]
+        ids = dict(store.conn.execute("SELECT message_uuid, id FROM message_status").fetchall())
+        keyed = store.conn.execute("SELECT id, msg_id, token FROM events ORDER BY id").fetchall()
+        assert [tuple(row) for row in keyed] == [(10, ids[a], "t1"), (20, ids[b], None), (30, ids[b], None),
+                                                 (40, ids[orphan], None)]  # fmt: skip
+        assert ids[a] < ids[b]  # numbered by first_seen
+        current = store.current_status(b)
+        assert current is not None and (current.status, current.final) == ("delivered", True)
+        assert store.current_status(orphan) is not None  # a status row made from its event
+        assert [e.status for e in store.timeline(b)] == ["submitted", "delivered"]
+
+        def status(uuid: str, name: str, second: int) -> bytes:
+            return json.dumps({"message_uuid": uuid, "status": name, "timestamp": f"2026-11-30T12:00:0{second}Z",
+                               "to": "14155550101", "from": "x", "channel": "sms"}).encode()  # fmt: skip
+
+        with store.transaction():
+            again = store.apply_status(parse_status(status(a, "submitted", 1)), 11.0)
+            final = store.apply_status(parse_status(status(a, "delivered", 4)), 12.0)
+            fresh = store.apply_status(parse_status(status("dddd-new", "submitted", 1)), 13.0)
+        assert again.duplicate and not final.duplicate and final.changed and fresh.changed
+        assert [e.status for e in store.timeline(a)] == ["submitted", "delivered"]
+        assert store.counts()["events"] == 6
+        unique = [
+            [col[2] for col in store.conn.execute(f"PRAGMA index_info('{index[1]}')")]
+            for index in store.conn.execute("PRAGMA index_list('events')")
+        ]
+        assert unique == [["msg_id", "status", "timestamp"]]  # the only index: no random UUID keys
