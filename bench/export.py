@@ -45,18 +45,19 @@ def build(path: Path, messages: int) -> None:
                 " 1, 'accepted', ?, ?)",
                 [(f"ref-{i}", u, now, now) for i, u in zip(chunk, uuids, strict=True)],
             )
-            for status, second in (("submitted", 1), ("delivered", 3)):
-                conn.executemany(
-                    "INSERT INTO events (message_uuid, status, timestamp, received_at, to_number, price, currency,"
-                    " body) VALUES (?, ?, ?, ?, '14155550101', '0.0057', 'EUR', ?)",
-                    [(u, status, f"2026-11-30T12:00:0{second}Z", now + second,
-                      f'{{"message_uuid":"{u}","status":"{status}"}}') for u in uuids],
-                )  # fmt: skip
             conn.executemany(
                 "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
                 " VALUES (?, 'delivered', 1, ?, ?)",
                 [(u, now, now) for u in uuids],
             )
+            for status, second in (("submitted", 1), ("delivered", 3)):
+                conn.executemany(  # keyed by the message's status row, as the listener writes them
+                    "INSERT INTO events (msg_id, message_uuid, status, timestamp, received_at, to_number, price,"
+                    " currency, body) SELECT id, message_uuid, ?, ?, ?, '14155550101', '0.0057', 'EUR', ?"
+                    " FROM message_status WHERE message_uuid = ?",
+                    [(status, f"2026-11-30T12:00:0{second}Z", now + second,
+                      f'{{"message_uuid":"{u}","status":"{status}"}}', u) for u in uuids],
+                )  # fmt: skip
     conn.close()
 
 
@@ -93,6 +94,10 @@ def main() -> int:
         if not store.exists():
             print(f"building a store of {size:,} messages…", file=sys.stderr)
             build(store, size)
+        else:  # kept from an earlier run, maybe by an older smsctl: export opens read-only, so upgrade it here
+            from smsctl.store import Store
+
+            Store(store).close()
         env = {**os.environ, "SMSCTL_DB": str(store)}
         base_s, base_mb = measure([sys.executable, "-c", BASELINE, str(store)], env)
         rows.append(
