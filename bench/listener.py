@@ -15,6 +15,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from bench.common import (  # noqa: E402
     free_port,
     machine,
     pinned,
+    process_cpu_seconds,
     stolen_share,
     stop,
     table,
@@ -135,8 +137,9 @@ def round_lines(measured: Rounds) -> list[str]:
     for number, servers in enumerate(measured, 1):
         for target, (stats, stolen) in servers.items():
             shown = "-" if stolen is None else f"{stolen:.0%}"
+            cpu = f", CPU {stats['cpu_us']:.0f} µs/request" if "cpu_us" in stats else ""
             lines.append(f"  round {number} {target}: {stats['rps']:,.0f} req/s, p99 "
-                         f"{stats['p99_us'] / 1000:.1f} ms, CPU 0 stolen {shown}")  # fmt: skip
+                         f"{stats['p99_us'] / 1000:.1f} ms{cpu}, CPU 0 stolen {shown}")  # fmt: skip
     lines.append(
         f"clean rounds (under {CLEAN:.0%} stolen for both), smsctl --json against verify-only in the same round:"
     )
@@ -145,7 +148,23 @@ def round_lines(measured: Rounds) -> list[str]:
         ours, theirs = servers.get("smsctl"), servers.get("verify")
         if ours and theirs and all(stolen is not None and stolen < CLEAN for _, stolen in (ours, theirs)):
             clean.append(f"  round {number}: {ours[0]['rps'] / theirs[0]['rps']:.2f}×")
-    return lines + (clean or ["  none"])
+    return lines + (clean or ["  none"]) + cpu_lines(measured)
+
+
+def cpu_lines(measured: Rounds) -> list[str]:
+    """The servers' CPU per request, median of the rounds: what each request costs, which stolen
+    time hardly moves (a request's cost, not how much of the core the server was given)."""
+    median = {}
+    for target in ("verify", "smsctl", "smsctl-tty"):
+        costs = [servers[target][0]["cpu_us"] for servers in measured
+                 if target in servers and "cpu_us" in servers[target][0]]  # fmt: skip
+        if costs:
+            median[target] = statistics.median(costs)
+    if "verify" not in median or "smsctl" not in median:
+        return []
+    shown = ", ".join(f"{target} {cost:.0f} µs" for target, cost in median.items())
+    return [f"CPU per request (all threads, median of rounds): {shown}; verify-only's over smsctl --json's: "
+            f"{median['verify'] / median['smsctl']:.2f}×"]  # fmt: skip
 
 
 def check_store(db: Path, webhooks: int, acknowledged: int) -> str:
@@ -200,9 +219,11 @@ def main() -> int:
                 server = serve(target, port, db, OUT / f"{target}.log")
                 try:
                     wait_http(f"http://127.0.0.1:{port}/healthz")
-                    before = cpu_ticks(0)
+                    before, used = cpu_ticks(0), process_cpu_seconds(server.pid)
                     stats = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
                     stolen = stolen_share(before, cpu_ticks(0))
+                    if used is not None and (now := process_cpu_seconds(server.pid)) is not None:
+                        stats["cpu_us"] = (now - used) / stats["requests"] * 1e6
                 finally:
                     code = stop(server)
                 measured[round_][target] = (stats, stolen)
