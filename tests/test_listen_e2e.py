@@ -270,6 +270,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], 
     if process.returncode == 1:  # interrupted in the interpreter's own start-up, reported by Python
         python_start_up = (
             "frozen runpy",
+            "Could not import runpy module",  # Py_RunMain's own report when runpy's import is interrupted
             "init_import_site",
             "init_sys_streams",
             "Python runtime state: core",
