@@ -12,6 +12,7 @@ from smsctl.schema import FORWARDS_TABLE
 
 log = logging.getLogger("smsctl.store")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
+UPGRADE_EVENTS_PER_SECOND = 80_000  # m007's rewrite, measured: 2,000,000 events in 25 s
 
 
 def m001_initial(conn: sqlite3.Connection) -> None:
@@ -192,7 +193,7 @@ def m007_sequential_event_keys(conn: sqlite3.Connection) -> None:
             "upgrading this store's event index once (%s events, about %.0f s); other smsctl commands"
             " wait for it or report the store busy until it finishes",
             f"{events:,}",
-            events / 80_000,
+            events / UPGRADE_EVENTS_PER_SECOND,
         )
     finals = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
     _run_script(

@@ -224,7 +224,7 @@ class WebhookApp:
 
     Four fixed paths need no router, middlewares or per-request application lookups: a dict
     dispatch on aiohttp's `web.Server` costs ~12 µs less a request than `web.Application`
-    (bench: 61 against 73 µs of CPU for a bare 200), about 5% of a stored webhook.
+    (53–61 against 62–77 µs of CPU for a bare 200 in three interleaved pairs), ~5% of a stored webhook.
     """
 
     def __init__(
@@ -259,12 +259,13 @@ class WebhookApp:
         return await handler(request)
 
     def runner(self, shutdown_timeout: float) -> web.BaseRunner:
-        """A runner for aiohttp's low-level server with this app as its only handler."""
+        """A runner for aiohttp's low-level server with this app as its only handler (call it on the
+        loop that will serve, as `web.Server` itself requires)."""
+        loop = asyncio.get_running_loop()
 
         def make_request(
             message: Any, payload: Any, protocol: Any, writer: Any, task: Any
         ) -> web.BaseRequest:
-            loop = asyncio.get_running_loop()
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
 
         server = web.Server(self, request_factory=make_request, access_log=None, keepalive_timeout=75)
@@ -341,9 +342,8 @@ class WebhookApp:
             item = parse(body)
         except Unusable as exc:
             return await self._dead_letter(path, body, str(exc), received_at)
-        token = (
-            request.headers["Authorization"].partition(" ")[2].strip()
-        )  # verified: exactly one, well formed
+        # Verified above: exactly one Authorization header, well formed.
+        token = request.headers["Authorization"].partition(" ")[2].strip()
         targets = self.forward
         target = targets.target(route) if targets else None
 
