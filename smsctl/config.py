@@ -307,6 +307,14 @@ class StoreLocation:
         digest = hashlib.sha256((self.url or "").encode()).hexdigest()[:16]
         return default_db_path().parent / f"postgresql-{digest}.unrecorded"
 
+    @property
+    def own_files(self) -> list[Path]:
+        """Every file that belongs to this store, existing or not: what an output file must never be."""
+        if self.path is None:
+            return [self.spool_path]
+        return [self.path, *(Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm", "-journal")),
+                self.spool_path]  # fmt: skip
+
 
 def store_location(configured: str | None) -> StoreLocation:
     """SMSCTL_DB as a store: a postgresql:// URL, else a SQLite file path (the default: the user data

@@ -94,6 +94,24 @@ class StoreUnavailable(StoreError):
         self.transient = transient  # a deadlock or serialization failure: the same work, run again, succeeds
 
 
+class OutputUnwritable(SmsctlError):
+    """The output (a file, or stdout) failed mid-write: disk full, an I/O error. Exits as the store's
+    I/O failures do, since both are the machine's to fix."""
+
+    exit_code = ExitCode.CONFIG
+
+    @classmethod
+    def of(cls, where: str, exc: OSError) -> OutputUnwritable:
+        import errno
+
+        hint = {
+            errno.ENOSPC: "the disk is full: free some space, or write elsewhere",
+            errno.EDQUOT: "your disk quota is used up: free some space, or write elsewhere",
+            errno.EIO: "the disk reported an I/O error: check it, or write elsewhere",
+        }.get(exc.errno or 0, "check the destination, or write elsewhere")
+        return cls(f"cannot write {where}: {exc.strerror or exc}", hint=hint)
+
+
 @dataclass(frozen=True)
 class Problem:
     """An RFC 7807 problem+json body as the Messages API returns it."""

@@ -10,12 +10,18 @@ import contextlib
 import csv
 import io
 import json
+import os
+import re
+import stat
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, cast
 
 from smsctl.config import Settings
+from smsctl.errors import OutputUnwritable, UsageError
 from smsctl.events import FINAL_STATUSES, error_meaning
 from smsctl.history import summary_json, timeline_event
 from smsctl.storage import ExportedMessage, InboundRecord, open_reader
@@ -89,9 +95,24 @@ def inbound_row(r: InboundRecord) -> list[object]:
     return [r.message_uuid, r.from_ or "", r.to or "", r.text or "", r.timestamp or "", _iso(r.received_at)]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection). Texts
+# and client_refs come from anyone, so such a cell is written with a leading apostrophe, which the
+# spreadsheet shows as text; a plain number (+14155550101, -0.05) is no formula and stays as it is.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def safe_cell(value: object) -> object:
+    """A CSV cell a spreadsheet cannot run as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def lines(records: Iterator[Any], fmt: ExportFormat, columns: tuple[str, ...],
           as_json: Any, as_row: Any) -> Iterator[str]:  # fmt: skip
-    """The export's text, one line (or CSV record) at a time."""
+    """The export's text, one line (or CSV record) at a time; the CSV header comes with the first
+    record (or alone when there is none)."""
     if fmt is ExportFormat.JSONL:
         for record in records:
             yield json.dumps(as_json(record), ensure_ascii=False) + "\n"
@@ -100,7 +121,7 @@ def lines(records: Iterator[Any], fmt: ExportFormat, columns: tuple[str, ...],
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
-        writer.writerow(as_row(record))
+        writer.writerow([safe_cell(cell) for cell in as_row(record)])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -114,20 +135,108 @@ def export(settings: Settings, fmt: ExportFormat, *, status: str | None, since: 
     about `chunk` characters; how many records were written."""
     from smsctl.history import inbound_json
 
+    count = 0
+
+    def counted(records: Iterator[Any]) -> Iterator[Any]:
+        nonlocal count
+        for record in records:
+            count += 1
+            yield record
+
     if inbound_only:
-        text = lines(inbound(settings, since), fmt, INBOUND_COLUMNS, inbound_json, inbound_row)
+        text = lines(counted(inbound(settings, since)), fmt, INBOUND_COLUMNS, inbound_json, inbound_row)
     else:
-        found = messages(settings, status=status, since=since, batch=batch)
+        found = counted(messages(settings, status=status, since=since, batch=batch))
         text = lines(found, fmt, CSV_COLUMNS, message_json, message_row)
-    count, pending, size = 0, [], 0
+    pending: list[str] = []
+    size = 0
     for line in text:
         pending.append(line)
         size += len(line)
-        count += 1
         if size >= chunk:
             if not write("".join(pending)):
                 return count
             pending, size = [], 0
     if pending:
         write("".join(pending))
-    return count - (1 if fmt is ExportFormat.CSV else 0)  # the CSV header is not a record
+    return count
+
+
+def export_to_file(settings: Settings, fmt: ExportFormat, output: Path, **filters: Any) -> int:
+    """`export -o FILE`: the export written to a private temporary file beside FILE and renamed over it
+    once complete, so an existing FILE is never truncated by an export that fails; how many records.
+
+    FILE may not be one of the store's own files (compared by inode, so no other name for them gets
+    through either): opening it for writing would destroy the history being exported. A device or a
+    pipe (`-o /dev/null`) is written in place."""
+    target = Path(os.path.realpath(output))  # a symlink's target is replaced, not the link
+    _refuse_store_files(settings, output, target)
+    try:
+        existing = target.stat()
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {output}: {exc.strerror}", hint="choose a file you can write"
+        ) from None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return _export_in_place(settings, fmt, output, target, **filters)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {output}: {exc.strerror}", hint="choose a file you can write"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as sink:  # mkstemp made it 0600
+            count = export(settings, fmt, write=_writer(sink, output), **filters)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        raise OutputUnwritable.of(str(output), exc) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    return count
+
+
+def _export_in_place(
+    settings: Settings, fmt: ExportFormat, output: Path, target: Path, **filters: Any
+) -> int:
+    try:
+        sink = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {output}: {exc.strerror}", hint="choose a file you can write"
+        ) from None
+    try:
+        with sink:
+            return export(settings, fmt, write=_writer(sink, output), **filters)
+    except OSError as exc:
+        raise OutputUnwritable.of(str(output), exc) from None
+
+
+def _writer(sink: Any, output: Path) -> Any:
+    def write(text: str) -> bool:
+        sink.write(text)
+        return True
+
+    return write
+
+
+def _refuse_store_files(settings: Settings, output: Path, target: Path) -> None:
+    try:
+        wanted = target.stat()
+    except OSError:
+        return  # a new file cannot be one of the store's
+    for own in settings.store.own_files:
+        try:
+            theirs = own.stat()
+        except OSError:
+            continue
+        if (theirs.st_dev, theirs.st_ino) == (wanted.st_dev, wanted.st_ino):
+            raise UsageError(
+                f"{output} is the store's own file ({own}): writing the export there would destroy the history",
+                hint="choose another file for -o, e.g. smsctl export -o export.jsonl",
+            )

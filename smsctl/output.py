@@ -56,11 +56,22 @@ def write_stdout(text: str) -> bool:
         return True
     except BrokenPipeError:
         _stdout_closed = True
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        _point_stdout_at_devnull()
         note("stdout was closed (its reader went away): no more data is written")
         return False
+    except OSError as exc:  # disk full (`> /dev/full`), I/O error: an error, not a traceback
+        from smsctl.errors import OutputUnwritable
+
+        _stdout_closed = True
+        _point_stdout_at_devnull()
+        raise OutputUnwritable.of("stdout", exc) from None
+
+
+def _point_stdout_at_devnull() -> None:
+    """So that nothing (not even the interpreter's last flush of what is still buffered) raises again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def emit_json(data: Any, stream: TextIO | None = None) -> None:

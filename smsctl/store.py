@@ -106,6 +106,27 @@ def private_files(db: Path) -> None:
             pass
 
 
+def _refuse_foreign(db: Path) -> None:
+    """NotOurs (or sqlite3.DatabaseError) for an existing file that is not an smsctl store, found
+    through a read-only connection, so a refused file keeps its contents and its mode."""
+    try:
+        if db.stat().st_size == 0:
+            return  # an empty file becomes a new store
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"unable to open database file: {exc.strerror}") from None
+    probe = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        applied(probe)
+    except sqlite3.OperationalError:  # "file is not a database" is a DatabaseError: it propagates
+        # Unreadable to this probe (a WAL store whose -shm we may not create, say): the real
+        # connection below decides, as before.
+        pass
+    finally:
+        probe.close()
+
+
 class Store:
     """A connection to the store. Not thread-safe: one per thread.
 
@@ -151,6 +172,7 @@ class Store:
 
     def _connect_for_writing(self, busy_timeout: float) -> sqlite3.Connection:
         if self.path != ":memory:":
+            _refuse_foreign(Path(self.path))  # before anything (even its mode) is changed
             private_files(Path(self.path))
         return sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
 
@@ -185,7 +207,8 @@ class Store:
             self.migrated = migrate(self.conn)
 
     def close(self) -> None:
-        self.conn.close()
+        if (conn := getattr(self, "conn", None)) is not None:  # None: refused before it connected
+            conn.close()
         self._closed = True
 
     def __del__(self) -> None:

@@ -61,13 +61,31 @@ def test_another_applications_database_is_refused_and_left_untouched(
     conn.execute("INSERT INTO customers (phone) VALUES ('+14155550101')")
     conn.commit()
     conn.close()
+    db_path.chmod(0o644)
     before = db_path.read_bytes()
     for args in (["log"], ["status", "deadbeef"], ["send", "+14155550101", "hi"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 3, result.output
         assert "not an smsctl store" in result.stderr and "left untouched" in result.stderr
     assert db_path.read_bytes() == before
+    assert db_path.stat().st_mode & 0o777 == 0o644, "refused first: not even its mode was changed"
     assert not Path(f"{db_path}-wal").exists(), "not even switched to WAL"
+
+
+def test_a_file_that_is_not_a_database_is_refused_with_an_error_not_a_traceback(
+    credentials: dict[str, str], db_path: Path, tmp_path: Path
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_text("message_uuid,to,status\naaaa,14155550101,delivered\n")
+    db_path.chmod(0o644)
+    before = db_path.read_bytes()
+    for args in (["log"], ["log", "--json"], ["status", "aaaa"], ["send", "+14155550101", "hi"],
+                 ["db", "copy", str(db_path), str(tmp_path / "copy.db")]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 3, (args, result.output, result.exception)
+        assert "file is not a database" in result.stderr, args
+    assert db_path.read_bytes() == before and db_path.stat().st_mode & 0o777 == 0o644
+    assert not (tmp_path / "copy.db").exists()
 
 
 def test_a_store_from_a_newer_smsctl_is_refused(db_path: Path) -> None:

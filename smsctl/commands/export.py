@@ -35,13 +35,13 @@ def export(
 
     Example: smsctl export --format csv --since 7d -o last-week.csv
     """
-    import os
     import time
 
     from smsctl.config import load_settings
     from smsctl.exporting import export as run_export
+    from smsctl.exporting import export_to_file
     from smsctl.history import parse_duration
-    from smsctl.output import note, reporting, write_stdout
+    from smsctl.output import emit_json, note, reporting, write_stdout
 
     with reporting(json_output, debug):
         fmt = _format(format_)
@@ -50,19 +50,14 @@ def export(
         if output is None:
             count = run_export(settings, fmt, status=status, since=after, batch=batch, inbound_only=inbound,
                                write=write_stdout)  # fmt: skip
-            note(f"exported {count:,} {'inbound SMS' if inbound else 'messages'}")
-            return
-        fd = _private_file(output)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as sink:
-
-            def write(text: str) -> bool:
-                sink.write(text)
-                return True
-
-            count = run_export(
-                settings, fmt, status=status, since=after, batch=batch, inbound_only=inbound, write=write
-            )
-        note(f"exported {count:,} {'inbound SMS' if inbound else 'messages'} to {output}")
+        else:
+            count = export_to_file(settings, fmt, output, status=status, since=after, batch=batch,
+                                   inbound_only=inbound)  # fmt: skip
+        what = "inbound SMS" if inbound else "messages"
+        if json_output and output is not None:  # stdout is free: the summary is the data
+            emit_json({"exported": count, "kind": "inbound" if inbound else "messages", "output": str(output),
+                       "format": fmt.value})  # fmt: skip
+        note(f"exported {count:,} {what}" + (f" to {output}" if output is not None else ""))
 
 
 def _format(value: str) -> ExportFormat:
@@ -75,20 +70,3 @@ def _format(value: str) -> ExportFormat:
         raise UsageError(
             f"--format {value!r} is not jsonl or csv", hint="--format jsonl or --format csv"
         ) from None
-
-
-def _private_file(path: Path) -> int:
-    """Open `path` for writing, private (0600: it holds phone numbers), truncating an existing file."""
-    import os
-
-    from smsctl.errors import UsageError
-
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}", hint="choose a file you can write") from None
-    import stat
-
-    if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device (-o /dev/null) or a pipe
-        os.fchmod(fd, 0o600)
-    return fd
