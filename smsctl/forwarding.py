@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from smsctl.errors import StoreError
@@ -33,10 +34,10 @@ if TYPE_CHECKING:
     import aiohttp
 
     from smsctl.config import Settings
+    from smsctl.storage import HistoryStore
     from smsctl.writer import StoreWriter
 
 log = logging.getLogger("smsctl.forward")
-CLAIM_BATCH = 32
 RETRY_WINDOW = 24 * 3600.0  # --forward-retry-for's default, and what `forwards retry` grants again
 IDLE_CHECK = 1.0  # seconds: how often an idle forwarder looks for work another listener queued
 
@@ -65,14 +66,26 @@ def backoff(attempts: int, low: float, high: float, rand: Callable[[], float]) -
 
 @dataclass(frozen=True)
 class ForwardTargets:
-    """Where events go (`--forward-to`, `--forward-inbound-to`) and for how long failures are retried."""
+    """Where events go (`--forward-to`, `--forward-inbound-to`), for how long failures are retried,
+    and the route key of each (route_key()): the outbox rows this listener may deliver."""
 
     status_url: str | None
     inbound_url: str | None
     retry_for: float = RETRY_WINDOW
+    status_key: str = ""
+    inbound_key: str = ""
 
     def target(self, route: Route) -> str | None:
         return self.status_url if route is Route.STATUS else self.inbound_url
+
+    def key(self, route: Route) -> str:
+        return self.status_key if route is Route.STATUS else self.inbound_key
+
+    @property
+    def keys(self) -> list[str]:
+        return [
+            k for k, url in ((self.status_key, self.status_url), (self.inbound_key, self.inbound_url)) if url
+        ]
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,20 @@ class DeliveryOptions:
         """How long a claimed forward is ours: one attempt, with room to record its outcome. A listener
         killed mid-delivery leaves the lease to run out; then any listener delivers it again."""
         return self.timeout * 1.5 + 1.0
+
+
+def route_key(route: Route, target: str, options: DeliveryOptions) -> str:
+    """A forward route's name in the outbox: `status http://…`, plus a digest of the headers and
+    re-signing when there are any (the headers may hold the app's secrets: only their digest is kept).
+    Two listeners deliver each other's rows only when their routes are the same in every respect."""
+    key = f"{route} {target}"
+    if options.headers or options.resign_secret is not None:
+        import hashlib
+        import json
+
+        shape = json.dumps([sorted(options.headers), options.resign_secret is not None])
+        key += " #" + hashlib.sha256(shape.encode()).hexdigest()[:12]
+    return key
 
 
 @dataclass(frozen=True)
@@ -110,41 +137,78 @@ class ForwardReport:
 
 def forwarding_from(settings: Settings, *, status_url: str | None, inbound_url: str | None, resign: bool,
                     headers: list[str], retry_for: str, timeout: float) -> tuple[ForwardTargets | None, DeliveryOptions]:  # fmt: skip
-    """`listen`'s forwarding options, checked: UsageError for a bad URL, header or duration."""
+    """`listen`'s forwarding options, checked before anything starts: UsageError for a bad URL, header or
+    duration (a bad one found later would stop the forwarder while webhooks were still answered)."""
     from smsctl.errors import UsageError
     from smsctl.history import parse_duration
 
     for option, url in (("--forward-to", status_url), ("--forward-inbound-to", inbound_url)):
-        if url is not None and not _is_http_url(url):
-            raise UsageError(f"{option} {url!r} is not an http:// or https:// URL",
+        if url is not None and (problem := url_problem(url)):
+            raise UsageError(f"{option} {printable(url)} is not a usable URL: {problem}",
                              hint="e.g. --forward-to http://localhost:3000/webhooks/status")  # fmt: skip
-    parsed = []
-    for header in headers:
-        name, colon, value = header.partition(":")
-        if (
-            not colon
-            or not name.strip()
-            or any(c in name for c in " \t\r\n")
-            or any(c in value for c in "\r\n")
-        ):
-            raise UsageError(
-                f"--forward-header {header!r} is not `Name: value`", hint='e.g. --forward-header "X-Env: dev"'
-            )
-        parsed.append((name.strip(), value.strip()))
+    parsed = [_header(header) for header in headers]
     window = parse_duration(retry_for, "--forward-retry-for")
-    targets = ForwardTargets(status_url, inbound_url, window) if status_url or inbound_url else None
-    if resign and targets is None:
+    if resign and not (status_url or inbound_url):
         raise UsageError("--forward-resign needs --forward-to or --forward-inbound-to")
     secret = settings.signature_secrets()[0].decode() if resign else None
     low, high = settings.forward_backoff
-    return targets, DeliveryOptions(secret, tuple(parsed), timeout, low, high)
+    options = DeliveryOptions(secret, tuple(parsed), timeout, low, high)
+    if not (status_url or inbound_url):
+        return None, options
+    keys = {r: route_key(r, url, options) if url else "" for r, url in ((Route.STATUS, status_url),
+                                                                     (Route.INBOUND, inbound_url))}  # fmt: skip
+    return ForwardTargets(status_url, inbound_url, window, keys[Route.STATUS], keys[Route.INBOUND]), options
 
 
-def _is_http_url(url: str) -> bool:
+# RFC 9110's token characters: what a header name may hold.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _header(header: str) -> tuple[str, str]:
+    from smsctl.errors import UsageError
+
+    name, colon, value = header.partition(":")
+    name, value = name.strip(), value.strip(" \t")
+    # A field value may hold visible characters, spaces and tabs; any other control character would
+    # make aiohttp refuse every request (or split the header), so it is refused here, at start.
+    if not colon or not name or not set(name) <= _TOKEN or any(_control(c) and c != "\t" for c in value):
+        raise UsageError(f"--forward-header {printable(header)} is not `Name: value`",
+                         hint='e.g. --forward-header "X-Env: dev" (no control characters)')  # fmt: skip
+    return name, value
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a forward target (None: it can): an http(s) URL with a host and a valid port,
+    and no spaces or control characters anywhere."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    if any(c.isspace() or _control(c) for c in url):
+        return "it holds a space or a control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for port 99999 or "80:80")
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "it has no host"
+    import yarl
+
+    try:
+        yarl.URL(url)  # what aiohttp will make of it
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _control(c: str) -> bool:
+    return ord(c) < 0x20 or ord(c) == 0x7F
+
+
+def printable(text: str) -> str:
+    """`text` quoted with its control characters escaped, fit to print in an error."""
+    return repr(text)
 
 
 def fresh_token(original: str | None, body: bytes, secret: str) -> str:
@@ -167,17 +231,32 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+ANSWER_PREFIX = 4096  # bytes of an app's answer read at most: enough to see it answered; a stream is cut
+
+
 @dataclass
 class Forwarder:
-    """Delivers the outbox until stopped; `wake()` after a commit that queued something."""
+    """Delivers this listener's routes of the outbox until stopped; `wake()` after a commit that
+    queued something.
+
+    At most `concurrency` forwards are claimed at once, each sent as soon as it is claimed, so a
+    request's timeout counts the request alone (never a wait for a pooled connection) and no lease
+    runs out in our own queue. While a route's app fails (no answer, 5xx, 408, 429), the route pauses
+    for the failed forward's backoff instead of trying its whole backlog: a backlog of any size costs
+    one request per backoff, and an idle listener sleeps until the next due time."""
 
     writer: StoreWriter
     options: DeliveryOptions
     report: Callable[[ForwardReport], None]
+    route_keys: list[str] = field(default_factory=list)
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     concurrency: int = 8
+    errors: int = 0  # deliveries that raised something unexpected (each kind logged once)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _paused_until: dict[str, float] = field(default_factory=dict)
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _seen_errors: set[str] = field(default_factory=set)
 
     def wake(self) -> None:
         self._wake.set()
@@ -185,33 +264,76 @@ class Forwarder:
     async def run(self, stop: asyncio.Event) -> None:
         import aiohttp
 
-        timeout = aiohttp.ClientTimeout(total=self.options.timeout)
+        # No session-wide timeout: each request is timed on its own, from when it is sent.
         connector = aiohttp.TCPConnector(limit=self.concurrency)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            while not stop.is_set():
-                delay = await self._round(session)
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+        async with aiohttp.ClientSession(connector=connector) as session:
+            try:
+                while not stop.is_set():
+                    delay = await self._round(session)
+                    self._wake.clear()
+                    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait()),
+                               *self._in_flight]  # fmt: skip
+                    await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                    for waiter in waiters[:2]:
+                        waiter.cancel()
+            finally:
+                for task in self._in_flight:  # cut short: the lease runs out and it is retried later
+                    task.cancel()
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _round(self, session: aiohttp.ClientSession) -> float:
-        """Deliver what is due; how long to sleep before the next look (unless woken)."""
-        now = self.clock()
+        """Start what is due on each route, as far as free slots allow; how long to sleep before the
+        next look (unless woken, or a delivery ends first)."""
+        delay = IDLE_CHECK
+        for key in self.route_keys:
+            now = self.clock()
+            paused = self._paused_until.get(key)
+            if paused is not None and paused > now:
+                delay = min(delay, paused - now)
+                continue
+            free = self.concurrency - len(self._in_flight)
+            if free <= 0:
+                return IDLE_CHECK  # the end of a delivery wakes the loop
+            probing = paused is not None  # the app failed last time: one forward finds out if it is back
+            limit = 1 if probing else free
+            try:
+                due, upcoming = await self.writer.run(partial(self._claim, key=key, now=now, limit=limit))
+            except StoreError as exc:  # the store is away: the outbox is safe in it; look again soon
+                log.warning("forwarding paused: %s", exc.message)
+                return IDLE_CHECK
+            if probing and due:
+                self._paused_until[key] = float("inf")  # until the probe's outcome says otherwise
+            for forward in due:
+                task = asyncio.create_task(self._deliver_safely(session, forward))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if len(due) == limit and not probing:
+                delay = 0.0  # more may be due: look again once a slot is free
+            elif upcoming is not None:
+                delay = min(delay, max(0.0, upcoming - now))
+        return delay
+
+    def _claim(
+        self, store: HistoryStore, key: str, now: float, limit: int
+    ) -> tuple[list[Forward], float | None]:
+        due = store.claim_forwards(key, now, self.options.lease, limit)
+        return due, (store.next_forward_at(key) if len(due) < limit else None)
+
+    async def _deliver_safely(self, session: aiohttp.ClientSession, forward: Forward) -> None:
+        """One delivery; whatever it raises is reported (each kind logged once) and the forward retried,
+        so no single forward can stop the forwarder."""
         try:
-            due = await self.writer.run(lambda s: s.claim_forwards(now, self.options.lease, CLAIM_BATCH))
-        except StoreError as exc:  # the store is away: the outbox is safe in it; look again soon
-            log.warning("forwarding paused: %s", exc.message)
-            return IDLE_CHECK
-        if due:
-            await asyncio.gather(*(self._deliver(session, forward) for forward in due))
-            return 0.0  # more may be due (or unblocked by these): look again at once
-        try:
-            upcoming = await self.writer.run(lambda s: s.next_forward_at())
-        except StoreError:
-            return IDLE_CHECK
-        return IDLE_CHECK if upcoming is None else max(0.0, min(IDLE_CHECK, upcoming - self.clock()))
+            await self._deliver(session, forward)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the loop must outlive any one forward)
+            self.errors += 1
+            kind = type(exc).__name__
+            if kind not in self._seen_errors:
+                self._seen_errors.add(kind)
+                log.warning("forward %d to %s failed unexpectedly (%s: %s); it will be retried", forward.id,
+                            forward.target, kind, exc)  # fmt: skip
+            await self._record(forward, None, f"{kind}: {exc}", 0.0, app_failed=False)
 
     async def _deliver(self, session: aiohttp.ClientSession, forward: Forward) -> None:
         import aiohttp
@@ -227,17 +349,33 @@ class Forwarder:
         code: int | None = None
         error: str | None = None
         try:
-            async with session.post(
-                forward.target, data=forward.body, headers=headers, allow_redirects=False
-            ) as r:
-                code = r.status
-                await r.read()
+            async with asyncio.timeout(self.options.timeout):
+                async with session.post(
+                    forward.target, data=forward.body, headers=headers, allow_redirects=False
+                ) as r:
+                    code = r.status
+                    # A prefix only: the status is the answer, and an app that streams forever must
+                    # not fill our memory. The connection is closed, not reused, when more was sent.
+                    await r.content.read(ANSWER_PREFIX)
         except TimeoutError:
-            error = f"no answer within {self.options.timeout:g} s"
+            if code is None:  # answered, then slow to send its body: the status stands
+                error = f"no answer within {self.options.timeout:g} s"
         except aiohttp.ClientError as exc:
-            error = _describe(exc)
-        ms = (time.perf_counter() - started) * 1000
+            if code is None:
+                error = _describe(exc)
+        await self._record(forward, code, error, (time.perf_counter() - started) * 1000)
+
+    async def _record(self, forward: Forward, code: int | None, error: str | None, ms: float, *,
+                      app_failed: bool = True) -> None:  # fmt: skip
         report = self._outcome(forward, code, error, ms)
+        if not app_failed:  # our failure, not the app's: the route goes on
+            pass
+        elif judge(code) is Answer.RETRY:  # the app is down, failing or throttling: its route pauses
+            self._paused_until[forward.route_key] = self.clock() + (
+                report.retry_in or self.options.min_backoff
+            )
+        else:  # it answered: its route goes on at full speed
+            self._paused_until.pop(forward.route_key, None)
         outcome = Outcome(
             report.state, report.attempts, self.clock() + (report.retry_in or 0), code, error, ms
         )
@@ -246,6 +384,7 @@ class Forwarder:
         except StoreError:  # the lease runs out and the forward is tried again: at least once
             log.warning("could not record forward %d; it will be retried", forward.id)
         self.report(report)
+        self._wake.set()  # its slot is free, and the next of its message may be due
 
     def _outcome(self, forward: Forward, code: int | None, error: str | None, ms: float) -> ForwardReport:
         attempts = forward.attempts + 1

@@ -156,7 +156,7 @@ class Listener:
         from smsctl.forwarding import Forwarder
 
         self.counters.forwarding = True
-        return Forwarder(self.writer, self.delivery, self._forwarded)
+        return Forwarder(self.writer, self.delivery, self._forwarded, self.forward.keys)
 
     def _forwarded(self, report: ForwardReport) -> None:
         from smsctl.storage import ForwardState

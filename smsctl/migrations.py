@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from smsctl.events import FINAL_STATUSES
-from smsctl.schema import FORWARDS_TABLE
+from smsctl.schema import FORWARD_ROUTES, FORWARDS_TABLE
 
 log = logging.getLogger("smsctl.store")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -251,6 +251,12 @@ def m007_sequential_event_keys(conn: sqlite3.Connection) -> None:
     )
 
 
+def m008_forward_routes(conn: sqlite3.Connection) -> None:
+    """Forwards belong to a route (target and options), and wait explicitly behind an earlier one of
+    their message (schema.FORWARD_ROUTES); a lease is folded into `next_at`."""
+    _run_script(conn, FORWARD_ROUTES.format(bool="INTEGER", false="0", true="1", greatest="MAX"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -259,6 +265,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m005_listener_heartbeat_interval,
     m006_forwarding,
     m007_sequential_event_keys,
+    m008_forward_routes,
 ]
 
 

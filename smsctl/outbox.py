@@ -9,7 +9,7 @@ from typing import Any
 
 from smsctl.config import Settings
 from smsctl.forwarding import RETRY_WINDOW
-from smsctl.storage import Forward, ForwardState, open_reader, open_store
+from smsctl.storage import Forward, ForwardState, Retried, open_reader, open_store
 
 LIST_LIMIT = 10_000
 
@@ -25,7 +25,7 @@ class ForwardList:
 def forward_json(f: Forward) -> dict[str, Any]:
     """One outbox row for `--json` (the body is left out: it may hold an inbound text)."""
     return {"id": f.id, "state": str(f.state), "route": str(f.route), "message_uuid": f.message_uuid,
-            "target": f.target, "attempts": f.attempts, "last_http_status": f.last_code, "last_error": f.last_error,
+            "target": f.target, "route_key": f.route_key, "attempts": f.attempts, "last_http_status": f.last_code, "last_error": f.last_error,
             "last_ms": round(f.last_ms, 1) if f.last_ms is not None else None, "created_at": f.created_at,
             "next_attempt_at": f.next_at if f.state is ForwardState.PENDING else None,
             "expires_at": f.expires_at}  # fmt: skip
@@ -41,9 +41,10 @@ def list_forwards(settings: Settings, failed_only: bool) -> ForwardList:
         return ForwardList(store.forwards(states, LIST_LIMIT))
 
 
-def retry_forwards(settings: Settings, ids: list[int] | None, clock: Any = time.time) -> int:
-    """Make these forwards (None: every one not delivered) due now, with a fresh 24 h window; how many.
-    A running `smsctl listen --forward-to` delivers them within a second."""
+def retry_forwards(settings: Settings, ids: list[int] | None, clock: Any = time.time) -> Retried:
+    """Make these forwards (None: every one not delivered) due now, with a fresh 24 h window, each
+    message's in their order; a failed one whose message had a newer forward delivered since is left
+    alone. A running `smsctl listen --forward-to` serving their route delivers them within a second."""
     store = open_store(settings.store, busy_timeout=settings.busy_timeout)
     with contextlib.closing(store), store.transaction():
         return store.retry_forwards(ids, clock(), RETRY_WINDOW)

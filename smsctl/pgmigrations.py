@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.schema import FORWARDS_TABLE
+from smsctl.schema import FORWARD_ROUTES, FORWARDS_TABLE
 
 if TYPE_CHECKING:
     import psycopg
@@ -201,10 +201,16 @@ def m003_forwarding(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute(FORWARDS_TABLE.format(id="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"))
 
 
+def m004_forward_routes(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Forwards belong to a route, and wait explicitly behind an earlier one (as SQLite's m008)."""
+    conn.execute(FORWARD_ROUTES.format(bool="BOOLEAN", false="false", true="true", greatest="GREATEST"))
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
     m003_forwarding,
+    m004_forward_routes,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

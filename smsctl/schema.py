@@ -22,3 +22,24 @@ FORWARDS_TABLE = """
         );
         CREATE INDEX forwards_state ON forwards (state, message_uuid, id);
 """
+
+
+# Each forward belongs to a route: the listener's target and the options that shape its requests
+# (`route target`, plus a digest of its headers and re-signing when it has any), so listeners with
+# different targets or headers on one database each deliver only their own rows. `blocked` marks a
+# forward that waits behind an earlier pending one of its message on its route: claims and "next
+# due" are then range scans of one partial index, O(due rows) however long the backlog is. No index on
+# `state` alone: SQLite's planner would prefer it to the queue's, and walk every pending row per insert.
+FORWARD_ROUTES = """
+        ALTER TABLE forwards ADD COLUMN route_key TEXT NOT NULL DEFAULT '';
+        ALTER TABLE forwards ADD COLUMN blocked {bool} NOT NULL DEFAULT {false};
+        UPDATE forwards SET route_key = route || ' ' || target;
+        UPDATE forwards SET next_at = {greatest}(next_at, lease_until) WHERE state = 'pending';
+        UPDATE forwards SET blocked = {true} WHERE state = 'pending' AND EXISTS (
+            SELECT 1 FROM forwards g WHERE g.state = 'pending' AND g.route_key = forwards.route_key
+            AND g.message_uuid = forwards.message_uuid AND g.id < forwards.id);
+        DROP INDEX forwards_state;
+        CREATE INDEX forwards_due ON forwards (route_key, next_at) WHERE state = 'pending' AND blocked = {false};
+        CREATE INDEX forwards_queue ON forwards (route_key, message_uuid, id) WHERE state = 'pending';
+        CREATE INDEX forwards_failed ON forwards (id) WHERE state = 'failed';
+"""

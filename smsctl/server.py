@@ -351,9 +351,8 @@ class WebhookApp:
             stored = store(s, item, received_at, token)
             if target is None or targets is None:
                 return stored
-            forward = NewForward(
-                route, uuid_of(item), target, body, request.headers.get("Content-Type", ""), token
-            )
+            forward = NewForward(route, uuid_of(item), target, body, request.headers.get("Content-Type", ""),
+                                 token, targets.key(route))  # fmt: skip
 
             def queue_forward(result: R) -> R:
                 if is_new(result):

@@ -146,6 +146,7 @@ class NewForward:
     body: bytes  # the exact raw body
     content_type: str
     token: str | None  # the original bearer token
+    route_key: str = ""  # the forward route (forwarding.route_key): only a listener serving it delivers it
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,16 @@ class Forward:
     last_ms: float | None
     created_at: float
     done_at: float | None
+    route_key: str = ""
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What `forwards retry` did: forwards made due again, and failed ones left alone because a newer
+    forward of their message was already delivered (sent now, they would reach the app out of order)."""
+
+    retried: int
+    superseded: int
 
 
 @dataclass(frozen=True)
@@ -225,7 +236,7 @@ def forward_from(r: Mapping[str, Any]) -> Forward:
     return Forward(int(r["id"]), Route(r["route"]), r["message_uuid"], r["target"], bytes(r["body"]),
                    r["content_type"], r["token"], ForwardState(r["state"]), r["attempts"], r["next_at"],
                    r["expires_at"], r["last_code"], r["last_error"], r["last_ms"], r["created_at"],
-                   r["done_at"])  # fmt: skip
+                   r["done_at"], r["route_key"])  # fmt: skip
 
 
 def by_message(events: Iterable[StoredEvent]) -> dict[str, list[StoredEvent]]:
@@ -456,11 +467,11 @@ class HistoryStore(Protocol):
 
     # forwarding (`listen --forward-to`): an outbox, claimed with a lease so listeners never share a delivery
     def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None: ...
-    def claim_forwards(self, now: float, lease: float, limit: int) -> list[Forward]: ...
+    def claim_forwards(self, route_key: str, now: float, lease: float, limit: int) -> list[Forward]: ...
     def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None: ...
     def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]: ...
-    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int: ...
-    def next_forward_at(self) -> float | None: ...
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> Retried: ...
+    def next_forward_at(self, route_key: str) -> float | None: ...
 
     # replay and export: stored events in their original order; messages page by page
     def events_of(self, uuids: list[str]) -> list[StoredEvent]: ...

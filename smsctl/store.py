@@ -39,6 +39,7 @@ from smsctl.storage import (
     MessageSummary,
     NewForward,
     Outcome,
+    Retried,
     SentMessage,
     Source,
     StoredEvent,
@@ -527,39 +528,49 @@ class Store:
     # --- forwarding (`listen --forward-to`) -------------------------------------------------------
 
     def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None:
-        """Queue an event for the user's app, in the transaction that stores the event."""
+        """Queue an event for the user's app, in the transaction that stores the event; blocked behind
+        an earlier pending forward of its message on its route, if there is one."""
         self.conn.execute(
-            """INSERT INTO forwards (route, message_uuid, target, body, content_type, token, state, next_at,
-                   expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)""",
-            (str(forward.route), forward.message_uuid, forward.target, forward.body, forward.content_type,
-             forward.token, now, now + retry_for, now),
+            """INSERT INTO forwards (route, route_key, message_uuid, target, body, content_type, token, state,
+                   next_at, expires_at, created_at, blocked)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, EXISTS (SELECT 1 FROM forwards
+                   WHERE state = 'pending' AND route_key = ? AND message_uuid = ?))""",
+            (str(forward.route), forward.route_key, forward.message_uuid, forward.target, forward.body,
+             forward.content_type, forward.token, now, now + retry_for, now, forward.route_key,
+             forward.message_uuid),
         )  # fmt: skip
 
-    def claim_forwards(self, now: float, lease: float, limit: int) -> list[Forward]:
-        """Due forwards, each the oldest pending one of its message (so a message's events arrive in
-        order), leased until `now + lease` so no other worker takes them meanwhile."""
+    def claim_forwards(self, route_key: str, now: float, lease: float, limit: int) -> list[Forward]:
+        """Due forwards of one route, each the head of its message's queue (so a message's events
+        arrive in order), leased until `now + lease` (their next_at) so no other worker takes them
+        meanwhile: a range of the `forwards_due` index, however many are pending."""
         rows = self.conn.execute(
-            """UPDATE forwards SET lease_until = ? WHERE id IN (
-                   SELECT f.id FROM forwards f
-                   WHERE f.state = 'pending' AND f.next_at <= ? AND f.lease_until <= ?
-                     AND NOT EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
-                                     AND g.message_uuid = f.message_uuid AND g.id < f.id)
-                   ORDER BY f.id LIMIT ?)
+            """UPDATE forwards SET next_at = ?, lease_until = ? WHERE id IN (
+                   SELECT id FROM forwards WHERE state = 'pending' AND blocked = 0 AND route_key = ?
+                   AND next_at <= ? ORDER BY next_at LIMIT ?)
                RETURNING *""",
-            (now + lease, now, now, limit),
+            (now + lease, now + lease, route_key, now, limit),
         ).fetchall()
         return sorted((forward_from(r) for r in rows), key=lambda f: f.id)
 
     def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None:
-        """An attempt's outcome; the lease ends. A delivered forward's body is dropped (the event keeps it)."""
+        """An attempt's outcome; the lease ends. A delivered forward's body is dropped (the event keeps
+        it). Once a forward is done, the next one of its message on its route may go."""
         done = outcome.state is not ForwardState.PENDING
-        self.conn.execute(
+        row = self.conn.execute(
             """UPDATE forwards SET state = ?, attempts = ?, next_at = ?, lease_until = 0, last_code = ?,
                    last_error = ?, last_ms = ?, done_at = ?,
-                   body = CASE WHEN ? = 'delivered' THEN X'' ELSE body END WHERE id = ?""",
+                   body = CASE WHEN ? = 'delivered' THEN X'' ELSE body END WHERE id = ?
+               RETURNING route_key, message_uuid""",
             (str(outcome.state), outcome.attempts, outcome.next_at, outcome.code, outcome.error, outcome.ms,
              now if done else None, str(outcome.state), forward_id),
-        )  # fmt: skip
+        ).fetchone()  # fmt: skip
+        if done and row is not None:
+            self.conn.execute(
+                """UPDATE forwards SET blocked = 0 WHERE id = (SELECT MIN(id) FROM forwards
+                       WHERE state = 'pending' AND route_key = ? AND message_uuid = ?)""",
+                (row["route_key"], row["message_uuid"]),
+            )
 
     def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
         marks = ",".join("?" * len(states))
@@ -568,22 +579,37 @@ class Store:
         ).fetchall()
         return [forward_from(r) for r in rows]
 
-    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> int:
-        """Make failed (or waiting) forwards due now, with a fresh retry window; how many."""
-        where, params = "state != 'delivered'", [now, now + retry_for]
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> Retried:
+        """Make failed (or waiting) forwards due now, with a fresh retry window, each queued behind any
+        earlier pending one of its message; a failed one whose message already had a newer forward
+        delivered on its route stays as it is (it would reach the app after the newer one)."""
+        chosen, params = "state != 'delivered'", [now, now + retry_for]
         if ids is not None:
-            where += f" AND id IN ({','.join('?' * len(ids))})"
+            chosen += f" AND id IN ({','.join('?' * len(ids))})"
             params.extend(ids)
-        return self.conn.execute(
+        superseded = """state = 'failed' AND EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'delivered'
+                             AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                             AND g.id > forwards.id)"""  # fmt: skip
+        skipped = self.conn.execute(
+            f"SELECT COUNT(*) FROM forwards WHERE {chosen} AND {superseded}", params[2:]
+        ).fetchone()[0]
+        retried = self.conn.execute(
             f"""UPDATE forwards SET state = 'pending', attempts = 0, next_at = ?, expires_at = ?,
-                    lease_until = 0, done_at = NULL WHERE {where}""",
+                    lease_until = 0, done_at = NULL WHERE {chosen} AND NOT ({superseded})""",
             params,
         ).rowcount
+        self.conn.execute(
+            """UPDATE forwards SET blocked = EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
+                   AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                   AND g.id < forwards.id) WHERE state = 'pending'"""
+        )
+        return Retried(retried, skipped)
 
-    def next_forward_at(self) -> float | None:
-        """When the next pending forward falls due (or its lease ends); None when there is none."""
+    def next_forward_at(self, route_key: str) -> float | None:
+        """When the next forward of this route falls due (or its lease ends); None when there is none."""
         row = self.conn.execute(
-            "SELECT MIN(MAX(next_at, lease_until)) FROM forwards WHERE state = 'pending'"
+            "SELECT MIN(next_at) FROM forwards WHERE state = 'pending' AND blocked = 0 AND route_key = ?",
+            (route_key,),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

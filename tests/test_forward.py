@@ -126,7 +126,7 @@ def test_a_400_is_final_shown_and_retried_only_on_request(on_backend: object) ->
         assert len(user_app.received) == 1, "a 4xx is final: never retried by itself"
         user_app.default = 200
         retried = runner.invoke(app, ["forwards", "retry", str(row["id"]), "--json"])
-        assert retried.exit_code == 0 and json.loads(retried.stdout) == {"retried": 1}
+        assert retried.exit_code == 0 and json.loads(retried.stdout) == {"retried": 1, "superseded": 0}
         listener.wait_for(lambda line: line["event"] == "forwarded")
         assert json.loads(runner.invoke(app, ["forwards", "--json"]).stdout) == []
         health = json.loads(urllib.request.urlopen(url.replace("/webhooks/status", "/healthz")).read())

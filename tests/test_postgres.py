@@ -100,7 +100,12 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
     assert [p.wait(timeout=60) for p in processes] == [0] * 6
     with psycopg.connect(pg_url) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _smsctl_migrations").fetchall()]
-    assert sorted(names) == ["m001_initial", "m002_apply_status_function", "m003_forwarding"]
+    assert sorted(names) == [
+        "m001_initial",
+        "m002_apply_status_function",
+        "m003_forwarding",
+        "m004_forward_routes",
+    ]
 
 
 def test_readers_never_create_a_store(
@@ -388,6 +393,7 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
         "m001_initial",
         "m002_apply_status_function",
         "m003_forwarding",
+        "m004_forward_routes",
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout

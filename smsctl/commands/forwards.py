@@ -64,13 +64,18 @@ def retry(
             raise UsageError(
                 "give forward IDs or --all (not both)", hint="see the IDs with `smsctl forwards`"
             )
-        count = retry_forwards(load_settings(), None if all_ else ids)
+        result = retry_forwards(load_settings(), None if all_ else ids)
         if json_output:
-            emit_json({"retried": count})
-        else:
-            out().print(f"{count} forward(s) due again")
-            if count:
-                note("a running `smsctl listen --forward-to …` delivers them now")
+            emit_json({"retried": result.retried, "superseded": result.superseded})
+            return
+        out().print(f"{result.retried} forward(s) due again")
+        if result.superseded:
+            note(f"{result.superseded} failed forward(s) left alone: a newer event of their message was "
+                 "delivered since, and sending them now would reach your app out of order")  # fmt: skip
+        if result.retried:
+            note(
+                "a running `smsctl listen --forward-to …` with the same target and headers delivers them now"
+            )
 
 
 def _render(result: ForwardList) -> None:
