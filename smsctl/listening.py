@@ -339,12 +339,24 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
             listener.start_tunnel_check()
             settle_heap()
             try:
-                await stop.wait()
+                await _serve_until(stop, rt.writer)
             finally:
                 if api is not None and change is not None and not options.keep_app_urls:
                     await _restore_app(api, change, view)
     view.stopped(listener.counters)
     return listener.counters
+
+
+async def _serve_until(stop: asyncio.Event, writer: StoreWriter) -> None:
+    """Until `stop` (a signal), or until the writer thread dies: then the listener ends with its error
+    (a non-zero exit), never lingering as a server that can store nothing."""
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    died: asyncio.Future[Any] = asyncio.wrap_future(writer.finished)
+    await asyncio.wait([stopped, died], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if died.done() and (failure := died.exception()) is not None:
+        raise failure
+    # `died` is not cancelled: that would cancel the writer's own future, which its thread still sets.
 
 
 def _application_api(settings: Settings) -> ApplicationApi:

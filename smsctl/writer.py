@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from smsctl.config import Settings
-from smsctl.errors import StoreError, StoreUnavailable
+from smsctl.errors import SmsctlError, StoreBug, StoreError, StoreUnavailable
 from smsctl.metrics import BATCH_SIZES, COMMIT_SECONDS, Buckets
 from smsctl.scheduling import batch_scheduling
 from smsctl.storage import Deferred, HistoryStore, Location, location_of, open_store
@@ -75,8 +75,10 @@ class StoreWriter:
         self.batched = 0
         self.commit_seconds = Buckets(COMMIT_SECONDS)  # for /metrics
         self.batch_sizes = Buckets(BATCH_SIZES)
+        self.failure: SmsctlError | None = None  # set when the thread died of a bug
+        self.finished: Future[None] = Future()  # done when the thread ends; its exception if it died
         self._thread.start()
-        self._opened.result()  # re-raises StoreError when the store cannot be opened
+        self._opened.result()  # re-raises the error (a StoreError, a ConfigError) when the store cannot be opened
 
     @classmethod
     def for_settings(cls, settings: Settings) -> StoreWriter:
@@ -84,9 +86,13 @@ class StoreWriter:
 
     async def run(self, fn: Callable[[HistoryStore], T]) -> T:
         """Run `fn(store)` inside the next group commit; returns once it is durable."""
+        if self.failure is not None:
+            raise self.failure
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, loop, waiter))
+        if self.failure is not None:  # it died while this was queued
+            self._fail_queued()
         return await waiter
 
     async def run_deferred(self, fn: Callable[[HistoryStore], Deferred[T]]) -> T:
@@ -108,19 +114,53 @@ class StoreWriter:
 
     def _main(self, location: Location, busy_timeout: float) -> None:
         batch_scheduling()  # wake-ups wait for the loop to block instead of preempting it (scheduling.py)
+        store: HistoryStore | None = None
         try:
             store = open_store(location, busy_timeout=busy_timeout)
-        except StoreError as exc:
-            self._opened.set_exception(exc)
+            self._replay_spool(store)
+        except BaseException as exc:  # any failure (not only StoreError) reaches the opener: never a hang
+            if store is not None:
+                store.close()
+            self._opened.set_exception(exc if isinstance(exc, SmsctlError) else StoreBug(exc))
+            self._finish(None)
             return
-        self._replay_spool(store)
         self._opened.set_result(None)
+        batch: list[_Job] = []
         try:
-            while (batch := self._next_batch()) is not None:
+            while (batch := self._next_batch() or []) != []:
                 self._commit(store, batch)
                 self._settle(batch)
+                batch = []
+        except BaseException as exc:  # a bug of ours: fail what waits, and say so to the owner
+            self.failure = exc if isinstance(exc, SmsctlError) else StoreBug(exc)
+            for job in batch:
+                job.error = self.failure
+            self._settle(batch)
+            self._fail_queued()
+            self._finish(self.failure)
+            return
         finally:
             store.close()
+        self._finish(None)
+
+    def _finish(self, failure: BaseException | None) -> None:
+        if self.finished.set_running_or_notify_cancel():  # False: nobody waits for it any more
+            if failure is None:
+                self.finished.set_result(None)
+            else:
+                self.finished.set_exception(failure)
+
+    def _fail_queued(self) -> None:
+        """Every job still queued gets the writer's failure (none waits forever on a dead thread)."""
+        assert self.failure is not None
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.error = self.failure
+                self._settle([job])
 
     def _replay_spool(self, store: HistoryStore) -> None:
         """Sends accepted while the store could not record them are recorded first (see spool.py)."""
