@@ -28,7 +28,7 @@ test: lint
 
 # Each benchmark prints its figures beside a baseline measured in the same run. The listener one
 # needs Debian's wrk and installs it (apt-get) when missing.
-BENCHES := listener sender startup wait_latency bulk_validate team export
+BENCHES := listener sender startup wait_latency bulk_validate team export outbox
 
 bench: setup
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
