@@ -6,6 +6,9 @@ import typer
 
 from smsctl import __version__
 from smsctl.commands import (
+    app as app_cmd,
+)
+from smsctl.commands import (
     bulk,
     config_cmd,
     db,
@@ -70,6 +73,7 @@ app.command("export")(export.export)
 app.command("replay")(replay.replay)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
+app.add_typer(app_cmd.app_app, name="app")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smsctl.application import ApplicationApi, Webhooks, point_app_at
+from smsctl.application import ApplicationApi, point_app_at
 from smsctl.config import Settings, load_settings
 from smsctl.forwarding import DeliveryOptions, ForwardTargets
 from smsctl.history import MessageReport, message_status
@@ -23,7 +23,7 @@ from smsctl.listening import Listener, ListenerView
 from smsctl.runtime import Runtime
 from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS, Sandbox, config_from_settings
 from smsctl.sending import SendRequest, SendResult, prepare, send_prepared
-from smsctl.storage import InboundRecord, open_store
+from smsctl.storage import AppUrls, InboundRecord, open_store
 from smsctl.writer import StoreWriter
 
 SENDER = "+14155550199"
@@ -158,7 +158,7 @@ async def run_demo(
             ):  # fmt: skip
                 # The emulator's application sends inbound SMS to this listener, as --update-app does.
                 await point_app_at(
-                    ApplicationApi(settings), Webhooks(listener.status_url, listener.inbound_url)
+                    ApplicationApi(settings), rt.writer, AppUrls(listener.status_url, listener.inbound_url)
                 )
                 view.ready({"local_url": listener.local_url, "public_url": None, "status_url": listener.status_url,
                             "inbound_url": listener.inbound_url, "store": "temporary (deleted after the demo)",

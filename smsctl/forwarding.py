@@ -75,6 +75,13 @@ class ForwardTargets:
     status_key: str = ""
     inbound_key: str = ""
 
+    def __post_init__(self) -> None:
+        # A route given without its key (no headers, no re-signing) gets the plain one.
+        for name, route, url in (("status_key", Route.STATUS, self.status_url),
+                                 ("inbound_key", Route.INBOUND, self.inbound_url)):  # fmt: skip
+            if url and not getattr(self, name):
+                object.__setattr__(self, name, route_key(route, url, DeliveryOptions()))
+
     def target(self, route: Route) -> str | None:
         return self.status_url if route is Route.STATUS else self.inbound_url
 

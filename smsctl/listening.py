@@ -189,6 +189,14 @@ class Listener:
                 await self.writer.run(lambda s: s.unregister_listener())
 
 
+def _still_running(listener: ListenerRecord) -> bool:
+    """Whether a registered listener (not this process) is there: on this machine, its process; on
+    another, its fresh heartbeat (all that can be known from here)."""
+    if listener.host not in (None, socket.gethostname()):
+        return True
+    return listener.pid != os.getpid() and _process_alive(listener.pid)
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -278,9 +286,14 @@ def settle_heap() -> None:
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM set `stop`: stop accepting, drain in-flight commits, exit 0."""
+    """SIGINT/SIGTERM/SIGHUP set `stop`: stop accepting, drain in-flight commits, restore the
+    application's URLs (--update-app), exit 0."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+    ):  # SIGHUP: the terminal or SSH session went away
         loop.add_signal_handler(sig, stop.set)
 
 
@@ -342,7 +355,7 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
                 await _serve_until(stop, rt.writer)
             finally:
                 if api is not None and change is not None and not options.keep_app_urls:
-                    await _restore_app(api, change, view)
+                    await _restore_app(api, change, view, rt.writer)
     view.stopped(listener.counters)
     return listener.counters
 
@@ -366,26 +379,31 @@ def _application_api(settings: Settings) -> ApplicationApi:
 
 
 async def _point_app(api: ApplicationApi, listener: Listener) -> AppChange:
-    from smsctl.application import Webhooks, point_app_at
+    from smsctl.application import point_app_at
+    from smsctl.storage import AppUrls
 
     if listener.public_url is None:
         raise ConfigError(
             "--update-app needs a public URL: Vonage cannot reach this machine's local address",
             hint="run `ngrok http PORT` (smsctl finds it), or pass --public-url/BASE_URL",
         )
-    return await point_app_at(api, Webhooks(listener.status_url, listener.inbound_url))
+    return await point_app_at(api, listener.writer, AppUrls(listener.status_url, listener.inbound_url))
 
 
-async def _restore_app(api: ApplicationApi, change: AppChange, view: ListenerView) -> None:
-    """Put the application's previous webhook URLs back; say so (or why not) through the view."""
+async def _restore_app(
+    api: ApplicationApi, change: AppChange, view: ListenerView, writer: StoreWriter
+) -> None:
+    """Put the application's own webhook URLs back (or hand it to another running listener); say so
+    (or why not) through the view."""
     from smsctl.application import restore_app
     from smsctl.errors import SmsctlError
 
     try:
-        restored = await restore_app(api, change)
-        detail = "restored" if restored else "changed meanwhile by someone else: left as they are"
+        detail = (await restore_app(api, writer, change, _still_running)).describe()
     except SmsctlError as exc:
-        detail = f"could not be restored ({exc.message}): set them back in the dashboard"
+        detail = (
+            f"could not be restored ({exc.message}): run `smsctl app restore`, or set them in the dashboard"
+        )
     view.handle(
         ListenerEvent(
             "app_restored", time.time(), reason=detail, detail=json.dumps(change.previous.to_json())

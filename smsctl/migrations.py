@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from smsctl.events import FINAL_STATUSES
-from smsctl.schema import FORWARD_ROUTES, FORWARDS_TABLE
+from smsctl.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE
 
 log = logging.getLogger("smsctl.store")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -257,6 +257,11 @@ def m008_forward_routes(conn: sqlite3.Connection) -> None:
     _run_script(conn, FORWARD_ROUTES.format(bool="INTEGER", false="0", true="1", greatest="MAX"))
 
 
+def m009_app_urls(conn: sqlite3.Connection) -> None:
+    """The application's own webhook URLs and those smsctl listeners set (`listen --update-app`)."""
+    _run_script(conn, APP_URLS.format(real="REAL"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -266,6 +271,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m006_forwarding,
     m007_sequential_event_keys,
     m008_forward_routes,
+    m009_app_urls,
 ]
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.schema import FORWARD_ROUTES, FORWARDS_TABLE
+from smsctl.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE
 
 if TYPE_CHECKING:
     import psycopg
@@ -206,11 +206,17 @@ def m004_forward_routes(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute(FORWARD_ROUTES.format(bool="BOOLEAN", false="false", true="true", greatest="GREATEST"))
 
 
+def m005_app_urls(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The application's own webhook URLs and those smsctl listeners set (as SQLite's m009)."""
+    conn.execute(APP_URLS.format(real="DOUBLE PRECISION"))
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
     m003_forwarding,
     m004_forward_routes,
+    m005_app_urls,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

@@ -43,3 +43,23 @@ FORWARD_ROUTES = """
         CREATE INDEX forwards_queue ON forwards (route_key, message_uuid, id) WHERE state = 'pending';
         CREATE INDEX forwards_failed ON forwards (id) WHERE state = 'failed';
 """
+
+
+# `listen --update-app`: the application's own webhook URLs, kept durably per application the first time
+# a listener replaces them (and again whenever someone set new ones by hand), and every URL an smsctl
+# listener ever set, so such a URL, left behind by a listener that died, is never taken for the app's own.
+APP_URLS = """
+        CREATE TABLE app_originals (
+            application_id TEXT PRIMARY KEY,
+            status_url TEXT,
+            inbound_url TEXT,
+            saved_at {real} NOT NULL
+        );
+        CREATE TABLE app_listener_urls (
+            application_id TEXT NOT NULL,
+            status_url TEXT NOT NULL,
+            inbound_url TEXT,
+            set_at {real} NOT NULL,
+            PRIMARY KEY (application_id, status_url)
+        );
+"""

@@ -194,6 +194,17 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class AppUrls:
+    """An application's Messages webhook URLs (None: not set)."""
+
+    status_url: str | None
+    inbound_url: str | None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"status_url": self.status_url, "inbound_url": self.inbound_url}
+
+
+@dataclass(frozen=True)
 class ExportedMessage:
     """One message with its whole timeline (`smsctl export`)."""
 
@@ -472,6 +483,12 @@ class HistoryStore(Protocol):
     def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]: ...
     def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> Retried: ...
     def next_forward_at(self, route_key: str) -> float | None: ...
+
+    # `listen --update-app`: the application's own webhook URLs, and those smsctl listeners set
+    def remember_app_urls(
+        self, application_id: str, found: AppUrls, ours: AppUrls, now: float
+    ) -> AppUrls | None: ...
+    def app_urls(self, application_id: str) -> tuple[AppUrls | None, set[str]]: ...
 
     # replay and export: stored events in their original order; messages page by page
     def events_of(self, uuids: list[str]) -> list[StoredEvent]: ...

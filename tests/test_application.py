@@ -151,3 +151,84 @@ def test_trigger_inbound_aimed_at_the_emulator_reaches_the_inbound_url(emulator:
         assert result.exit_code == 0, result.output
         until(lambda: any(line["event"] == "inbound" for line in listener.lines), "the inbound webhook")
         listener.stop()
+
+
+USERS_OWN = {"status_url": {"address": "https://my-app.example/webhooks/status", "http_method": "POST"},
+             "inbound_url": {"address": "https://my-app.example/webhooks/inbound", "http_method": "POST"}}  # fmt: skip
+
+
+def hooks_of(emulator: BackgroundSandbox) -> dict[str, str]:
+    hooks = emulator.sandbox.application["capabilities"]["messages"]["webhooks"]
+    return {name: value["address"] for name, value in hooks.items()}
+
+
+def own_urls() -> dict[str, str]:
+    return {name: value["address"] for name, value in USERS_OWN.items()}
+
+
+def update_app_listener(port: int | None = None) -> ListenProcess:
+    port = port or free_port()
+    return ListenProcess("--port", str(port), "--public-url", f"http://127.0.0.1:{port}", "--update-app")
+
+
+def test_after_kill_9_the_next_listener_restores_the_apps_own_urls_not_the_dead_ones(
+    emulator: BackgroundSandbox,
+) -> None:
+    import signal
+
+    emulator.sandbox.application["capabilities"]["messages"]["webhooks"] = json.loads(json.dumps(USERS_OWN))
+    with update_app_listener() as killed:
+        dead = killed.ready()["application"]["current"]
+        killed.stop(signal.SIGKILL)
+    assert hooks_of(emulator) == dead, "kill -9: the application points at the dead listener"
+    with update_app_listener() as second:
+        ready = second.ready()
+        assert ready["application"]["previous"] == own_urls(), "the dead listener's URL is never 'previous'"
+        assert second.stop() == 0
+    assert second.wait_for(lambda line: line["event"] == "app_restored")["reason"] == "restored"
+    assert hooks_of(emulator) == own_urls()
+
+
+def test_app_restore_puts_the_kept_urls_back_by_hand(emulator: BackgroundSandbox) -> None:
+    import signal
+
+    emulator.sandbox.application["capabilities"]["messages"]["webhooks"] = json.loads(json.dumps(USERS_OWN))
+    nothing = runner.invoke(app, ["app", "restore"])
+    assert nothing.exit_code == 3 and "kept no webhook URLs" in nothing.stderr, nothing.output
+    with update_app_listener() as killed:
+        killed.ready()
+        killed.stop(signal.SIGKILL)
+    assert hooks_of(emulator) != own_urls()
+    result = runner.invoke(app, ["app", "restore", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"outcome": "restored", "urls": own_urls()}
+    assert hooks_of(emulator) == own_urls()
+    assert "name" in emulator.sandbox.application and "voice" in emulator.sandbox.application["capabilities"]
+
+
+def test_sighup_restores_as_ctrl_c_does(emulator: BackgroundSandbox) -> None:
+    import signal
+
+    emulator.sandbox.application["capabilities"]["messages"]["webhooks"] = json.loads(json.dumps(USERS_OWN))
+    with update_app_listener() as listener:
+        listener.ready()
+        assert listener.stop(signal.SIGHUP) == 0
+    assert listener.wait_for(lambda line: line["event"] == "app_restored")["reason"] == "restored"
+    assert hooks_of(emulator) == own_urls()
+
+
+@pytest.mark.parametrize("first_to_stop", ["older", "newer"])
+def test_two_update_app_listeners_never_leave_a_dead_url(
+    emulator: BackgroundSandbox, first_to_stop: str
+) -> None:
+    emulator.sandbox.application["capabilities"]["messages"]["webhooks"] = json.loads(json.dumps(USERS_OWN))
+    with update_app_listener() as older:
+        older_urls = older.ready()["application"]["current"]
+        with update_app_listener() as newer:
+            assert newer.ready()["application"]["previous"] == own_urls()
+            first, second = (older, newer) if first_to_stop == "older" else (newer, older)
+            assert first.stop() == 0
+            if first_to_stop == "newer":
+                assert hooks_of(emulator) == older_urls, "handed on to the listener still running"
+            assert second.stop() == 0
+    assert hooks_of(emulator) == own_urls()

@@ -105,6 +105,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
         "m002_apply_status_function",
         "m003_forwarding",
         "m004_forward_routes",
+        "m005_app_urls",
     ]
 
 
@@ -394,6 +395,7 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
         "m002_apply_status_function",
         "m003_forwarding",
         "m004_forward_routes",
+        "m005_app_urls",
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout
