@@ -68,6 +68,7 @@ _HINTS = {
     "directory (`smsctl log` and `status` can still read it)",
     "I/O": "the disk holding the store reported an I/O error: check it",
 }
+_HINTS["read-only"] = _HINTS["readonly"]
 
 
 _MACHINE_CONDITIONS = ("locked", "busy", "full", "readonly", "read-only", "I/O", "unable to open", "disk")
@@ -106,6 +107,12 @@ def private_files(db: Path) -> None:
                 log.warning("%s was readable by other users (mode %o); it is now 600", path, mode)
         except OSError:
             pass
+
+
+def _writable(db: Path) -> bool:
+    """Whether this user can write the store and the directory its journal files go in (False on a
+    read-only file system too, even for root)."""
+    return os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
 
 
 def _refuse_foreign(db: Path) -> None:
@@ -159,6 +166,8 @@ class Store:
             ) from None
         except sqlite3.OperationalError as exc:  # locked, read-only, disk full, I/O: the machine's
             self.close()
+            if not readonly and "unable to open" in str(exc) and not _writable(Path(self.path)):
+                exc = sqlite3.OperationalError("unable to open database file: it is read-only for this user")
             raise unavailable(exc, f"cannot open the store at {self.path}: ") from None
         except sqlite3.DatabaseError as exc:  # not a database at all, or a damaged one
             self.close()

@@ -126,9 +126,13 @@ def test_the_store_is_private(sandbox: BackgroundSandbox, db_path: Path) -> None
     assert db_path.stat().st_mode & 0o777 == 0o600
 
 
-def _as_another_user() -> list[str]:
-    """Run a command without write access to files we own: as `nobody` when we are root (CI)."""
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+def _without_write_access(directory: Path) -> list[str]:
+    """Run a command that cannot write `directory`. Root (CI) ignores file modes, so it sees the
+    directory through a read-only bind mount in a mount namespace of its own; another user (such as
+    `nobody`) could not even read a checkout that lives under a private (0700) directory."""
+    if os.geteuid() != 0:
+        return []
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(directory)]
 
 
 def test_a_read_only_store_can_still_be_read_and_writers_say_read_only(
@@ -150,11 +154,11 @@ def test_a_read_only_store_can_still_be_read_and_writers_say_read_only(
             directory.chmod(0o555)
         for args, code, says in ((["log", "--json"], 0, sent.stdout.strip()),
                                  (["status", sent.stdout.strip()], 0, "accepted")):  # fmt: skip
-            done = subprocess.run([*_as_another_user(), sys.executable, "-m", "smsctl", *args], env=env,
+            done = subprocess.run([*_without_write_access(directory), sys.executable, "-m", "smsctl", *args], env=env,
                                   capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
             assert done.returncode == code, done.stderr
             assert says in done.stdout
-        refused = subprocess.run([*_as_another_user(), sys.executable, "-m", "smsctl", "send", "+14155550101", "x"],
+        refused = subprocess.run([*_without_write_access(directory), sys.executable, "-m", "smsctl", "send", "+14155550101", "x"],
                                  env=env, capture_output=True, text=True, timeout=60, cwd=directory)  # fmt: skip
         assert refused.returncode == 3, refused.stderr
         assert "read-only" in refused.stderr and "retry shortly" not in refused.stderr
