@@ -38,6 +38,20 @@ class LocalState(StrEnum):
     UNKNOWN = "unknown"  # went out, no usable answer: it may exist
 
 
+class StatusFilter(StrEnum):
+    """What `--status` may name: one of Vonage's SMS statuses, or a local state (LocalState)."""
+
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    UNDELIVERABLE = "undeliverable"
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNSENT = "unsent"
+    UNKNOWN = "unknown"
+
+
 class Source(StrEnum):
     """Where the history learned of a message."""
 

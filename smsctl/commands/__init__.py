@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from smsctl.config import Settings
+
+E = TypeVar("E", bound=StrEnum)
 
 JsonOption = Annotated[
     bool, typer.Option("--json", envvar="SMSCTL_JSON", help="Machine-readable JSON on stdout.")
@@ -43,3 +46,26 @@ def sender_settings(
 def flags(**values: object) -> dict[str, str | None]:
     """Command-line values as settings overrides (None when the flag was not given)."""
     return {name: None if value is None else str(value) for name, value in values.items()}
+
+
+def choice(kind: type[E], value: str, what: str) -> E:
+    """`value` as one of the str enum `kind`'s members (any case); a UsageError (exit 2) naming the
+    choices, and the nearest one when the value looks like a typo, otherwise."""
+    import difflib
+
+    from smsctl.errors import UsageError
+
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        names = [member.value for member in kind]
+        near = difflib.get_close_matches(value.strip().lower(), names, n=1)
+        hint = (f"did you mean {near[0]!r}? " if near else "") + "one of: " + ", ".join(names)
+        raise UsageError(f"{what} {value!r} is not one of smsctl's choices", hint=hint) from None
+
+
+def status_choice(value: str | None) -> str | None:
+    """`--status` checked against the statuses and local states a message can have."""
+    from smsctl.storage import StatusFilter
+
+    return None if value is None else str(choice(StatusFilter, value, "--status"))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption
-
-if TYPE_CHECKING:
-    from smsctl.exporting import ExportFormat
+from smsctl.commands import DebugOption, JsonOption, choice, status_choice
 
 
 def export(
@@ -38,13 +35,14 @@ def export(
     import time
 
     from smsctl.config import load_settings
+    from smsctl.exporting import ExportFormat, export_to_file
     from smsctl.exporting import export as run_export
-    from smsctl.exporting import export_to_file
     from smsctl.history import parse_duration
     from smsctl.output import emit_json, note, reporting, write_stdout
 
     with reporting(json_output, debug):
-        fmt = _format(format_)
+        fmt = choice(ExportFormat, format_, "--format")
+        status = status_choice(status)
         after = time.time() - parse_duration(since) if since else None
         settings = load_settings()
         if output is None:
@@ -58,15 +56,3 @@ def export(
             emit_json({"exported": count, "kind": "inbound" if inbound else "messages", "output": str(output),
                        "format": fmt.value})  # fmt: skip
         note(f"exported {count:,} {what}" + (f" to {output}" if output is not None else ""))
-
-
-def _format(value: str) -> ExportFormat:
-    from smsctl.errors import UsageError
-    from smsctl.exporting import ExportFormat
-
-    try:
-        return ExportFormat(value.lower())
-    except ValueError:
-        raise UsageError(
-            f"--format {value!r} is not jsonl or csv", hint="--format jsonl or --format csv"
-        ) from None

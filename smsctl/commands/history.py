@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption
+from smsctl.commands import DebugOption, JsonOption, status_choice
 
 if TYPE_CHECKING:
     from smsctl.history import MessageReport
@@ -94,6 +94,7 @@ def log(
     with reporting(json_output, debug):
         if since is not None:
             parse_duration(since)  # a bad --since is a usage error even with no history yet
+        status = status_choice(status)  # and so is a bad --status
         store = open_reader(load_settings().store)
         with contextlib.closing(store) if store else contextlib.nullcontext():
             received = recent_inbound(store, limit=limit, since=since) if store and inbound else []

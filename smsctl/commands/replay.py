@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption
+from smsctl.commands import DebugOption, JsonOption, status_choice
 
 if TYPE_CHECKING:
     from smsctl.replaying import ReplaySummary
@@ -50,6 +50,7 @@ def replay(
         if not url:
             raise UsageError("--url is required: where should the events go?",
                              hint="e.g. --url http://localhost:8080/webhooks/status")  # fmt: skip
+        status = status_choice(status)
         settings = load_settings()
         after = time.time() - parse_duration(since) if since else None
         events = chosen_events(settings, messages or [], since=after, status=status, batch=batch)

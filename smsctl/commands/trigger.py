@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smsctl.commands import DebugOption, JsonOption
+from smsctl.commands import DebugOption, JsonOption, choice
 
 if TYPE_CHECKING:
-    from smsctl.triggering import TriggerKind, TriggerResult
+    from smsctl.triggering import TriggerResult
 
 
 def trigger(
@@ -44,11 +44,11 @@ def trigger(
 
     from smsctl.config import load_settings
     from smsctl.output import emit_json, reporting
-    from smsctl.triggering import check
+    from smsctl.triggering import TriggerKind, check
     from smsctl.triggering import trigger as send_trigger
 
     with reporting(json_output, debug):
-        what = _kind(kind)
+        what = choice(TriggerKind, kind, "STATUS")
         result = asyncio.run(send_trigger(load_settings(), what, url=url, message_uuid=message_uuid, to=to,
                                           text=text, from_=from_, client_ref=client_ref, error_code=error_code))  # fmt: skip
         if json_output:
@@ -56,17 +56,6 @@ def trigger(
         else:
             _render(result)
         check(result.answer)
-
-
-def _kind(value: str) -> TriggerKind:
-    from smsctl.errors import UsageError
-    from smsctl.triggering import TriggerKind
-
-    try:
-        return TriggerKind(value.lower())
-    except ValueError:
-        raise UsageError(f"{value!r} is not something to trigger",
-                         hint="one of: " + ", ".join(k.value for k in TriggerKind)) from None  # fmt: skip
 
 
 def _render(result: TriggerResult) -> None:
