@@ -76,7 +76,7 @@ def test_without_url_it_goes_to_the_running_listener_and_is_stored(credentials: 
 def test_bad_input_is_refused_before_anything_is_sent(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app:
         for args, message in ((["inbound", "hi"], "needs the text and --from"),
-                              (["read"], "is not something to trigger")):  # fmt: skip
+                              (["read"], "is not one of smsctl's choices")):  # fmt: skip
             result = runner.invoke(app, ["trigger", *args, "--url", user_app.url()])
             assert result.exit_code == 2 and message in result.stderr, result.output
     assert user_app.received == []
