@@ -213,6 +213,7 @@ def test_rows_waiting_for_the_rate_limiter_are_plainly_unsent(
     if sig == signal.SIGTERM:
         assert process.returncode == 143, stderr
         assert "terminated" in stderr and "Traceback" not in stderr
+        assert "Run the same command again to resume: rows already sent are never sent twice" in stderr
     reached = {r.body["client_ref"] for r in sandbox.requests}
     rows = stored(db_path, lambda s: s.recent_messages(100))
     maybe_sent = {m.client_ref for m in rows if m.status in ("pending", "unknown")}

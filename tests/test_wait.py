@@ -128,6 +128,8 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 130
     uuid = sandbox.requests[-1].message_uuid
+    assert process.stdout is not None and process.stdout.read() == f"{uuid} submitted\n", "the uuid, not lost"
+    assert f"Check it later with `smsctl status {uuid}`" in process.stderr.read()
     status = runner.invoke(app, ["status", uuid, "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["status"] == "submitted"
@@ -232,3 +234,20 @@ def test_a_stopped_listener_unregisters(credentials: dict[str, str], db_path: Pa
         assert len(stored(db_path, lambda s: s.fresh_listeners())) == 1
         assert listener.stop() == 0
     assert stored(db_path, lambda s: s.fresh_listeners()) == []
+
+
+def test_the_elapsed_time_moves_between_events() -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from smsctl.commands.send import _Ticking
+
+    now = [100.0]
+    line = _Ticking(Text("submitted"), 0.2, clock=lambda: now[0])
+    console = Console(width=80, file=__import__("io").StringIO())
+    with console.capture() as first:
+        console.print(line)
+    now[0] += 42.5
+    with console.capture() as later:
+        console.print(line)
+    assert first.get().strip() == "submitted  (0.2 s)" and later.get().strip() == "submitted  (42.7 s)"

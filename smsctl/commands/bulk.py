@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -75,7 +77,7 @@ def bulk(
             require_all_valid(report, options)
             if dry_run:
                 return
-            with BulkProgress(report.valid, json_output) as progress:
+            with BulkProgress(report.valid, json_output) as progress, progress.resumable(report.batch_id):
                 result, states = running.run(run_bulk(
                     settings, recipients, report, options,
                     wait=WaitOptions(timeout, port, public_url) if wait else None,
@@ -145,6 +147,7 @@ class BulkProgress:
 
         self.json_output = json_output
         self.failed = 0
+        self.sent = 0
         self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("failed {task.fields[failed]}"), TextColumn("{task.fields[rate]}/s"),
                                  TimeRemainingColumn(), console=err(), transient=False)  # fmt: skip
@@ -158,10 +161,27 @@ class BulkProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    @contextmanager
+    def resumable(self, batch_id: str) -> Iterator[None]:
+        """On Ctrl-C or SIGTERM: how far the batch got, and that the same command resumes it."""
+        from smsctl.errors import Terminated
+        from smsctl.output import note
+
+        try:
+            yield
+        except (KeyboardInterrupt, Terminated):
+            self.progress.stop()
+            note(f"stopped: {self.sent:,} of {self.progress.tasks[0].total or 0:,} rows of batch {batch_id} sent "
+                 f"({self.failed:,} failed). Run the same command again to resume: rows already sent are "
+                 "never sent twice")  # fmt: skip
+            raise
+
     def row(self, outcome: Any) -> None:
         from smsctl.output import emit_json
 
-        if outcome.state not in ("accepted", "already_sent"):
+        if outcome.state in ("accepted", "already_sent"):
+            self.sent += 1
+        else:
             self.failed += 1
         task = self.progress.tasks[0]
         rate = f"{(task.completed + 1) / task.elapsed:.1f}" if task.elapsed else "0.0"

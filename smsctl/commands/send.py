@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -125,7 +126,7 @@ def _send_and_wait(settings: Any, request: Any, timeout: float, port: int | None
     from smsctl.output import emit_json, out
     from smsctl.waiting import WaitOptions, outcome_error, send_and_wait
 
-    with WaitDisplay() as display:
+    with WaitDisplay() as display, display.uuid_on_interrupt(json_output):
         result = running.run(
             send_and_wait(settings, request, WaitOptions(timeout, port, public_url), display.update)
         )
@@ -150,6 +151,8 @@ class WaitDisplay:
         self._printed = 0
         self._last: Any = ""
         self._listener_alive = True
+        self._progress: Any = None
+        self._ticking: _Ticking | None = None
 
     def __enter__(self) -> WaitDisplay:
         if self.tty:
@@ -158,10 +161,39 @@ class WaitDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(None, None, None)
-            if self._last:
-                self.console.print(self._last, highlight=False, soft_wrap=True)
+        self._stop_spinner()
+
+    def _stop_spinner(self) -> None:
+        """Stop the spinner (once) and leave its last line, with the elapsed time as it is now."""
+        if self._status is None:
+            return
+        self._status.__exit__(None, None, None)
+        self._status = None
+        last = self._ticking.__rich__() if self._ticking is not None else self._last
+        if last:
+            self.console.print(last, highlight=False, soft_wrap=True)
+
+    @contextmanager
+    def uuid_on_interrupt(self, json_output: bool) -> Iterator[None]:
+        """Ctrl-C or SIGTERM while waiting: the message was sent, so its UUID is printed (data, on
+        stdout) with how to check it later, instead of being lost with the wait."""
+        from smsctl.errors import Terminated
+        from smsctl.output import emit_json, note, out
+
+        try:
+            yield
+        except (KeyboardInterrupt, Terminated):
+            self._stop_spinner()
+            progress = self._progress
+            if progress is not None and progress.sent.message_uuid:
+                uuid = progress.sent.message_uuid
+                status = progress.events[-1].status if progress.events else "accepted"
+                if json_output:
+                    emit_json({"message_uuid": uuid, "status": status, "final": False, "interrupted": True})
+                else:
+                    out().print(f"{uuid} {status}")
+                note(f"stopped waiting; the message was sent. Check it later with `smsctl status {uuid}`")
+            raise
 
     def update(self, progress: Any) -> None:
         from rich.text import Text
@@ -177,19 +209,34 @@ class WaitDisplay:
                 warn("smsctl listen has stopped (no heartbeat): statuses will be stored when it is back, "
                      "since Vonage retries for 24 h; still waiting")  # fmt: skip
 
+        self._progress = progress
         if not progress.events:
             line = Text(f"accepted {progress.sent.message_uuid}; waiting for statuses via {progress.source}")
         else:
             line = Text(" → ").join(
                 Text(e.status, STATUS_STYLE.get(e.status, "magenta")) for e in progress.events
             )
-            line.append(f"  ({progress.elapsed:.1f} s)")
-        self._last = line
+        self._last = line.copy()
+        if progress.events:
+            self._last.append(f"  ({progress.elapsed:.1f} s)")
         if self._status is not None:
-            self._status.update(line)
+            self._ticking = _Ticking(line, progress.elapsed) if progress.events else None
+            self._status.update(self._ticking or line)
         else:
             for event in progress.events[max(self._printed, 0) :]:
                 self.console.print(f"{event.status} {event.timestamp}", highlight=False)
             if not progress.events and not self._printed:
                 self.console.print(line, highlight=False, soft_wrap=True)
             self._printed = len(progress.events) or -1
+
+
+class _Ticking:
+    """A status line whose elapsed time moves at every refresh of the spinner, not only when an event
+    arrives (a wait of minutes showed `(0.2 s)` until the next status)."""
+
+    def __init__(self, line: Any, elapsed: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.line, self.elapsed, self.clock = line, elapsed, clock
+        self.since = clock()
+
+    def __rich__(self) -> Any:
+        return self.line + f"  ({self.elapsed + self.clock() - self.since:.1f} s)"
