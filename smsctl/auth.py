@@ -76,26 +76,48 @@ class ApplicationJwt:
 
 
 def credentials_from(settings: Settings) -> Credentials:
-    """Pick JWT auth when an application is configured, else Basic; say what is missing otherwise."""
-    application_id = settings.application_id
-    key = load_private_key(settings)
-    if application_id and key is not None:
-        return ApplicationJwt(application_id, key)
-    if application_id:
-        raise ConfigError(
-            "VONAGE_APPLICATION_ID is set but there is no private key",
-            hint="set VONAGE_PRIVATE_KEY_PATH to the application's private.key (or VONAGE_PRIVATE_KEY)",
-        )
-    if key is not None:
-        raise ConfigError(
-            "a private key is configured but VONAGE_APPLICATION_ID is not",
-            hint="set VONAGE_APPLICATION_ID to the ID of the application that key belongs to",
-        )
+    """JWT auth when an application is configured, else Basic; a ConfigError naming every missing or
+    unusable setting at once otherwise."""
+    if settings.application_id:
+        key = load_private_key(settings)  # ConfigError when the key cannot be read or used
+        if key is None:
+            raise settings_error(["VONAGE_APPLICATION_ID is set but there is no private key: set "
+                                  "VONAGE_PRIVATE_KEY_PATH to the application's private.key (or VONAGE_PRIVATE_KEY)"])  # fmt: skip
+        return ApplicationJwt(settings.application_id, key)
     api_key, api_secret = settings.api_key, settings.api_secret
-    if api_key and api_secret:
+    if api_key and api_secret:  # a key path left from .env.example means nothing without an application ID
         return BasicCredentials(api_key, api_secret)
-    raise ConfigError(
-        "no credentials: set an application (VONAGE_APPLICATION_ID + VONAGE_PRIVATE_KEY_PATH) "
-        "or VONAGE_API_KEY + VONAGE_API_SECRET",
-        hint="copy .env.example to .env and fill it in; `smsctl config` shows what is set",
+    raise settings_error(credential_problems(settings))
+
+
+def credential_problems(settings: Settings) -> list[str]:
+    """What stops smsctl from authenticating to the Messages API, every item at once (empty: nothing).
+    A private key is needed only with an application ID."""
+    if settings.application_id:
+        try:
+            if load_private_key(settings) is None:
+                return ["VONAGE_APPLICATION_ID is set but there is no private key: set VONAGE_PRIVATE_KEY_PATH "
+                        "to the application's private.key (or VONAGE_PRIVATE_KEY)"]  # fmt: skip
+        except ConfigError as exc:
+            return [exc.message]
+        return []
+    if settings.api_key and settings.api_secret:
+        return []
+    missing = [name for name, value in (("VONAGE_API_KEY", settings.api_key),
+                                        ("VONAGE_API_SECRET", settings.api_secret)) if not value]  # fmt: skip
+    return [f"no credentials: set {' and '.join(missing)} (Basic auth), or VONAGE_APPLICATION_ID with "
+            "VONAGE_PRIVATE_KEY_PATH (an application)"]  # fmt: skip
+
+
+def settings_error(problems: list[str]) -> ConfigError:
+    """One ConfigError that lists every problem found."""
+    if len(problems) == 1:
+        message = problems[0]
+    else:
+        message = f"{len(problems)} settings are missing or unusable:\n" + "\n".join(
+            f"  - {p}" for p in problems
+        )
+    return ConfigError(
+        message,
+        hint="set them in the environment or .env (`smsctl init` writes one); `smsctl config` shows what is set",
     )

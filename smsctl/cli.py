@@ -16,6 +16,7 @@ from smsctl.commands import (
     export,
     forwards,
     history,
+    init,
     listen,
     replay,
     sandbox,
@@ -67,6 +68,7 @@ app.command("sandbox")(sandbox.sandbox)
 app.command("status")(history.status)
 app.command("log")(history.log)
 app.command("config")(config_cmd.config)
+app.command("init")(init.init)
 app.command("demo")(demo.demo)
 app.command("trigger")(trigger.trigger)
 app.command("export")(export.export)

@@ -582,8 +582,10 @@ def config_from_settings(
     from smsctl.config import load_private_key
 
     secret = settings.require("VONAGE_SIGNATURE_SECRET", "to sign the emulator's status webhooks")
-    key = load_private_key(settings)
     application_id = settings.application_id
+    key = (
+        load_private_key(settings) if application_id else None
+    )  # a key means nothing without its application
     if key is None and not (settings.api_key and settings.api_secret):
         raise ConfigError(
             "the emulator needs credentials to accept: an application (VONAGE_APPLICATION_ID + "

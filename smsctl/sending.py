@@ -84,10 +84,28 @@ def default_webhook_url(settings: Settings) -> str | None:
     return f"{settings.base_url}/webhooks/status" if settings.base_url else None
 
 
-def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] | None = None) -> Prepared:
-    """Validate everything and build the body with the SDK's `Sms` model; nothing is sent."""
+def preflight(settings: Settings, sender: str | None, *, wait: bool = False) -> None:
+    """Before anything is sent: every setting a send needs that is missing or unusable, in one error."""
+    from smsctl.auth import credential_problems, settings_error
+
+    problems = credential_problems(settings)
+    if not (sender or settings.sender):
+        problems.append("no sender: give --from or set VONAGE_NUMBER (your Vonage number, e.g. +14155550100, or "
+                        "an alphanumeric sender ID)")  # fmt: skip
+    if wait and not settings.signature_secret:
+        problems.append("VONAGE_SIGNATURE_SECRET is not set; --wait needs it to verify the status webhooks")
+    if problems:
+        raise settings_error(problems)
+
+
+def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] | None = None,
+            check_sender: bool = True) -> Prepared:  # fmt: skip
+    """Validate everything and build the body with the SDK's `Sms` model; nothing is sent. Without
+    `check_sender`, a missing sender is left to `preflight`, which reports it with the rest."""
     to = parse_recipient(request.to)
     sender_raw = request.sender or settings.sender
+    if sender_raw is None and not check_sender:
+        sender_raw = "smsctl"  # a stand-in, only so the text and number are checked
     if sender_raw is None:
         raise ConfigError(
             "no sender: give --from or set VONAGE_NUMBER",

@@ -32,6 +32,7 @@ FAILURES = {
     "trigger": (lambda tmp: ["trigger", "read", "--url", "http://127.0.0.1:9/x"], 2),
     "export": (lambda tmp: ["export", "--format", "xml"], 2),
     "replay": (lambda tmp: ["replay", "--url", "http://127.0.0.1:9/x"], 2),  # nothing chosen to replay
+    "init": (lambda tmp: ["init", str(tmp)], 2),  # exists already
 }
 
 

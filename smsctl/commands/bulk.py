@@ -65,6 +65,7 @@ def bulk(
     from smsctl.bulk import BulkOptions, check, outcome_error, require_all_valid, run_bulk
     from smsctl.output import emit_json, reporting
     from smsctl.recipients import Recipients
+    from smsctl.sending import preflight
     from smsctl.waiting import WaitOptions
 
     with reporting(json_output, debug):
@@ -77,6 +78,7 @@ def bulk(
             require_all_valid(report, options)
             if dry_run:
                 return
+            preflight(settings, sender, wait=wait)  # every missing setting at once, before anything is sent
             with BulkProgress(report.valid, json_output) as progress, progress.resumable(report.batch_id):
                 result, states = running.run(run_bulk(
                     settings, recipients, report, options,

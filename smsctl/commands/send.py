@@ -64,11 +64,14 @@ def send(
     from smsctl.output import reporting
 
     with reporting(json_output, debug):
-        from smsctl.sending import SendRequest, prepare, send_one
+        from smsctl.sending import SendRequest, preflight, prepare, send_one
 
         settings = sender_settings(sender, port, public_url, no_store_text)
         request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding)
-        prepare(request, settings)  # bad input is refused before the HTTP client is even imported
+        prepare(
+            request, settings, check_sender=False
+        )  # bad input: refused before the HTTP client is imported
+        preflight(settings, sender, wait=wait)  # then every missing setting at once
         from smsctl import running
 
         with _uuid_on_stdout_when_not_recorded(json_output):
