@@ -126,7 +126,9 @@ class RowOutcome:
     store_error: str | None = None  # the store could not record: the batch stops
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.line, "to": self.to, "client_ref": self.client_ref, "state": self.state,
+        from smsctl.codec import e164
+
+        return {"row": self.line, "to": e164(self.to), "client_ref": self.client_ref, "state": self.state,
                 "message_uuid": self.message_uuid, "error": self.error}  # fmt: skip
 
 

@@ -47,3 +47,31 @@ def json_line(data: Any) -> str:
     NaN or Infinity, which no record holds, would become null rather than json.dumps's invalid `NaN`.
     """
     return _msgspec()[1](data).decode() + "\n"
+
+
+# The JSON contract (README, "JSON output"): times as ISO 8601 in UTC with `Z`, phone numbers in E.164
+# with `+`, counts as numbers, whatever the source stored (Vonage sends numbers without `+` and
+# segment counts as strings).
+
+
+def iso_utc(epoch: float | None) -> str | None:
+    """`2026-12-04T15:27:03.512Z`, or None."""
+    if epoch is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def e164(number: str | None) -> str | None:
+    """A phone number with its `+` (Vonage's webhooks leave it out); an alphanumeric sender ID as is."""
+    if number and number.isdigit():
+        return "+" + number
+    return number or None
+
+
+def count(value: int | str | None) -> int | None:
+    """A count as a number (Vonage's `usage.messages_count`-style strings included); None if not one."""
+    if isinstance(value, int):
+        return value
+    return int(value) if value and value.isdigit() else None

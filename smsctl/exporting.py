@@ -15,11 +15,11 @@ import re
 import stat
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
+from smsctl.codec import e164, iso_utc
 from smsctl.config import Settings
 from smsctl.errors import OutputUnwritable, UsageError
 from smsctl.events import FINAL_STATUSES, error_meaning
@@ -71,7 +71,7 @@ def inbound(settings: Settings, since: float | None) -> Iterator[InboundRecord]:
 
 
 def _iso(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") if epoch else ""
+    return (iso_utc(epoch) or "") if epoch else ""
 
 
 def message_json(m: ExportedMessage) -> dict[str, Any]:
@@ -85,14 +85,14 @@ def message_row(m: ExportedMessage) -> list[object]:
     submitted = next((e.received_at for e in events if e.status == "submitted"), None)
     final = next((e.received_at for e in events if e.status in FINAL_STATUSES), None)
     priced = next((e for e in reversed(events) if e.price), None)
-    return [s.message_uuid or "", s.to or "", s.from_ or "", s.client_ref or "", s.status, s.final, _iso(s.sent_at),
+    return [s.message_uuid or "", e164(s.to) or "", e164(s.from_) or "", s.client_ref or "", s.status, s.final, _iso(s.sent_at),
             _iso(submitted), _iso(final), s.error_code or "", error_meaning(s.error_code) or "",
             priced.price if priced else "", priced.currency if priced else "", s.segments or "", s.source,
             s.batch_id or "", "" if s.batch_row is None else s.batch_row]  # fmt: skip
 
 
 def inbound_row(r: InboundRecord) -> list[object]:
-    return [r.message_uuid, r.from_ or "", r.to or "", r.text or "", r.timestamp or "", _iso(r.received_at)]
+    return [r.message_uuid, e164(r.from_) or "", e164(r.to) or "", r.text or "", r.timestamp or "", _iso(r.received_at)]
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection). Texts

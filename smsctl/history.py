@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from smsctl import spool
+from smsctl.codec import count, e164, iso_utc
 from smsctl.errors import NotFound, UsageError
 from smsctl.events import error_meaning, error_title
 from smsctl.storage import HistoryStore, InboundRecord, LocalState, MessageSummary, Source, StoredEvent
@@ -41,9 +42,9 @@ class TimelineEvent:
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies, and `export` calls this for millions of events.
-        return {"status": self.status, "timestamp": self.timestamp, "received_at": self.received_at,
+        return {"status": self.status, "timestamp": self.timestamp, "received_at": iso_utc(self.received_at),
                 "error_code": self.error_code, "error_meaning": self.error_meaning, "price": self.price,
-                "currency": self.currency, "segments": self.segments, "anomaly": self.anomaly}  # fmt: skip
+                "currency": self.currency, "segments": count(self.segments), "anomaly": self.anomaly}  # fmt: skip
 
 
 def timeline_event(event: StoredEvent) -> TimelineEvent:
@@ -74,8 +75,9 @@ class MessageReport:
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["from"] = data.pop("from_")
-        data["events"] = [e.to_json() for e in self.events]
+        data["from"] = e164(data.pop("from_"))
+        data.update(to=e164(self.to), segments=count(self.segments), sent_at=iso_utc(self.sent_at),
+                    events=[e.to_json() for e in self.events])  # fmt: skip
         return data
 
 
@@ -125,10 +127,11 @@ def recent(
 def summary_json(m: MessageSummary) -> dict[str, Any]:
     """One `log` row as JSON."""
     return {
-        "message_uuid": m.message_uuid, "to": m.to, "from": m.from_, "client_ref": m.client_ref,
-        "status": m.status, "final": m.final, "segments": m.segments,
+        "message_uuid": m.message_uuid, "to": e164(m.to), "from": e164(m.from_), "client_ref": m.client_ref,
+        "status": m.status, "final": m.final, "segments": count(m.segments),
         "source": m.source,  # smsctl: sent by smsctl; webhook: seen only through its statuses
-        "sent_at": m.sent_at, "last_activity": m.last_activity, "error": m.error, "error_code": m.error_code,
+        "sent_at": iso_utc(m.sent_at), "last_activity": iso_utc(m.last_activity), "error": m.error,
+        "error_code": m.error_code,
         "batch_id": m.batch_id, "batch_row": m.batch_row,
     }  # fmt: skip
 
@@ -141,8 +144,8 @@ def recent_inbound(store: HistoryStore, *, limit: int, since: str | None) -> lis
 
 def inbound_json(r: InboundRecord) -> dict[str, Any]:
     """One `log --inbound` row as JSON."""
-    return {"message_uuid": r.message_uuid, "from": r.from_, "to": r.to, "text": r.text,
-            "timestamp": r.timestamp, "received_at": r.received_at}  # fmt: skip
+    return {"message_uuid": r.message_uuid, "from": e164(r.from_), "to": e164(r.to), "text": r.text,
+            "timestamp": r.timestamp, "received_at": iso_utc(r.received_at)}  # fmt: skip
 
 
 FAILED_OR_UNSURE = ("rejected", "undeliverable", "refused", "unsent", "unknown", "pending")

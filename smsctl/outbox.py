@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from smsctl.codec import iso_utc
 from smsctl.config import Settings
 from smsctl.forwarding import RETRY_WINDOW
 from smsctl.storage import Forward, ForwardState, Retried, open_reader, open_store
@@ -26,9 +27,9 @@ def forward_json(f: Forward) -> dict[str, Any]:
     """One outbox row for `--json` (the body is left out: it may hold an inbound text)."""
     return {"id": f.id, "state": str(f.state), "route": str(f.route), "message_uuid": f.message_uuid,
             "target": f.target, "route_key": f.route_key, "attempts": f.attempts, "last_http_status": f.last_code, "last_error": f.last_error,
-            "last_ms": round(f.last_ms, 1) if f.last_ms is not None else None, "created_at": f.created_at,
-            "next_attempt_at": f.next_at if f.state is ForwardState.PENDING else None,
-            "expires_at": f.expires_at}  # fmt: skip
+            "last_ms": round(f.last_ms, 1) if f.last_ms is not None else None, "created_at": iso_utc(f.created_at),
+            "next_attempt_at": iso_utc(f.next_at) if f.state is ForwardState.PENDING else None,
+            "expires_at": iso_utc(f.expires_at)}  # fmt: skip
 
 
 def list_forwards(settings: Settings, failed_only: bool) -> ForwardList:

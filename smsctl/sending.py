@@ -65,8 +65,10 @@ class SendResult:
     repeated_uuid: bool = False  # the API gave another send this uuid too (a mock, a replayed answer)
 
     def to_dict(self) -> dict[str, Any]:
+        from smsctl.codec import e164
+
         data = asdict(self)
-        data["from"] = data.pop("from_")
+        data.update(to=e164(self.to), **{"from": e164(data.pop("from_"))})
         return data
 
 

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from smsctl.codec import count, e164, iso_utc
 from smsctl.events import StatusEvent, error_meaning, error_title, parse_timestamp
 from smsctl.forwarding import ForwardReport, marker
 from smsctl.output import LineBuffer, emit_json
@@ -35,15 +36,15 @@ def clock(epoch: float) -> str:
 
 def event_record(event: ListenerEvent) -> dict[str, Any]:
     """The JSON Lines record of one listener event (the documented contract)."""
-    record: dict[str, Any] = {"event": event.kind, "received_at": round(event.received_at, 3)}
+    record: dict[str, Any] = {"event": event.kind, "received_at": iso_utc(event.received_at)}
     if event.status_event is not None and event.applied is not None:
         status = event.status_event
         record.update(
             message_uuid=status.message_uuid, status=status.status, timestamp=status.timestamp,
-            current_status=event.applied.status, final=event.applied.final, to=status.to,
-            **{"from": status.from_}, client_ref=status.client_ref, error_code=status.error_code,
+            current_status=event.applied.status, final=event.applied.final, to=e164(status.to),
+            **{"from": e164(status.from_)}, client_ref=status.client_ref, error_code=status.error_code,
             error_meaning=error_meaning(status.error_code), price=status.price,
-            currency=status.currency, segments=status.segments, anomaly=event.applied.anomaly,
+            currency=status.currency, segments=count(status.segments), anomaly=event.applied.anomaly,
         )  # fmt: skip
     elif event.tunnel is not None:
         record.update(event.tunnel.to_json())
@@ -54,7 +55,7 @@ def event_record(event: ListenerEvent) -> dict[str, Any]:
                       retry_in=round(f.retry_in, 1) if f.retry_in is not None else None)  # fmt: skip
     elif event.inbound is not None:
         message = event.inbound
-        record.update(message_uuid=message.message_uuid, **{"from": message.from_}, to=message.to,
+        record.update(message_uuid=message.message_uuid, **{"from": e164(message.from_)}, to=e164(message.to),
                       text=message.text, timestamp=message.timestamp)  # fmt: skip
     else:
         record.update(reason=event.reason, detail=event.detail, http_status=event.http_status)
@@ -361,8 +362,8 @@ class LiveView:
     def _footer(self) -> Text:
         c = self.counters
         text = Text(f"since {clock(c.started_at)}: ", "dim")
-        for status, count in sorted(c.statuses.items()):
-            text.append(f"{status} {count:,}  ", STATUS_STYLE.get(status, "magenta"))
+        for status, n in sorted(c.statuses.items()):
+            text.append(f"{status} {n:,}  ", STATUS_STYLE.get(status, "magenta"))
         text.append(f"│ {c.events_per_second():,.1f} events/s  duplicates {c.duplicates:,}  ")
         text.append(f"dead letters {c.dead_letters:,}  ", "red" if c.dead_letters else "")
         rejected = ", ".join(f"{reason} {n:,}" for reason, n in c.rejected.most_common())

@@ -93,7 +93,7 @@ def test_update_app_points_the_application_here_keeps_the_rest_and_restores_on_e
         inbound = listener.wait_for(lambda line: line["event"] == "inbound")
         assert (inbound["text"], inbound["from"], inbound["message_uuid"]) == (
             "STOP",
-            "14155550123",
+            "+14155550123",
             answer["message_uuid"],
         )
         listener.stop()

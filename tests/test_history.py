@@ -47,7 +47,7 @@ def test_status_json_has_the_timeline(history: dict[str, str]) -> None:
     assert (data["status"], data["final"], data["to"], data["client_ref"]) == (
         "rejected",
         True,
-        "14155550110",
+        "+14155550110",
         "no-1",
     )
     rejected = data["events"][-1]
@@ -112,9 +112,9 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
     summary = lines[-1]
     assert summary["event"] == "summary"
     finals = {m["to"]: m["status"] for m in summary["messages"]}
-    assert finals == {"14155550101": "delivered", "14155550110": "rejected", "14155550120": "undeliverable",
-                      "14155550150": "delivered", "14155550160": "delivered", "14155550170": "delivered",
-                      "14155550180": "delivered"}  # fmt: skip
+    assert finals == {"+14155550101": "delivered", "+14155550110": "rejected", "+14155550120": "undeliverable",
+                      "+14155550150": "delivered", "+14155550160": "delivered", "+14155550170": "delivered",
+                      "+14155550180": "delivered"}  # fmt: skip
     assert all(m["final"] for m in summary["messages"])
     assert summary["listener"]["duplicates"] >= 1 and summary["listener"]["rejected"] == {
         "missing_signature": 1
@@ -172,7 +172,7 @@ def test_log_lists_messages_seen_only_through_webhooks(history: dict[str, str]) 
     assert [r["client_ref"] for r in rows] == ["app-2", "app-1", "app-0", "dup-1", "no-1", "ok-1"]
     assert [r["source"] for r in rows] == ["webhook"] * 3 + ["smsctl"] * 3
     assert rows[2] | {"last_activity": None} == rows[2] | {
-        "message_uuid": f"{other}0", "to": "14155550200", "from": "Acme", "status": "rejected", "final": True,
+        "message_uuid": f"{other}0", "to": "+14155550200", "from": "Acme", "status": "rejected", "final": True,
         "error_code": "1240", "sent_at": None, "batch_id": None, "last_activity": None,
     }  # fmt: skip
     rejected = json.loads(runner.invoke(app, ["log", "--json", "--status", "rejected"]).stdout)

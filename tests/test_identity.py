@@ -24,7 +24,7 @@ def test_a_reused_client_ref_keeps_both_messages(on_backend: object, sandbox: Ba
     first = runner.invoke(app, ["send", "+14155550101", "one", "--client-ref", "order-42"])
     second = runner.invoke(app, ["send", "+14155550102", "two", "--client-ref", "order-42"])
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
-    for result, to in ((first, "14155550101"), (second, "14155550102")):
+    for result, to in ((first, "+14155550101"), (second, "+14155550102")):
         status = runner.invoke(app, ["status", result.stdout.strip(), "--json"])
         assert status.exit_code == 0, status.output
         shown = json.loads(status.stdout)
@@ -42,9 +42,9 @@ def test_the_same_uuid_twice_keeps_both_sends_and_warns(on_backend: object,
     assert first.stdout.strip() == second.stdout.strip() == uuid
     assert "an earlier send has too" not in first.stderr and "an earlier send has too" in second.stderr
     status = json.loads(runner.invoke(app, ["status", uuid, "--json"]).stdout)
-    assert status["sends"] == 2 and status["to"] == "14155550102"
+    assert status["sends"] == 2 and status["to"] == "+14155550102"
     rows = json.loads(runner.invoke(app, ["log", "--json"]).stdout)
-    assert [r["to"] for r in rows] == ["14155550102", "14155550101"]
+    assert [r["to"] for r in rows] == ["+14155550102", "+14155550101"]
 
 
 def _lock_after(

@@ -64,7 +64,7 @@ def test_json_lines_contract(credentials: dict[str, str]) -> None:
         accepted = listener.wait_for(lambda line: line["event"] == "accepted")
         assert {k: accepted[k] for k in ("message_uuid", "status", "current_status", "final", "client_ref", "to")} == {
             "message_uuid": UUID, "status": "submitted", "current_status": "submitted", "final": False,
-            "client_ref": "ref-9", "to": "14155550101",
+            "client_ref": "ref-9", "to": "+14155550101",
         }  # fmt: skip
         listener.wait_for(lambda line: line["event"] == "duplicate")
         rejected = listener.wait_for(lambda line: line["event"] == "rejected")

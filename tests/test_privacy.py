@@ -53,7 +53,7 @@ def test_inbound_texts_stay_out_of_the_store(credentials: dict[str, str], db_pat
     assert stored(db_path, lambda s: s.counts())["inbound"] == 1
     assert CODE.encode() not in _store_bytes(db_path)
     inbound = json.loads(runner.invoke(app, ["log", "--inbound", "--json"]).stdout)
-    assert inbound[0]["text"] is None and inbound[0]["from"] == "447911123456"
+    assert inbound[0]["text"] is None and inbound[0]["from"] == "+447911123456"
 
 
 def test_a_bad_setting_is_a_configuration_error(

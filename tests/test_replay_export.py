@@ -140,5 +140,5 @@ def test_export_inbound_streams_every_inbound_sms(credentials: dict[str, str]) -
     rows = list(
         csv.DictReader(io.StringIO(runner.invoke(app, ["export", "--inbound", "--format", "csv"]).stdout))
     )
-    assert [r["from"] for r in rows] == ["14155550120", "14155550121", "14155550122"]
+    assert [r["from"] for r in rows] == ["+14155550120", "+14155550121", "+14155550122"]
     assert runner.invoke(app, ["export", "--inbound", "--since", "1h"]).stdout.count("\n") == 3

@@ -206,8 +206,9 @@ def test_json_record_of_a_status_event() -> None:
     assert (
         record["event"] == "accepted"
         and record["current_status"] == "delivered"
-        and record["from"] == "14155550199"
+        and record["from"] == "+14155550199"
     )
+    assert record["received_at"].endswith("Z") and "T" in record["received_at"], "ISO 8601, UTC"
 
 
 async def test_discovers_the_ngrok_tunnel_for_this_port(aiohttp_server: Any) -> None:
