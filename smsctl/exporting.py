@@ -92,7 +92,14 @@ def message_row(m: ExportedMessage) -> list[object]:
 
 
 def inbound_row(r: InboundRecord) -> list[object]:
-    return [r.message_uuid, e164(r.from_) or "", e164(r.to) or "", r.text or "", r.timestamp or "", _iso(r.received_at)]
+    return [
+        r.message_uuid,
+        e164(r.from_) or "",
+        e164(r.to) or "",
+        r.text or "",
+        r.timestamp or "",
+        _iso(r.received_at),
+    ]
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection). Texts

@@ -28,6 +28,9 @@ class TriggerKind(StrEnum):
     INBOUND = "inbound"
 
 
+TLS_FAILURE = "TLS failure"
+
+
 class EndpointFailed(SmsctlError):
     """The endpoint did not answer 2xx (or did not answer at all)."""
 
@@ -68,7 +71,11 @@ def webhook_body(kind: TriggerKind, settings: Settings, *, message_uuid: str, to
     if kind is TriggerKind.INBOUND:
         if not text or not from_:
             raise UsageError("`smsctl trigger inbound TEXT --from NUMBER` needs the text and --from")
-        return inbound_body(message_uuid, from_, sender, text)
+        recipient = (to or settings.sender or "14155550199").lstrip("+")
+        if not recipient.isdigit():  # an alphanumeric sender ID cannot receive an SMS
+            raise UsageError(f"an inbound SMS is sent to a phone number, and {recipient!r} is not one",
+                             hint="give --to with your Vonage number, e.g. --to +14155550100")  # fmt: skip
+        return inbound_body(message_uuid, from_.lstrip("+"), recipient, text)
     sent = {"to": (to or DEFAULT_TO).lstrip("+"), "from": sender, "client_ref": client_ref, "text": ""}
     code = error_code or FAILURE_CODES.get(str(kind))
     return status_body(message_uuid, sent, Step(0, str(kind), code), 1, False)
@@ -86,6 +93,8 @@ async def deliver(session: aiohttp.ClientSession, url: str, body: bytes, token: 
             return Answer(url, response.status, (time.perf_counter() - started) * 1000)
     except TimeoutError:
         return Answer(url, None, (time.perf_counter() - started) * 1000, "no answer (timed out)")
+    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        return Answer(url, None, (time.perf_counter() - started) * 1000, f"{TLS_FAILURE}: {exc}")
     except aiohttp.ClientError as exc:
         return Answer(url, None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}")
 
@@ -140,6 +149,11 @@ def check(answer: Answer) -> None:
         if answer.http_status is not None
         else (answer.error or "did not answer")
     )
-    raise EndpointFailed(
-        f"{answer.url} {what}", hint="a webhook that is not answered 2xx is retried by Vonage"
-    )
+    if answer.error and answer.error.startswith(TLS_FAILURE):
+        hint = ("its TLS certificate was refused (self-signed, expired, or for another host): Vonage would "
+                "refuse it too. Use a certificate a public CA signed (ngrok's are), or plain http:// locally")  # fmt: skip
+    elif answer.http_status is None:
+        hint = "nothing answered: is your app running at that URL? (Vonage retries unanswered webhooks)"
+    else:
+        hint = "a webhook that is not answered 2xx is retried by Vonage"
+    raise EndpointFailed(f"{answer.url} {what}", hint=hint)

@@ -628,3 +628,19 @@ async def test_metrics_in_prometheus_text_format(client: TestClient) -> None:
     assert samples[("smsctl_store_up", ())] == 1 and samples[("smsctl_store_errors_total", ())] == 0
     assert samples[("smsctl_listeners_alive", ())] == 0  # an app without `smsctl listen` registers nothing
     assert "14155550101" not in await response.text(), "counts only: no message data"
+
+
+async def test_statuses_vonage_does_not_document_share_one_metrics_label(client: TestClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for n in range(30):  # a secret holder inventing statuses must not invent /metrics series
+        body = status_body(f"made-up-{n}", uuid=f"aaaaaaaa-0000-4000-8000-{n:012d}")
+        assert await post(client, body, signed_headers(body)) == 200
+    response = await client.get("/metrics")
+    labels = {
+        s.labels["status"]
+        for family in text_string_to_metric_families(await response.text())
+        for s in family.samples
+        if s.name == "smsctl_events_accepted_total"
+    }
+    assert labels == {"other"}

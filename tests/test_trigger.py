@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -80,3 +81,40 @@ def test_bad_input_is_refused_before_anything_is_sent(credentials: dict[str, str
             result = runner.invoke(app, ["trigger", *args, "--url", user_app.url()])
             assert result.exit_code == 2 and message in result.stderr, result.output
     assert user_app.received == []
+
+
+def test_inbound_goes_to_to_and_refuses_an_alphanumeric_recipient(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VONAGE_NUMBER", "Acme")
+    with CaptureApp() as user_app:
+        refused = runner.invoke(
+            app, ["trigger", "inbound", "hi", "--from", "+14155550123", "--url", user_app.url()]
+        )
+        assert refused.exit_code == 2 and "is not one" in refused.stderr and "--to" in refused.stderr
+        sent = runner.invoke(app, ["trigger", "inbound", "hi", "--from", "+14155550123", "--to", "+14155550100",
+                                   "--url", user_app.url()])  # fmt: skip
+        assert sent.exit_code == 0, sent.output
+    [received] = user_app.received
+    assert (received["json"]["to"], received["json"]["from"]) == ("14155550100", "14155550123")
+
+
+def test_a_refused_tls_certificate_is_named_as_such(credentials: dict[str, str], tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from smsctl.tls import self_signed, server_context
+
+    cert, key = self_signed(tmp_path)
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server.socket = server_context(cert, key).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/webhooks/status"
+        result = runner.invoke(app, ["trigger", "delivered", "--url", url])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 5, result.output
+    assert "TLS failure" in result.stderr and "certificate was refused" in result.stderr
+    assert "retried by Vonage" not in result.stderr

@@ -22,7 +22,12 @@ def trigger(
         str | None, typer.Option(help="Where to POST it [default: this store's running smsctl listen].")
     ] = None,
     message_uuid: Annotated[str | None, typer.Option(help="The message UUID [default: a new one].")] = None,
-    to: Annotated[str | None, typer.Option(help="The status webhook's recipient.")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="The recipient: of the status webhook; with `inbound`, your Vonage number [VONAGE_NUMBER]."
+        ),
+    ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="The inbound SMS's sender (with `inbound`).")
     ] = None,
