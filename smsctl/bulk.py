@@ -40,6 +40,7 @@ from smsctl.sending import (
     Prepared,
     Recording,
     SendRequest,
+    emulator_listener_url,
     failure_state,
     prepare,
     send_prepared,
@@ -303,6 +304,8 @@ async def run_bulk(
                 status_route(settings, rt.writer, wait, options.webhook_url)
             )
             webhook_url = route.webhook_url
+        elif options.webhook_url is None:
+            webhook_url = await emulator_listener_url(settings, rt.writer)
         client = await rt.client(limiter=RateLimiter(options.rate or None), connections=options.concurrency)
         await send_batch(client, rt.writer, messages, result, options, on_row, webhook_url=webhook_url,
                          recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -152,6 +153,13 @@ class Settings:
     def api_url(self) -> str:
         """The validated Messages API base URL, without a trailing slash."""
         return validate_api_url(self._get("VONAGE_API_URL") or DEFAULT_API_URL)
+
+    @property
+    def api_is_local(self) -> bool:
+        """The API is on this machine (the emulator)."""
+        from urllib.parse import urlsplit
+
+        return is_loopback_host(urlsplit(self.api_url).hostname or "")
 
     @property
     def store(self) -> StoreLocation:
@@ -362,10 +370,18 @@ def load_settings(
     return Settings(values, sources)
 
 
+@cache
+def _parse_pem(pem: bytes) -> object:
+    """A PEM private key, parsed once per process: loading checks an RSA key's consistency, which costs
+    milliseconds, and a send asks for the key twice (the settings check, then the credentials)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(pem, password=None)
+
+
 def load_private_key(settings: Settings) -> RSAPrivateKey | None:
     """Parse the application's private key once, from VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH."""
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     pem_text, name = settings._get("VONAGE_PRIVATE_KEY"), "VONAGE_PRIVATE_KEY"
     if pem_text is not None:
@@ -382,7 +398,7 @@ def load_private_key(settings: Settings) -> RSAPrivateKey | None:
                 hint="point it at the private.key file you downloaded when creating the application",
             ) from None
     try:
-        key = load_pem_private_key(pem, password=None)
+        key = _parse_pem(pem)
     except (ValueError, TypeError):
         raise ConfigError(
             f"{name} does not hold a usable PEM private key",

@@ -198,13 +198,9 @@ def _still_running(listener: ListenerRecord) -> bool:
 
 
 def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+    from smsctl.running import process_alive
+
+    return process_alive(pid)
 
 
 async def _answers_health(local_url: str, timeout: float = 1.0) -> bool:

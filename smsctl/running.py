@@ -38,3 +38,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         if terminated:
             raise Terminated("terminated (SIGTERM); stopped cleanly") from None
         raise
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (owned by us or not)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -81,6 +81,24 @@ def new_client_ref() -> str:
     return f"smsctl-{uuid.uuid4().hex[:16]}"
 
 
+async def emulator_listener_url(settings: Settings, writer: StoreWriter) -> str | None:
+    """Where a send without --wait asks for its statuses when the API is the local emulator and nothing
+    else says (no --webhook-url, no BASE_URL): a `smsctl listen` running on this store on this machine.
+    The emulator can reach a local URL; the real API cannot, and there the application's URL decides.
+    Kept light (the store's registrations and a pid check): a send's start-up does not load the listener."""
+    if settings.base_url or not settings.api_is_local:
+        return None
+    import socket
+
+    from smsctl.running import process_alive
+
+    here = socket.gethostname()
+    for listener in await writer.run(lambda s: s.fresh_listeners()):
+        if listener.host in (None, here) and process_alive(listener.pid):
+            return f"{listener.local_url}/webhooks/status"
+    return None
+
+
 def default_webhook_url(settings: Settings) -> str | None:
     """BASE_URL + /webhooks/status, when BASE_URL is set."""
     return f"{settings.base_url}/webhooks/status" if settings.base_url else None
@@ -260,5 +278,7 @@ async def send_one(settings: Settings, request: SendRequest) -> tuple[SendResult
 
     prepared = prepare(request, settings)
     async with Runtime(settings) as rt:
+        if request.webhook_url is None and (url := await emulator_listener_url(settings, rt.writer)):
+            prepared = with_webhook(prepared, url)
         client = await rt.client()
         return await send_prepared(client, rt.writer, prepared, recording=rt.recording), prepared.cost

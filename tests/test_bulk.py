@@ -279,3 +279,31 @@ def test_a_header_without_to_names_the_likely_delimiter(sandbox: BackgroundSandb
     csv.write_text("phone,name;age\n+14155550101,Ann;3\n")
     result = runner.invoke(app, ["bulk", str(csv), "hi"])
     assert result.exit_code == 2 and "has no `to` column" in result.stderr
+
+
+def test_without_wait_a_running_listener_gets_the_emulators_statuses(
+    credentials: dict[str, str], tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20, item 19: with the emulator (no status URL of its own) and `smsctl listen` running on
+    the same store, `bulk` and `send` without --wait still end final instead of 'accepted' forever."""
+    from tests.helpers import ListenProcess, until
+
+    with ListenProcess() as listener, BackgroundSandbox.from_environment(status_url=None) as emulator:
+        monkeypatch.setenv("VONAGE_API_URL", emulator.url)
+        listener.ready()
+        csv = write_csv(tmp_path / "list.csv", 40, ["+14155550101", "+14155550110"])
+        code, lines, stderr = bulk(str(csv), "no wait")
+        assert code == 0, stderr
+        sent = runner.invoke(app, ["send", "+14155550101", "one more"])
+        assert sent.exit_code == 0, sent.output
+
+        def finals() -> int:
+            return sum(1 for m in stored(db_path, lambda s: s.recent_messages(100)) if m.final)
+
+        until(finals_reach(finals, 41), "every message's final status through the running listener")
+        listener.stop()
+    assert all(r.body.get("webhook_url", "").endswith("/webhooks/status") for r in emulator.requests)
+
+
+def finals_reach(read: Any, count: int) -> Any:
+    return lambda: read() >= count
