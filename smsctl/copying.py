@@ -8,12 +8,12 @@ copy interrupted and started again, copies nothing twice. Memory stays flat: one
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from smsctl.config import StoreLocation
-from smsctl.errors import NotFound
+from smsctl.errors import NotFound, StoreError
 from smsctl.storage import COPY_TABLES, HistoryStore, Location, open_reader, open_store
 
 PAGE = 2_000
@@ -58,18 +58,31 @@ Progress = Callable[[str, int, int], None]  # (table, rows done, rows in the tab
 
 def copy_store(source: Location, target: Location, on_progress: Progress, page: int = PAGE) -> CopyResult:
     """Copy every row the target lacks from `source` into `target` (created and migrated as needed)."""
-    reader = open_reader(source)
+    with _named("SOURCE"):
+        reader = open_reader(source)
     if reader is None:
         shown = source.display if isinstance(source, StoreLocation) else str(source)
         raise NotFound(f"there is no smsctl store at {shown}", hint="check the SOURCE path or URL")
     with contextlib.closing(reader):
-        writer = open_store(target)
+        with _named("TARGET"):
+            writer = open_store(target)
         with contextlib.closing(writer):
             totals = reader.counts()
             result = CopyResult(reader.path, writer.path)
             for table in ORDER:
                 result.tables.append(_copy_table(reader, writer, table, totals[table], on_progress, page))
     return result
+
+
+@contextlib.contextmanager
+def _named(argument: str) -> Iterator[None]:
+    """A store refused here was given as an argument, not as SMSCTL_DB: its error says so."""
+    try:
+        yield
+    except StoreError as exc:
+        exc.message = exc.message.replace("SMSCTL_DB=", f"{argument} ").replace("SMSCTL_DB", argument)
+        exc.hint = exc.hint and exc.hint.replace("SMSCTL_DB", argument)
+        raise
 
 
 def _copy_table(

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -281,16 +281,18 @@ def settle_heap() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM/SIGHUP set `stop`: stop accepting, drain in-flight commits, restore the
-    application's URLs (--update-app), exit 0."""
+def stop_on_signals(stop: asyncio.Event, on_signal: Callable[[int], None] | None = None) -> None:
+    """SIGINT/SIGTERM/SIGHUP (the terminal or SSH session went away) set `stop`: stop accepting, drain
+    in-flight commits, restore the application's URLs (--update-app); `on_signal` hears which."""
     loop = asyncio.get_running_loop()
-    for sig in (
-        signal.SIGINT,
-        signal.SIGTERM,
-        signal.SIGHUP,
-    ):  # SIGHUP: the terminal or SSH session went away
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+
+        def stopped(sig: int = sig) -> None:
+            if on_signal is not None:
+                on_signal(sig)
+            stop.set()
+
+        loop.add_signal_handler(sig, stopped)
 
 
 class ListenerView(Protocol):

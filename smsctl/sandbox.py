@@ -223,9 +223,13 @@ class Sandbox:
         app.router.add_get("/v2/applications/{id}", self._get_application)
         app.router.add_put("/v2/applications/{id}", self._put_application)
         app.router.add_post("/_sandbox/inbound", self._inbound)
-        self.url, self._server = await start_serving(
-            app, self.host, self.port, self._stop, ssl_context=self.ssl_context, shutdown_timeout=1.0
-        )
+        try:
+            self.url, self._server = await start_serving(
+                app, self.host, self.port, self._stop, ssl_context=self.ssl_context, shutdown_timeout=1.0
+            )
+        except BaseException:  # the port is taken, say: nothing may leak (the webhook client session)
+            await self._session.close()
+            raise
         return self
 
     async def __aexit__(

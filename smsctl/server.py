@@ -478,7 +478,7 @@ async def serve_app(
             in_use = exc.errno == errno.EADDRINUSE
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {exc.strerror}",
-                hint="another program uses that port: pick another with --port" if in_use else None,
+                hint=await _port_owner_hint(host, port) if in_use else None,
             ) from None
         bound = runner.addresses[0]
         scheme = "https" if ssl_context else "http"
@@ -487,6 +487,25 @@ async def serve_app(
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def _port_owner_hint(host: str, port: int) -> str:
+    """Who holds a port we could not bind: an smsctl listener answers /healthz as only it does."""
+    import aiohttp
+
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session,
+            session.get(f"http://{shown}:{port}/healthz") as response,
+        ):
+            body = await response.json(content_type=None)
+            if isinstance(body, dict) and "accepted" in body and "store_unavailable" in body:
+                return ("another smsctl listener already serves that port (it answers /healthz): stop it, or "
+                        "pick another with --port; two listeners may share one store")  # fmt: skip
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        pass
+    return "another program uses that port: pick another with --port"
 
 
 async def start_serving(

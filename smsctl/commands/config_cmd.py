@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from smsctl.commands import JsonOption
 
 
-def config(json_output: JsonOption = False) -> None:
+def config(
+    json_output: JsonOption = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Notes about this machine too.")] = False,
+) -> None:
     """Show every setting and where it came from (flag, environment, .env, default); secrets redacted.
 
     Example: smsctl config --json
@@ -17,7 +24,7 @@ def config(json_output: JsonOption = False) -> None:
     with reporting(json_output):
         settings = load_settings()
         rows = redacted(settings)
-        notes = environment_notes(settings.store)
+        notes = environment_notes(settings.store) if verbose else []  # rarely actionable: asked for
         if json_output:
             emit_json({name: {"value": value, "source": source} for name, value, source in rows})
             for text in notes:

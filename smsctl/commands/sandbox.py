@@ -52,9 +52,11 @@ def sandbox(
         settings = load_settings()
         config = config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate)
 
+        interrupted: list[int] = []
+
         async def main(directory: Path | None) -> None:
             stop = asyncio.Event()
-            stop_on_signals(stop)
+            stop_on_signals(stop, interrupted.append)
             await run_sandbox(config, host=host, port=port, on_ready=lambda url, cert: _ready(url, cert, json_output),
                               on_event=lambda e: _event(e, json_output), stop=stop, tls_dir=directory)  # fmt: skip
 
@@ -65,6 +67,8 @@ def sandbox(
                 asyncio.run(main(Path(tmp)))
         else:
             asyncio.run(main(tls_dir if tls else None))
+        if interrupted:  # stopped cleanly, with the documented code: 130 for Ctrl-C, 143 for SIGTERM
+            raise typer.Exit(128 + interrupted[0])
 
 
 def _ready(url: str, cert: str | None, json_output: bool) -> None:

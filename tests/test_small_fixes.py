@@ -1,0 +1,74 @@
+"""The smaller things a new user hit (issue 20, item 20), each held by a test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smsctl.cli import app
+from tests.helpers import ListenProcess
+
+runner = CliRunner()
+
+
+def smsctl(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "smsctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_sandbox_stopped_by_a_signal_exits_with_the_documented_code(
+    credentials: dict[str, str], sig: signal.Signals, code: int
+) -> None:
+    process = smsctl("sandbox", "--port", "0", "--json")
+    assert process.stdout is not None and '"url"' in process.stdout.readline()
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == code, stderr
+
+
+def test_a_taken_port_is_one_clear_error_without_a_leaked_session(credentials: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = subprocess.run([sys.executable, "-m", "smsctl", "sandbox", "--port", port], capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 3 and "another program uses that port" in result.stderr
+    assert "Unclosed" not in result.stderr
+
+
+def test_a_port_held_by_another_smsctl_listener_says_so(credentials: dict[str, str]) -> None:
+    with ListenProcess() as first:
+        port = first.ready()["local_url"].rsplit(":", 1)[1]
+        result = runner.invoke(app, ["listen", "--port", port])
+        first.stop()
+    assert result.exit_code == 3 and "another smsctl listener already serves that port" in result.stderr
+
+
+def test_config_keeps_machine_notes_for_verbose(credentials: dict[str, str]) -> None:
+    from smsctl.storage import environment_notes
+
+    notes = environment_notes(Path("x.db"))
+    plain = runner.invoke(app, ["config"])
+    verbose = runner.invoke(app, ["config", "--verbose"])
+    assert plain.exit_code == verbose.exit_code == 0
+    assert "note:" not in plain.stderr
+    assert ("note:" in verbose.stderr) == bool(notes)
+
+
+def test_db_copy_names_the_argument_not_smsctl_db(credentials: dict[str, str], tmp_path: Path) -> None:
+    other = tmp_path / "customers.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    result = runner.invoke(app, ["db", "copy", str(other), str(tmp_path / "new.db")])
+    assert result.exit_code == 3, result.output
+    assert "SOURCE" in result.stderr and "SMSCTL_DB" not in result.stderr
