@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import sys
 
+COMPLETE = "_SMSCTL_COMPLETE"
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _click_style_completion() -> None:
+    """Accept Click's documented `_SMSCTL_COMPLETE=bash_source` (shell first) as well as Typer's own
+    `source_bash`: users copy either from the docs they know."""
+    import os
+
+    shell, _, instruction = os.environ.get(COMPLETE, "").partition("_")
+    if shell in SHELLS and instruction in ("source", "complete"):
+        os.environ[COMPLETE] = f"{instruction}_{shell}"
+
 
 def main() -> None:
+    _click_style_completion()
     try:
         from smsctl.cli import main as run
 

@@ -35,7 +35,7 @@ app = typer.Typer(
     help="Send SMS through the Vonage Messages API and know what happened to every message.\n\n"
     "Exit codes:\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
     rich_markup_mode=None,  # plain help keeps `smsctl --help` under 0.1 s
     context_settings={"help_option_names": ["-h", "--help"]},
