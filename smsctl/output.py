@@ -74,6 +74,23 @@ def _point_stdout_at_devnull() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def print_data(renderable: Any, *, rows: int, pager: bool) -> None:
+    """A table of data on stdout. On a terminal, through $PAGER when it is longer than the screen
+    (unless `pager` is off); piped, as lines without the padding a table puts after its last column."""
+    console = out()
+    if sys.stdout.isatty():
+        if pager and rows + 2 > console.height:
+            os.environ.setdefault("LESS", "-FRX")  # colours, and no pager at all for a short screenful
+            with console.pager(styles=True):
+                console.print(renderable)
+            return
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    write_stdout("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
 def emit_json(data: Any, stream: TextIO | None = None) -> None:
     """One JSON document (or JSON Lines record) on stdout (or `stream`)."""
     line = json.dumps(data, default=str, ensure_ascii=False) + "\n"

@@ -130,17 +130,28 @@ class MessageRow:
         ordered = [(status, parse_timestamp(timestamp) or received_at, anomaly)
                    for status, timestamp, received_at, anomaly in self.transitions]  # fmt: skip
         ordered.sort(key=lambda t: t[1])  # stable: equal times stay in arrival order
-        steps = []
-        for index, (status, at, anomaly) in enumerate(ordered):
-            step = Text(status, STATUS_STYLE.get(status, "magenta"))
-            step.append(f" {clock(at)}")
-            if index and delays:
-                step.append(f" (+{at - ordered[0][1]:.1f}s)", "dim")
-            if anomaly:
-                step.append(f" [{anomaly.replace('_', ' ')}]", "bold yellow")
-            steps.append(step)
-        one_line = Text(" → ").join(steps)
-        return one_line if one_line.cell_len <= width else Text("\n→ ").join(steps)
+
+        def steps(times: bool) -> list[Text]:
+            made = []
+            for index, (status, at, anomaly) in enumerate(ordered):
+                step = Text(status, STATUS_STYLE.get(status, "magenta"))
+                if times:
+                    step.append(f" {clock(at)}")
+                    if index and delays:
+                        step.append(f" (+{at - ordered[0][1]:.1f}s)", "dim")
+                if anomaly:
+                    step.append(f" [{anomaly.replace('_', ' ')}]", "bold yellow")
+                made.append(step)
+            return made
+
+        one_line = Text(" → ").join(steps(True))
+        if one_line.cell_len <= width:
+            return one_line
+        # One transition a line; on a screen too narrow for even that, without their times, so a
+        # line never breaks inside a transition (its time alone on the next line).
+        timed = steps(True)
+        fits = all(step.cell_len + 2 <= width for step in timed)
+        return Text("\n→ ").join(timed if fits else steps(False))
 
 
 FORWARD_WIDTH = 18  # "→ failed no answer"
@@ -169,17 +180,20 @@ class Layout:
     def transitions_width(self, rows: list[MessageRow]) -> int:
         """The room left for transitions once the other columns (one space of padding each side) have theirs."""
 
-        def widest(values: list[str], cap: int) -> int:
-            return min(max((len(v) for v in values), default=0), cap) + 2
+        def widest(values: list[str], cap: int, header: str) -> int:
+            # A column is as wide as its header at least (an empty "error" column still takes 5).
+            return max(min(max((len(v) for v in values), default=0), cap), len(header)) + 2
 
-        used = 10 + widest([r.to for r in rows], 15) + STATUS_WIDTH + 2
+        used = 10 + max(widest([r.to for r in rows], 15, "to"), 13) + STATUS_WIDTH + 2
         used += widest(
-            [r.error if self.error_title else r.error[:4] for r in rows], ERROR_WIDTH[self.error_title]
+            [r.error if self.error_title else r.error[:4] for r in rows],
+            ERROR_WIDTH[self.error_title],
+            "error",
         )
-        used += widest([r.client_ref for r in rows], self.client_ref) if self.client_ref else 0
-        used += widest([r.price for r in rows], PRICE_WIDTH) if self.price else 0
-        used += widest([r.forward for r in rows], FORWARD_WIDTH) if self.forward else 0
-        return max(20, self.width - used)
+        used += widest([r.client_ref for r in rows], self.client_ref, "client_ref") if self.client_ref else 0
+        used += widest([r.price for r in rows], PRICE_WIDTH, "price") if self.price else 0
+        used += widest([r.forward for r in rows], FORWARD_WIDTH, "→ your app") if self.forward else 0
+        return max(18, self.width - used - 2)  # -2: the transitions column's own padding
 
 
 class LiveView:
@@ -248,7 +262,7 @@ class LiveView:
             layout = Layout.for_width(options.max_width, forward=bool(self.counters.forwarding))
             above: list[RenderableType] = [self._header()]
             below: list[RenderableType] = [self._inbound()] if self.inbound else []
-            below.append(self._footer())
+            below.append(self._footer(options.max_width))
             # The table gets the lines the rest leaves, so the footer always stays on screen.
             used = sum(len(console.render_lines(part, options, pad=False)) for part in above + below)
             room = (options.height or console.height) - used - 1  # -1: the table's own header
@@ -300,7 +314,7 @@ class LiveView:
         if layout.client_ref:
             table.add_column("client_ref", no_wrap=True, overflow="ellipsis", max_width=layout.client_ref)
         table.add_column("status", min_width=13, max_width=STATUS_WIDTH)
-        table.add_column("transitions", ratio=1, min_width=20)
+        table.add_column("transitions", ratio=1, min_width=20, no_wrap=True, overflow="ellipsis")
         if layout.price:
             table.add_column("price", no_wrap=True, max_width=PRICE_WIDTH)
         if layout.forward:
@@ -308,7 +322,8 @@ class LiveView:
         table.add_column(
             "error", no_wrap=True, overflow="ellipsis", max_width=ERROR_WIDTH[layout.error_title]
         )
-        candidates = list(reversed(self.rows.values()))[: self.visible_rows]
+        # As many rows as the screen has lines for (each takes one at least), not a fixed count.
+        candidates = list(reversed(self.rows.values()))[: max(self.visible_rows, min(lines, MAX_ROWS))]
         room = layout.transitions_width(candidates)
         for row in candidates:
             height = self._row_height(row, layout, room)
@@ -359,30 +374,52 @@ class LiveView:
                           Text(received.forward, "red" if "failed" in received.forward else "green"))  # fmt: skip
         return Panel(table, title="inbound", border_style="cyan")
 
-    def _footer(self) -> Text:
-        c = self.counters
-        text = Text(f"since {clock(c.started_at)}: ", "dim")
-        for status, n in sorted(c.statuses.items()):
-            text.append(f"{status} {n:,}  ", STATUS_STYLE.get(status, "magenta"))
-        text.append(f"│ {c.events_per_second():,.1f} events/s  duplicates {c.duplicates:,}  ")
-        text.append(f"dead letters {c.dead_letters:,}  ", "red" if c.dead_letters else "")
-        rejected = ", ".join(f"{reason} {n:,}" for reason, n in c.rejected.most_common())
-        text.append(f"rejected: {rejected or 'none'}", "red" if rejected else "")
-        if c.stale_tokens or c.clock_skew:
-            text.append(f"  stale tokens {c.stale_tokens}  clock skew {c.clock_skew} (check NTP)", "yellow")
-        if c.previous_secret:
-            text.append(f"  signed with the previous secret {c.previous_secret}", "yellow")
-        if c.forwarding:
-            text.append(f"  │ forwarded {c.forwarded:,}", "green")
-            text.append(f"  retries {c.forward_retries:,}", "yellow" if c.forward_retries else "")
-            text.append(f"  failed {c.forward_failed:,}", "bold red" if c.forward_failed else "")
-        if c.store_unavailable:
-            text.append(f"  store unavailable {c.store_unavailable}", "bold red")
-        if c.view_errors:
-            text.append(f"  display errors {c.view_errors}", "bold red")
-        for notice in self.notices[:3]:
-            text.append(f"\n{notice}", "dim")
+    def _footer(self, width: int = 10_000) -> Text:
+        """The counters, packed into lines of `width` whole phrases at a time: a narrow screen breaks
+        between phrases, never inside one ("2.4 events/s" stays together)."""
+        text = Text()
+        used = 0
+        for phrase in self._footer_phrases():
+            if phrase.plain.startswith("\n"):  # a notice: always on its own line
+                text.append_text(phrase)
+                used = width
+                continue
+            gap = 2 if used else 0
+            if used and used + gap + phrase.cell_len > width:
+                text.append("\n")
+                used, gap = 0, 0
+            text.append(" " * gap)
+            text.append_text(phrase)
+            used += gap + phrase.cell_len
         return text
+
+    def _footer_phrases(self) -> list[Text]:
+        c = self.counters
+        phrases = [Text(f"since {clock(c.started_at)}:", "dim")]
+        phrases += [
+            Text(f"{status} {n:,}", STATUS_STYLE.get(status, "magenta"))
+            for status, n in sorted(c.statuses.items())
+        ]
+        phrases += [Text(f"│ {c.events_per_second():,.1f} events/s"), Text(f"duplicates {c.duplicates:,}"),
+                    Text(f"dead letters {c.dead_letters:,}", "red" if c.dead_letters else "")]  # fmt: skip
+        rejected = ", ".join(f"{reason} {n:,}" for reason, n in c.rejected.most_common())
+        phrases.append(Text(f"rejected: {rejected or 'none'}", "red" if rejected else ""))
+        if c.stale_tokens or c.clock_skew:
+            phrases.append(
+                Text(f"stale tokens {c.stale_tokens}  clock skew {c.clock_skew} (check NTP)", "yellow")
+            )
+        if c.previous_secret:
+            phrases.append(Text(f"signed with the previous secret {c.previous_secret}", "yellow"))
+        if c.forwarding:
+            phrases += [Text(f"│ forwarded {c.forwarded:,}", "green"),
+                        Text(f"retries {c.forward_retries:,}", "yellow" if c.forward_retries else ""),
+                        Text(f"failed {c.forward_failed:,}", "bold red" if c.forward_failed else "")]  # fmt: skip
+        if c.store_unavailable:
+            phrases.append(Text(f"store unavailable {c.store_unavailable}", "bold red"))
+        if c.view_errors:
+            phrases.append(Text(f"display errors {c.view_errors}", "bold red"))
+        phrases += [Text(f"\n{notice}", "dim") for notice in self.notices[:3]]
+        return phrases
 
 
 REFRESH_EVERY = 0.25  # seconds: 4 frames a second while drawing is cheap

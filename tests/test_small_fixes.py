@@ -72,3 +72,23 @@ def test_db_copy_names_the_argument_not_smsctl_db(credentials: dict[str, str], t
     result = runner.invoke(app, ["db", "copy", str(other), str(tmp_path / "new.db")])
     assert result.exit_code == 3, result.output
     assert "SOURCE" in result.stderr and "SMSCTL_DB" not in result.stderr
+
+
+def test_piped_log_lines_carry_no_padding(credentials: dict[str, str], db_path: Path) -> None:
+    import json as _json
+    import time
+
+    from smsctl.events import parse_status
+    from smsctl.storage import open_store
+
+    store = open_store(db_path)
+    with store.transaction():
+        for n in range(3):
+            body = _json.dumps({"message_uuid": f"aaaaaaaa-0000-4000-8000-{n:012d}", "to": "14155550101",
+                                "status": "delivered", "timestamp": "2025-02-03T12:00:00Z"}).encode()  # fmt: skip
+            store.apply_status(parse_status(body), time.time())
+    store.close()
+    result = runner.invoke(app, ["log", "--no-pager"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and not [line for line in lines if line != line.rstrip()]

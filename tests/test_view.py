@@ -291,3 +291,68 @@ def test_the_live_display_draws_frames_on_its_own_thread_and_a_last_one_at_stop(
     view.stopped()
     assert "delivered" in terminal.getvalue()  # the last frame, drawn at stop
     assert view.live is None
+
+
+# --- issue 20, item 17: what a person saw at 80×24 and 200×50 ----------------------------------------
+
+
+def test_the_footer_breaks_between_phrases_never_inside_one() -> None:
+    counters = Counters()
+    for value in ("delivered", "rejected", "submitted", "undeliverable") * 3:
+        counters.count_accepted(value)
+    footer = LiveView(counters)._footer(80).plain
+    lines = footer.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
+    assert any("events/s" in line and line.split("events/s")[0].rstrip()[-1].isdigit() for line in lines)
+    assert "undeliverable 3" in footer and "dead letters 0" in footer
+
+
+def test_a_narrow_screen_never_leaves_a_transitions_time_alone_on_a_line() -> None:
+    import re
+
+    counters = Counters()
+    counters.forwarding = True  # as in the demo: the forward column takes room too
+    view = LiveView(counters)
+    for n in range(3):
+        for value, ts in (("submitted", "2025-02-03T12:14:25Z"), ("delivered", "2025-02-03T12:14:26Z")):
+            raw = json.dumps({"message_uuid": f"cccccccc-0000-4000-8000-{n:012d}", "status": value,
+                              "timestamp": ts, "to": "14155550150"}).encode()  # fmt: skip
+            view.handle(ListenerEvent("accepted", time.time(), status_event=parse_status(raw),
+                                      applied=Applied(n == 0, value, value != "submitted", None, True)))  # fmt: skip
+            view.rows[f"cccccccc-0000-4000-8000-{n:012d}"].duplicates = 1
+            view.rows[f"cccccccc-0000-4000-8000-{n:012d}"].forward = "→ 200 1 ms"
+    for width in (80, 90, 100):
+        console = Console(width=width, height=40, record=True, color_system=None)
+        console.print(view.render())
+        lines = console.export_text().splitlines()
+        assert not [line for line in lines if re.fullmatch(r"\s*\d\d:\d\d(:\d\d)?…?\s*", line)], width
+        assert not [line for line in lines if re.search(r"\d\d:\d\d:…", line)], "no time cut short"
+
+
+def test_a_tall_screen_shows_as_many_rows_as_it_has_lines_for() -> None:
+    counters = Counters()
+    view = LiveView(counters)
+    for n in range(40):
+        raw = json.dumps({"message_uuid": f"aaaaaaaa-0000-4000-8000-{n:012d}", "status": "delivered",
+                          "timestamp": "2025-02-03T12:14:25Z", "to": "14155550101"}).encode()  # fmt: skip
+        view.handle(ListenerEvent("accepted", time.time(), status_event=parse_status(raw),
+                                  applied=Applied(False, "delivered", True, None, True)))  # fmt: skip
+    console = Console(width=200, height=50, record=True, color_system=None)
+    console.print(view.render())
+    shown = console.export_text().count("aaaaaaaa")
+    assert 20 < shown <= 40
+
+
+def test_log_at_80_columns_keeps_number_status_and_time_whole() -> None:
+    from smsctl.commands.history import log_table
+    from smsctl.storage import MessageSummary, Source
+
+    rows = [MessageSummary(f"bbbbbbbb-0000-4000-8000-{n:012d}", Source.SMSCTL, "14155550101", "+14155550199",
+                           "campaign-2026-spring-customer-42", "undeliverable", True, 1, time.time(), time.time(),
+                           None, "1260", "b1", n) for n in range(3)]  # fmt: skip
+    console = Console(width=80, record=True, color_system=None)
+    console.print(log_table(rows, 80))
+    screen = console.export_text()
+    assert max(len(line) for line in screen.splitlines()) <= 80
+    assert screen.count("+14155550101") == 3 and screen.count("undeliverable") == 3 and "…" in screen
+    assert "bbbbbbbb" in screen, "8 characters of the uuid: enough for `smsctl status`"

@@ -74,11 +74,13 @@ def _render_summary(result: DemoResult) -> None:
     from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS
     from smsctl.view import STATUS_STYLE
 
+    narrow = out().width < 100  # 80 columns: the number gives way, so the notes keep whole words
     table = Table(title="demo summary", box=None)
     for name, width in (("message", 8), ("to", 12), ("scenario", 13), ("final status", 13)):
-        table.add_column(name, min_width=width, no_wrap=True)  # status words are never cut
+        if not (narrow and name == "to"):
+            table.add_column(name, min_width=width, no_wrap=True)  # status words are never cut
     table.add_column("events as received", min_width=13)
-    table.add_column("notes")
+    table.add_column("notes", min_width=12, overflow="fold")
     counters = result.listener
     for message in result.messages:
         style = STATUS_STYLE.get(message.status, "magenta")
@@ -87,7 +89,8 @@ def _render_summary(result: DemoResult) -> None:
         notes += sorted({f"{e.status} arrived {e.anomaly}" for e in message.events if e.anomaly})
         notes += [f"error {e.error_code}" for e in message.events if e.error_code]
         scenario = SCENARIOS.get(message.to or "", DEFAULT_SCENARIO).name
-        table.add_row(message.message_uuid[:8], f"+{message.to}", scenario,
+        number = [] if narrow else [f"+{message.to}"]
+        table.add_row(message.message_uuid[:8], *number, scenario,
                       Text(message.status + ("" if message.final else " (not final)"), style),
                       received, "; ".join(notes))  # fmt: skip
     out().print(table)
@@ -98,7 +101,7 @@ def _render_summary(result: DemoResult) -> None:
         out().print(f"inbound: {result.inbound.text!r} from +{result.inbound.from_}, stored and forwarded")
     out().print(f"your app (a small server the demo started): {_plural(result.app_received, 'forwarded webhook')}, "
                 f"{result.app_verified} with a signature it verified, as Vonage's own would be")  # fmt: skip
-    out().print("Run it for real: copy .env.example to .env, fill it in, then `smsctl listen` and "
+    out().print("Run it for real: `smsctl init` writes a .env to fill in, then `smsctl listen` and "
                 "`smsctl send +1… \"hi\" --wait`.", style="dim")  # fmt: skip
 
 

@@ -11,6 +11,8 @@ import typer
 from smsctl.commands import DebugOption, JsonOption, status_choice
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from smsctl.history import MessageReport
     from smsctl.storage import InboundRecord, MessageSummary
 
@@ -79,6 +81,9 @@ def log(
     since: Annotated[str | None, typer.Option(help="Only newer than this, e.g. 15m, 2h, 7d.")] = None,
     batch: Annotated[str | None, typer.Option(help="Only messages of this bulk batch.")] = None,
     inbound: Annotated[bool, typer.Option("--inbound", help="Received messages instead.")] = False,
+    no_pager: Annotated[
+        bool, typer.Option("--no-pager", help="Never page (a long list on a terminal goes through $PAGER).")
+    ] = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -102,44 +107,68 @@ def log(
         if inbound and json_output:
             emit_json([inbound_json(r) for r in received])
         elif inbound:
-            _render_inbound(received)
+            _render_inbound(received, pager=not no_pager)
         elif json_output:
             emit_json([summary_json(m) for m in messages])
         else:
-            _render_log(messages)
+            _render_log(messages, pager=not no_pager)
 
 
-def _render_log(rows: list[MessageSummary]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from smsctl.events import error_title
-    from smsctl.output import note, out
-    from smsctl.view import STATUS_STYLE
+def _render_log(rows: list[MessageSummary], *, pager: bool) -> None:
+    from smsctl.output import note, print_data
 
     if not rows:
         note("no messages yet")
         return
-    table = Table("last activity", "message", "to", "client_ref", "status", "error", "source", box=None)
-    for m in rows:
-        error = f"{m.error_code} {error_title(m.error_code) or ''}" if m.error_code else m.error
-        webhook = m.source == "webhook"
-        table.add_row(_when(m.last_activity), m.message_uuid or "-", m.to or "?", Text(m.client_ref or ""),
-                      Text(m.status, STATUS_STYLE.get(m.status, "magenta")), Text(error or ""),
-                      Text("via webhook" if webhook else "sent", "dim" if webhook else ""))  # fmt: skip
-    out().print(table)
+    from smsctl.output import out
+
+    print_data(log_table(rows, out().width), rows=len(rows), pager=pager)
 
 
-def _render_inbound(rows: list[InboundRecord]) -> None:
+def log_table(rows: list[MessageSummary], width: int) -> Table:
+    """`log`'s table for a screen `width` wide. Time, number and status are never cut; below 110
+    columns the UUID shows its first 8 characters (enough for `smsctl status`), client_ref goes, and
+    the error keeps its code."""
     from rich.table import Table
     from rich.text import Text
 
-    from smsctl.output import note, out
+    from smsctl.codec import e164
+    from smsctl.events import error_title
+    from smsctl.view import STATUS_STYLE
+
+    narrow = width < 110
+    table = Table(box=None)
+    table.add_column("last activity", no_wrap=True)
+    table.add_column("message", no_wrap=True, overflow="ellipsis", max_width=9 if narrow else None)
+    table.add_column("to", no_wrap=True)
+    if not narrow:
+        table.add_column("client_ref", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("status", no_wrap=True)
+    table.add_column("error", no_wrap=True, overflow="ellipsis", max_width=5 if narrow else 28)
+    table.add_column("source", no_wrap=True)
+    for m in rows:
+        error = f"{m.error_code} {error_title(m.error_code) or ''}" if m.error_code else m.error
+        webhook = m.source == "webhook"
+        cells: list[str | Text] = [_when(m.last_activity), m.message_uuid or "-", e164(m.to) or "?"]
+        if not narrow:
+            cells.append(Text(m.client_ref or ""))
+        table.add_row(*cells, Text(m.status, STATUS_STYLE.get(m.status, "magenta")), Text(error or ""),
+                      Text(("via webhook" if not narrow else "webhook") if webhook else "sent",
+                           "dim" if webhook else ""))  # fmt: skip
+    return table
+
+
+def _render_inbound(rows: list[InboundRecord], *, pager: bool) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from smsctl.codec import e164
+    from smsctl.output import note, print_data
 
     if not rows:
         note("no messages yet")
         return
     table = Table("received", "from", "to", "text", box=None)
     for r in rows:
-        table.add_row(_when(r.received_at), r.from_ or "", r.to or "", Text(r.text or ""))
-    out().print(table)
+        table.add_row(_when(r.received_at), e164(r.from_) or "", e164(r.to) or "", Text(r.text or ""))
+    print_data(table, rows=len(rows), pager=pager)
