@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from smsctl import __version__
 from smsctl.commands import (
@@ -30,8 +36,45 @@ EXIT_CODES_HELP = "\b\n" + "\n".join(
     f"{int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
 )
 
+
+def _json_requested(argv: Sequence[str]) -> bool:
+    return "--json" in argv or os.environ.get("SMSCTL_JSON", "").lower() in ("1", "true", "yes")
+
+
+class SmsctlGroup(TyperGroup):
+    """The command group; under --json (or SMSCTL_JSON) a usage error Click finds while parsing (a
+    missing argument, a bad option value) is the same JSON error object every other error is, on stderr."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:  # fmt: skip
+        argv = sys.argv[1:] if args is None else list(args)
+        if not _json_requested(argv):
+            return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        from typer._click.exceptions import ClickException
+
+        try:
+            result = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except ClickException as exc:
+            from smsctl.output import emit_json
+
+            command = next((a for a in argv if not a.startswith("-")), None)
+            hint = f"smsctl {command} --help" if command else "smsctl --help"
+            emit_json({"error": {"code": exc.exit_code, "message": exc.format_message(), "hint": f"see `{hint}`"}},
+                      sys.stderr)  # fmt: skip
+            if not standalone_mode:
+                raise
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
     name="smsctl",
+    cls=SmsctlGroup,
     help="Send SMS through the Vonage Messages API and know what happened to every message.\n\n"
     "Exit codes:\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
