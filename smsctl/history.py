@@ -178,7 +178,10 @@ def batch_summary(store: HistoryStore, batch_id: str) -> BatchSummary:
     """Counts per current status and every failure with its error code, for one batch."""
     messages = store.recent_messages(1_000_000, batch=batch_id)
     if not messages:
-        raise NotFound(f"no batch {batch_id!r} in the local history", hint="`smsctl log --json` shows each message's batch_id; `smsctl bulk` prints it")
+        raise NotFound(
+            f"no batch {batch_id!r} in the local history",
+            hint="`smsctl log --json` shows each message's batch_id; `smsctl bulk` prints it",
+        )
     failures = [
         BatchFailure(m.batch_row, m.to, m.message_uuid, m.status, m.error_code,
                      error_title(m.error_code) if m.error_code else m.error)

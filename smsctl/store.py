@@ -44,10 +44,12 @@ from smsctl.storage import (
     SentMessage,
     Source,
     StoredEvent,
+    app_urls,
     event_from,
     forward_from,
     found,
     hook_page,
+    remember_app_urls,
     sent_page,
 )
 
@@ -628,38 +630,10 @@ class Store:
     def remember_app_urls(
         self, application_id: str, found: AppUrls, ours: AppUrls, now: float
     ) -> AppUrls | None:
-        """Keep `found` as the application's own URLs unless an smsctl listener set them (one that died,
-        say), record `ours` as a listener's; the application's own URLs as now kept."""
-        listeners = self.conn.execute(
-            "SELECT status_url, inbound_url FROM app_listener_urls WHERE application_id = ?",
-            (application_id,),
-        ).fetchall()
-        set_by_smsctl = {url for row in listeners for url in row if url}
-        if not ({found.status_url, found.inbound_url} & set_by_smsctl) and found != ours:
-            self.conn.execute(
-                """INSERT INTO app_originals (application_id, status_url, inbound_url, saved_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (application_id) DO UPDATE SET status_url = excluded.status_url,
-                   inbound_url = excluded.inbound_url, saved_at = excluded.saved_at""",
-                (application_id, found.status_url, found.inbound_url, now),
-            )
-        if ours.status_url:
-            self.conn.execute(
-                """INSERT INTO app_listener_urls (application_id, status_url, inbound_url, set_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (application_id, status_url) DO UPDATE SET inbound_url = excluded.inbound_url,
-                   set_at = excluded.set_at""",
-                (application_id, ours.status_url, ours.inbound_url, now),
-            )
-        return self.app_urls(application_id)[0]
+        return remember_app_urls(self.conn.execute, "?", application_id, found, ours, now)
 
     def app_urls(self, application_id: str) -> tuple[AppUrls | None, set[str]]:
-        """The application's own URLs as kept (None: never kept), and the status URLs smsctl listeners set."""
-        row = self.conn.execute(
-            "SELECT status_url, inbound_url FROM app_originals WHERE application_id = ?", (application_id,)
-        ).fetchone()
-        listeners = self.conn.execute(
-            "SELECT status_url FROM app_listener_urls WHERE application_id = ?", (application_id,)
-        ).fetchall()
-        return (AppUrls(row[0], row[1]) if row else None), {r[0] for r in listeners}
+        return app_urls(self.conn.execute, "?", application_id)
 
     # --- replay and export ----------------------------------------------------------------------
 

@@ -232,3 +232,26 @@ def test_two_update_app_listeners_never_leave_a_dead_url(
                 assert hooks_of(emulator) == older_urls, "handed on to the listener still running"
             assert second.stop() == 0
     assert hooks_of(emulator) == own_urls()
+
+
+def test_the_store_never_takes_a_url_smsctl_set_for_the_applications_own(store_at: Any) -> None:
+    from smsctl.storage import AppUrls, open_store
+
+    own = AppUrls("https://my-app.example/s", "https://my-app.example/i")
+    first = AppUrls("https://a.ngrok.app/webhooks/status", "https://a.ngrok.app/webhooks/inbound")
+    second = AppUrls("https://b.ngrok.app/webhooks/status", "https://b.ngrok.app/webhooks/inbound")
+    store = open_store(store_at)
+    try:
+        with store.transaction():
+            assert store.remember_app_urls(APPLICATION_ID, own, first, 1.0) == own
+        with store.transaction():  # the first listener died: the app still points at it
+            assert store.remember_app_urls(APPLICATION_ID, first, second, 2.0) == own
+        with store.transaction():  # someone set new URLs by hand meanwhile: those are the app's own now
+            mine = AppUrls("https://new.example/s", None)
+            assert store.remember_app_urls(APPLICATION_ID, mine, first, 3.0) == mine
+        kept, set_by_smsctl = store.app_urls(APPLICATION_ID)
+        assert kept == AppUrls("https://new.example/s", None)
+        assert set_by_smsctl == {first.status_url, second.status_url}
+        assert store.app_urls("11111111-0000-4000-8000-000000000000") == (None, set())
+    finally:
+        store.close()

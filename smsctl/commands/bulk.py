@@ -228,7 +228,8 @@ def batch(
         store = open_reader(load_settings().store)
         if store is None:
             raise NotFound(
-                f"no batch {batch_id!r}: there is no local history yet", hint="`smsctl bulk` prints a batch ID when it starts"
+                f"no batch {batch_id!r}: there is no local history yet",
+                hint="`smsctl bulk` prints a batch ID when it starts",
             )
         with contextlib.closing(store):
             summary = batch_summary(store, batch_id)
