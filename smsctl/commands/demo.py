@@ -70,7 +70,7 @@ def _render_summary(result: DemoResult) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from smsctl.output import out
+    from smsctl.output import out, print_data
     from smsctl.sandbox import DEFAULT_SCENARIO, SCENARIOS
     from smsctl.view import STATUS_STYLE
 
@@ -93,7 +93,7 @@ def _render_summary(result: DemoResult) -> None:
         table.add_row(message.message_uuid[:8], *number, scenario,
                       Text(message.status + ("" if message.final else " (not final)"), style),
                       received, "; ".join(notes))  # fmt: skip
-    out().print(table)
+    print_data(table, rows=len(result.messages), pager=False)
     rejected = ", ".join(f"{reason} {n}" for reason, n in counters["rejected"].items()) or "none"
     out().print(f"listener: {counters['accepted']} events stored, {_plural(counters['duplicates'], 'duplicate')} absorbed, "
                 f"rejected: {rejected} (an unsigned callback gets 503, so it comes back signed)")  # fmt: skip
