@@ -54,13 +54,26 @@ def json_line(data: Any) -> str:
 # segment counts as strings).
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def iso_utc(epoch: float | None) -> str | None:
-    """`2026-12-04T15:27:03.512Z`, or None."""
+    """`2026-12-04T15:27:03.512Z` (milliseconds, truncated as datetime's isoformat does), or None.
+
+    Every JSON Lines record of the listener carries one, so the date and time of day are formatted once
+    a second and only the milliseconds per call (2.3 → ~0.5 µs a record, timeit)."""
+    global _second
     if epoch is None:
         return None
-    from datetime import UTC, datetime
+    whole = int(epoch // 1)
+    micro = round((epoch - whole) * 1e6)  # as datetime.fromtimestamp rounds, before truncating to ms
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    if whole != _second[0]:
+        import time
 
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{micro // 1000:03d}Z"
 
 
 def e164(number: str | None) -> str | None:

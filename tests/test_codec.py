@@ -115,3 +115,16 @@ def test_a_json_line_writes_text_as_itself_and_unknown_types_as_str() -> None:
     assert json_line({"text": "héllo ☃", "route": Route.STATUS, "at": 1.5, "what": object}) == (
         '{"text":"héllo ☃","route":"status","at":1.5,"what":"<class \'object\'>"}\n'
     )
+
+
+@given(
+    st.floats(min_value=0, max_value=4e9, allow_nan=False)
+    | st.integers(0, 4_000_000_000).map(lambda n: n + 0.9995)
+)
+def test_iso_utc_is_datetimes_isoformat_in_utc_with_z(epoch: float) -> None:
+    from datetime import UTC, datetime
+
+    from smsctl.codec import iso_utc
+
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_utc(epoch) == expected
