@@ -30,7 +30,7 @@ for row in conn.execute("SELECT message_uuid, status, timestamp, received_at, bo
 
 def build(path: Path, messages: int) -> None:
     """A store made by smsctl's own migrations, filled with `messages` sends and their two events."""
-    from smsctl.store import Store
+    from smsctl.history.sqlite import Store
 
     Store(path).close()
     conn = sqlite3.connect(path)
@@ -95,7 +95,7 @@ def main() -> int:
             print(f"building a store of {size:,} messages…", file=sys.stderr)
             build(store, size)
         else:  # kept from an earlier run, maybe by an older smsctl: export opens read-only, so upgrade it here
-            from smsctl.store import Store
+            from smsctl.history.sqlite import Store
 
             Store(store).close()
         env = {**os.environ, "SMSCTL_DB": str(store)}

@@ -40,8 +40,8 @@ from bench.common import (  # noqa: E402
     table,
     wait_http,
 )
-from smsctl.signing import sign  # noqa: E402
-from smsctl.store import Store  # noqa: E402
+from smsctl.history.sqlite import Store  # noqa: E402
+from smsctl.webhooks.signing import sign  # noqa: E402
 
 SECRET = "bench-signature-secret-0123456789abcdef"
 API_KEY = "benchkey"

@@ -32,8 +32,8 @@ CONNECTIONS = 32
 
 def seed(db: Path, target: str, pending: int) -> None:
     """A store whose outbox holds `pending` forwards of the listener's route, all due (the app is down)."""
-    from smsctl.forwarding import DeliveryOptions, route_key
-    from smsctl.storage import NewForward, Route, open_store
+    from smsctl.history.interface import NewForward, Route, open_store
+    from smsctl.webhooks.forwarding import DeliveryOptions, route_key
 
     key = route_key(Route.STATUS, target, DeliveryOptions())
     store = open_store(db)
@@ -50,7 +50,7 @@ def seed(db: Path, target: str, pending: int) -> None:
 
 
 def bodies(count: int, secret: str) -> list[tuple[bytes, str]]:
-    from smsctl.signing import sign
+    from smsctl.webhooks.signing import sign
 
     out = []
     for n in range(count):

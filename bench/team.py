@@ -67,7 +67,7 @@ def wrk_many(wrk: str, ports: list[int], files: list[Path]) -> dict[str, float]:
 
 
 def check(store: str, webhooks: int, acknowledged: int) -> str:
-    from smsctl.storage import open_store
+    from smsctl.history.interface import open_store
 
     opened = open_store(store)
     try:
@@ -123,7 +123,7 @@ async def _wake_ups(url: str, count: int) -> tuple[list[float], list[float]]:
     """Median wake-up of a waiter (NOTIFY on PostgreSQL; `PRAGMA data_version` polling on SQLite, the
     same-run baseline) from the commit of a final status by another process."""
     from smsctl.config import StoreKind, StoreLocation
-    from smsctl.storage import watch_changes
+    from smsctl.history.interface import watch_changes
 
     results: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
@@ -163,8 +163,8 @@ async def _wake_ups(url: str, count: int) -> tuple[list[float], list[float]]:
 
 def commit_finals(store: str) -> None:
     """The helper process: for each uuid on stdin, commit its final status and print the commit time."""
-    from smsctl.events import parse_status
-    from smsctl.writer import StoreWriter
+    from smsctl.history.writer import StoreWriter
+    from smsctl.webhooks.events import parse_status
 
     writer = StoreWriter(store)
     print("ready", flush=True)

@@ -427,3 +427,29 @@ def redacted(settings: Settings) -> list[tuple[str, str, str]]:
             shown = value or ""
         rows.append((var.name, shown, settings.sources[var.name]))
     return rows
+
+
+def env_template() -> str:
+    """The commented settings template (`smsctl init`; `.env.example` links to it), shipped inside the
+    package so a wheel has it too."""
+    from importlib.resources import files
+
+    return (files("smsctl") / "data" / "env.example").read_text(encoding="utf-8")
+
+
+def write_env_template(path: Path) -> Path:
+    """Create `path` (0600) with the template; UsageError when it exists (it is never overwritten)."""
+    from smsctl.errors import UsageError
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists already: it was left as it is",
+                         hint="edit it, or give another path: smsctl init PATH") from None  # fmt: skip
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror}", hint="choose a directory you can write"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(env_template())
+    return path

@@ -14,10 +14,10 @@ from aiohttp.test_utils import BaseTestServer
 from aiohttp.web import BaseRunner
 
 from smsctl.config import StoreLocation, load_settings
-from smsctl.sandbox import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
-from smsctl.server import WebhookApp
-from smsctl.signing import sign
-from smsctl.storage import HistoryStore, open_store
+from smsctl.history.interface import HistoryStore, open_store
+from smsctl.sandbox.emulator import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
+from smsctl.webhooks.server import WebhookApp
+from smsctl.webhooks.signing import sign
 
 T = TypeVar("T")
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"

@@ -6,7 +6,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from vonage_jwt import JwtClient
 
-from smsctl.auth import JWT_LIFETIME, JWT_RENEW_BEFORE, ApplicationJwt
+from smsctl.messages.auth import JWT_LIFETIME, JWT_RENEW_BEFORE, ApplicationJwt
 from tests.helpers import APPLICATION_ID
 
 

@@ -9,8 +9,8 @@ from vonage_messages import Sms, SmsOptions
 
 from smsctl.config import load_settings
 from smsctl.errors import UsageError
-from smsctl.numbers import EncodingChoice
-from smsctl.sending import SendRequest, prepare
+from smsctl.messages.numbers import EncodingChoice
+from smsctl.messages.sending import SendRequest, prepare
 
 recipients = st.sampled_from(["+14155550101", "+447700900123", "+4915112345678", "+61412345678"])
 senders = st.one_of(st.sampled_from(["Acme", "ACME2FA", "12345", "+14155550100"]))

@@ -110,7 +110,7 @@ def test_a_json_line_is_one_line_that_reads_back_as_the_record(record: dict[str,
 
 
 def test_a_json_line_writes_text_as_itself_and_unknown_types_as_str() -> None:
-    from smsctl.storage import Route
+    from smsctl.history.interface import Route
 
     assert json_line({"text": "héllo ☃", "route": Route.STATUS, "at": 1.5, "what": object}) == (
         '{"text":"héllo ☃","route":"status","at":1.5,"what":"<class \'object\'>"}\n'

@@ -106,7 +106,7 @@ def test_a_short_rsa_key_is_refused_with_our_message(credentials: dict[str, str]
 
 
 def test_the_sandbox_tls_key_is_private_from_the_start(tmp_path: Path) -> None:
-    from smsctl.tls import self_signed
+    from smsctl.sandbox.tls import self_signed
 
     (tmp_path / "sandbox-key.pem").write_text("old, world-readable")
     (tmp_path / "sandbox-key.pem").chmod(0o644)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from smsctl.cli import app
 from smsctl.config import VARIABLES
 from smsctl.errors import EXIT_CODE_MEANINGS
-from smsctl.sandbox import SCENARIOS
+from smsctl.sandbox.emulator import SCENARIOS
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from smsctl.storage import ForwardState
+from smsctl.history.interface import ForwardState
 from tests.helpers import SIGNATURE_SECRET, CaptureApp, ListenProcess, signed_headers, stored, until
 
 runner = CliRunner()

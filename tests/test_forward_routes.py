@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreKind, StoreLocation
-from smsctl.forwarding import DeliveryOptions, Forwarder, ForwardReport, route_key, url_problem
-from smsctl.storage import ForwardState, NewForward, Outcome, Route, open_store
-from smsctl.writer import StoreWriter
+from smsctl.history.interface import ForwardState, NewForward, Outcome, Route, open_store
+from smsctl.history.writer import StoreWriter
+from smsctl.webhooks.forwarding import DeliveryOptions, Forwarder, ForwardReport, route_key, url_problem
 from tests.helpers import CaptureApp, ListenProcess, signed_headers, until
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from smsctl.store import Store
+from smsctl.history.sqlite import Store
 from tests.helpers import BackgroundSandbox, StaticApi, stored
 
 runner = CliRunner()

@@ -15,12 +15,12 @@ import jwt as pyjwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from smsctl import server
 from smsctl.config import StoreKind, StoreLocation
-from smsctl.server import Counters, ListenerEvent, WebhookApp
-from smsctl.signing import Verifier, sign
-from smsctl.storage import open_store
-from smsctl.writer import StoreWriter
+from smsctl.history.interface import open_store
+from smsctl.history.writer import StoreWriter
+from smsctl.webhooks import server
+from smsctl.webhooks.server import Counters, ListenerEvent, WebhookApp
+from smsctl.webhooks.signing import Verifier, sign
 from tests.helpers import SIGNATURE_SECRET, WebhookTestServer, signed_headers, stored
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from smsctl.errors import UsageError
-from smsctl.numbers import parse_recipient, parse_sender, text_cost
+from smsctl.messages.numbers import parse_recipient, parse_sender, text_cost
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_bad_senders(sender: str, message: str) -> None:
     "sender", ["12345", "1", "123456789012345", "2FA", "Acme", "0123", "Acme Corp", "x" * 12]
 )
 def test_the_emulator_agrees_with_the_sender_check(sender: str) -> None:
-    from smsctl.sandbox import _valid_sender
+    from smsctl.sandbox.emulator import _valid_sender
 
     try:
         accepted: str | None = parse_sender(sender)

@@ -8,9 +8,9 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsctl.events import parse_status
-from smsctl.storage import HistoryStore
-from smsctl.store import Store
+from smsctl.history.interface import HistoryStore
+from smsctl.history.sqlite import Store
+from smsctl.webhooks.events import parse_status
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 
@@ -56,7 +56,7 @@ def test_any_order_ends_in_the_same_final_state_on_postgresql(pg_url: str) -> No
     import uuid as uuidlib
 
     from smsctl.config import StoreKind, StoreLocation
-    from smsctl.pgstore import PgStore
+    from smsctl.history.postgres import PgStore
 
     store = PgStore(StoreLocation(StoreKind.POSTGRESQL, url=pg_url))
 

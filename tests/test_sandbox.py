@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from smsctl.auth import ApplicationJwt
-from smsctl.client import MessagesClient
 from smsctl.config import load_private_key, load_settings
 from smsctl.errors import ApiRefused, ApiUnavailable
-from smsctl.sandbox import SCENARIOS, Sandbox, config_from_settings, retry_delays
-from smsctl.signing import Verifier
+from smsctl.messages.auth import ApplicationJwt
+from smsctl.messages.client import MessagesClient
+from smsctl.sandbox.emulator import SCENARIOS, Sandbox, config_from_settings, retry_delays
+from smsctl.webhooks.signing import Verifier
 from tests.helpers import SIGNATURE_SECRET
 
 GOOD = {"to": "14155550101", "from": "14155550199", "channel": "sms", "message_type": "text", "text": "hi"}
@@ -243,7 +243,7 @@ def test_retry_schedule_is_vonages() -> None:
 
 
 async def test_client_parses_422_invalid_parameters(emulator: Sandbox) -> None:
-    from smsctl.auth import BasicCredentials
+    from smsctl.messages.auth import BasicCredentials
 
     async with MessagesClient(emulator.url, BasicCredentials("abcd1234", "s3cret")) as client:
         with pytest.raises(ApiRefused) as caught:
@@ -257,7 +257,7 @@ async def test_client_parses_422_invalid_parameters(emulator: Sandbox) -> None:
 async def test_client_gives_up_after_bounded_429s(credentials: dict[str, str]) -> None:
     settings = load_settings({"VONAGE_API_SECRET": "s3cret"})
     config = config_from_settings(settings, status_url=None, time_scale=0.001, rate=1)
-    from smsctl.auth import BasicCredentials
+    from smsctl.messages.auth import BasicCredentials
 
     async with (
         Sandbox(config) as sandbox,
@@ -286,7 +286,7 @@ async def test_one_jwt_for_many_sends(emulator: Sandbox) -> None:
 def test_a_401_with_a_distant_date_blames_the_clock(offset: float, expected: str | None) -> None:
     from email.utils import formatdate
 
-    from smsctl.client import clock_hint
+    from smsctl.messages.client import clock_hint
 
     now = 1_800_000_000.0
     hint = clock_hint(formatdate(now - offset, usegmt=True), now)

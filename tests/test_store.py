@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.errors import StoreError
-from smsctl.migrations import MIGRATIONS, m001_initial, migrate
-from smsctl.store import Store
+from smsctl.history.sqlite import Store
+from smsctl.history.sqlite_migrations import MIGRATIONS, m001_initial, migrate
 from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
@@ -99,7 +99,7 @@ def test_a_store_from_a_newer_smsctl_is_refused(db_path: Path) -> None:
 
 
 def test_processes_opening_a_new_store_at_once_migrate_it_once(db_path: Path) -> None:
-    code = "import sys; from smsctl.store import Store; Store(sys.argv[1]).close()"
+    code = "import sys; from smsctl.history.sqlite import Store; Store(sys.argv[1]).close()"
     processes = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE, text=True)
                  for _ in range(6)]  # fmt: skip
     for process in processes:
@@ -214,7 +214,7 @@ def test_a_big_store_says_before_its_long_upgrade_starts(
     tmp_path: Path, events: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """m007 rewrites the events table: a store at the threshold is told how long, one below is not."""
-    from smsctl import migrations
+    from smsctl.history import sqlite_migrations as migrations
 
     monkeypatch.setattr(migrations, "LONG_UPGRADE_EVENTS", 100)
     conn = _m006_store(tmp_path / "old.db")
@@ -225,7 +225,7 @@ def test_a_big_store_says_before_its_long_upgrade_starts(
         [(uuid, f"2026-11-30T12:00:00.{i:03d}Z") for i in range(events)],
     )
     conn.close()
-    with caplog.at_level("WARNING", logger="smsctl.store"), Store(tmp_path / "old.db") as store:
+    with caplog.at_level("WARNING", logger="smsctl.history.sqlite"), Store(tmp_path / "old.db") as store:
         assert store.counts()["events"] == events  # every event carried over either way
     said = [r.getMessage() for r in caplog.records if "upgrading" in r.getMessage()]
     assert said == ([] if events < 100 else [
@@ -237,7 +237,7 @@ def test_an_m006_store_keys_its_events_by_message_id_after_upgrading(tmp_path: P
     """m007: every row carried over (event ids too), deduplication unchanged, no index keyed by UUID."""
     import json
 
-    from smsctl.events import parse_status
+    from smsctl.webhooks.events import parse_status
 
     path = tmp_path / "old.db"
     conn = _m006_store(path)

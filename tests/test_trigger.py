@@ -103,7 +103,7 @@ def test_a_refused_tls_certificate_is_named_as_such(credentials: dict[str, str],
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from smsctl.tls import self_signed, server_context
+    from smsctl.sandbox.tls import self_signed, server_context
 
     cert, key = self_signed(tmp_path)
     server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from smsctl.events import parse_inbound, parse_status
-from smsctl.listening import discover_ngrok
-from smsctl.server import Counters, ListenerEvent, RateMeter
-from smsctl.store import Applied
-from smsctl.view import LiveView, event_record
+from smsctl.history.sqlite import Applied
+from smsctl.webhooks.events import parse_inbound, parse_status
+from smsctl.webhooks.listening import discover_ngrok
+from smsctl.webhooks.server import Counters, ListenerEvent, RateMeter
+from smsctl.webhooks.view import LiveView, event_record
 
 UUID = "5b3c0d7e-1111-4ccc-8ddd-0123456789ab"
 
@@ -232,9 +232,9 @@ async def test_no_ngrok_agent_means_no_public_url() -> None:
 
 
 def test_forward_outcomes_show_on_their_row_and_inbound_sms_and_the_tunnel_in_the_header() -> None:
-    from smsctl.forwarding import ForwardReport
-    from smsctl.storage import ForwardState, Route
-    from smsctl.tunnel import TunnelCheck
+    from smsctl.history.interface import ForwardState, Route
+    from smsctl.webhooks.forwarding import ForwardReport
+    from smsctl.webhooks.tunnel import TunnelCheck
 
     counters = Counters(forwarding=True)
     view = LiveView(counters)
@@ -260,7 +260,7 @@ def test_forward_outcomes_show_on_their_row_and_inbound_sms_and_the_tunnel_in_th
 
 
 def test_the_table_refreshes_four_times_a_second_until_a_frame_would_take_over_2_percent() -> None:
-    from smsctl.view import DRAW_BUDGET, REFRESH_EVERY, next_refresh_in
+    from smsctl.webhooks.view import DRAW_BUDGET, REFRESH_EVERY, next_refresh_in
 
     assert next_refresh_in(0.0) == next_refresh_in(0.005) == REFRESH_EVERY == 0.25
     assert next_refresh_in(0.020) == pytest.approx(1.0)  # a 20 ms frame: one a second
@@ -272,7 +272,7 @@ def test_the_live_display_draws_frames_on_its_own_thread_and_a_last_one_at_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import smsctl.output
-    from smsctl.view import LiveTerminalView
+    from smsctl.webhooks.view import LiveTerminalView
 
     terminal = io.StringIO()
     console = Console(file=terminal, width=120, height=40, force_terminal=True, color_system=None)
@@ -344,8 +344,8 @@ def test_a_tall_screen_shows_as_many_rows_as_it_has_lines_for() -> None:
 
 
 def test_log_at_80_columns_keeps_number_status_and_time_whole() -> None:
-    from smsctl.commands.history import log_table
-    from smsctl.storage import MessageSummary, Source
+    from smsctl.cli.history import log_table
+    from smsctl.history.interface import MessageSummary, Source
 
     rows = [MessageSummary(f"bbbbbbbb-0000-4000-8000-{n:012d}", Source.SMSCTL, "14155550101", "+14155550199",
                            "campaign-2026-spring-customer-42", "undeliverable", True, 1, time.time(), time.time(),

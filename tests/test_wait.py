@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from smsctl.store import Store
+from smsctl.history.sqlite import Store
 from tests.helpers import BackgroundSandbox, ListenProcess, stored
 
 runner = CliRunner()
@@ -240,7 +240,7 @@ def test_the_elapsed_time_moves_between_events() -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from smsctl.commands.send import _Ticking
+    from smsctl.cli.send import _Ticking
 
     now = [100.0]
     line = _Ticking(Text("submitted"), 0.2, clock=lambda: now[0])

@@ -13,8 +13,8 @@ import pytest
 
 from smsctl.config import StoreKind, StoreLocation
 from smsctl.errors import StoreBug
-from smsctl.listening import _serve_until
-from smsctl.writer import StoreWriter
+from smsctl.history.writer import StoreWriter
+from smsctl.webhooks.listening import _serve_until
 
 
 def test_listen_exits_3_naming_the_extra_when_the_postgresql_driver_cannot_load(

@@ -1,0 +1,104 @@
+"""`smsctl listen`: the verified, durable webhook receiver with a live status table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from smsctl.cli.options import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
+
+
+def listen(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep loopback behind ngrok.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port [env PORT, default 3000].")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Public URL of this listener [env BASE_URL, else ngrok's].")
+    ] = None,
+    max_token_age: Annotated[
+        float | None,
+        typer.Option(min=1, help="Reject authentic tokens older than this (default: accept, count)."),
+    ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(help="POST each stored status webhook on to your app's URL (durable, retried)."),
+    ] = None,
+    forward_inbound_to: Annotated[
+        str | None, typer.Option(help="POST each stored inbound SMS webhook on to your app's URL.")
+    ] = None,
+    forward_resign: Annotated[
+        bool,
+        typer.Option(help="Sign forwards afresh (new iat, same payload_hash) instead of the original token."),
+    ] = False,
+    forward_header: Annotated[
+        list[str] | None, typer.Option(help='Extra header for forwards, "Name: value" (repeatable).')
+    ] = None,
+    forward_retry_for: Annotated[
+        str, typer.Option(help="Keep retrying a failing forward this long (30m, 24h, 7d).")
+    ] = "24h",
+    forward_timeout: Annotated[
+        float, typer.Option(min=0.1, max=300, help="Seconds to wait for your app to answer a forward.")
+    ] = 10.0,
+    update_app: Annotated[
+        bool, typer.Option(help="Point the Vonage application's webhooks at this listener; restored on exit.")
+    ] = False,
+    keep_app_urls: Annotated[
+        bool, typer.Option(help="With --update-app: leave the application pointing here on exit.")
+    ] = False,
+    tunnel_check: Annotated[
+        bool, typer.Option(help="Probe the public URL at start-up and say whether webhooks can reach us.")
+    ] = True,
+    no_store_text: NoStoreTextOption = False,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Receive, verify and store status and inbound webhooks, and show them live.
+
+    Run it alongside `ngrok http 3000`. Not on a terminal (or with --json) it writes JSON Lines.
+    With --forward-to, every stored event is also POSTed to your own app, exactly as Vonage sent it.
+
+    Example: smsctl listen --port 3000 --forward-to http://localhost:8080/webhooks/status
+    """
+    import asyncio
+
+    from smsctl.config import load_settings
+    from smsctl.output import reporting, warn
+    from smsctl.webhooks.forwarding import forwarding_from
+    from smsctl.webhooks.listening import ListenOptions, run_event_loop, run_listener, startup_warnings
+    from smsctl.webhooks.view import JsonLinesView, LiveTerminalView
+
+    with reporting(json_output, debug):
+        settings = load_settings(
+            flags(PORT=port, BASE_URL=public_url, SMSCTL_STORE_TEXT=store_text_flag(no_store_text))
+        )
+        forward, delivery = forwarding_from(
+            settings, status_url=forward_to, inbound_url=forward_inbound_to, resign=forward_resign,
+            headers=forward_header or [], retry_for=forward_retry_for, timeout=forward_timeout,
+        )  # fmt: skip
+        for message in startup_warnings(settings):
+            warn(message)
+        json_lines = json_output or not sys.stdout.isatty()
+        _logging(json_lines)
+        stop = asyncio.Event()
+        # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
+        view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
+        options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
+                                update_app, keep_app_urls)  # fmt: skip
+        run_event_loop(run_listener(settings, view, options, stop=stop))
+
+
+def _logging(json_lines: bool) -> None:
+    """Logs go to stderr beside JSON Lines; the live view shows the same facts in its footer instead."""
+    import logging
+
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if json_lines else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    for name in (
+        "smsctl",
+        "aiohttp.server",
+    ):  # smsctl.forward too: a paused outbox is worth a line  # aiohttp's own: malformed requests, digested (server.py)
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False

@@ -1,0 +1,674 @@
+"""The PostgreSQL backend of the storage interface (storage.py): one history shared by a team.
+
+Same contract as the SQLite backend (store.py), proven by the same tests. What differs:
+- Several listeners write at once, so a message's current status is read `FOR UPDATE` before an
+  event is applied: two conflicting events for one message, committed by two listeners at the same
+  moment, are applied one after the other and the status never regresses.
+- Each transaction that changes a status sends `NOTIFY smsctl_status`, delivered at its commit, so a
+  `send --wait` on any machine wakes within milliseconds (`watch_changes`).
+- Listener heartbeats use the database's clock, not each machine's.
+- A dropped connection (the server restarted) is reopened on next use: the listener answers 503 while
+  the database is away and recovers without a restart.
+
+The driver is psycopg 3, used synchronously on the writer's thread (like sqlite3), and
+asynchronously for LISTEN in `watch_changes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
+
+from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.interface import (
+    COPY_TABLES,
+    Applied,
+    AppUrls,
+    Attempt,
+    CurrentStatus,
+    Deferred,
+    ExportedMessage,
+    Forward,
+    ForwardState,
+    FoundMessage,
+    InboundRecord,
+    ListenerRecord,
+    LocalState,
+    LogFilters,
+    MessageSummary,
+    NewForward,
+    Outcome,
+    Retried,
+    SentMessage,
+    Source,
+    StoredEvent,
+    app_urls,
+    event_from,
+    forward_from,
+    found,
+    hook_page,
+    remember_app_urls,
+    sent_page,
+)
+from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
+from smsctl.webhooks.events import InboundMessage, StatusEvent, status_rank
+
+if TYPE_CHECKING:
+    from smsctl.config import StoreLocation
+
+CHANNEL = "smsctl_status"
+CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is unavailable, not a hang
+REREAD_EVERY = 1.0  # waiters read anyway this often: the safety net under LISTEN/NOTIFY
+RECONNECT_PAUSE = 0.25
+MISSED_HEARTBEATS = 5
+_UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
+Row = tuple[Any, ...]
+
+# SQLSTATE classes that are the server's or the network's condition, not our bug.
+_TRANSIENT = (pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
+_UNAVAILABLE = (
+    psycopg.OperationalError,  # connection lost or refused, server shutting down, too many clients
+    pgerrors.InsufficientResources,  # disk full, out of memory
+    pgerrors.ReadOnlySqlTransaction,  # a standby, or default_transaction_read_only
+    pgerrors.LockNotAvailable,  # lock_timeout
+    pgerrors.QueryCanceled,  # statement_timeout
+    pgerrors.InsufficientPrivilege,
+)
+
+
+def classify(exc: BaseException) -> StoreUnavailable | StoreBug:
+    """The server's condition (down, full, read-only, a deadlock: retry later) or ours (SQL or schema
+    errors: a bug, never disguised as unavailable)."""
+    if isinstance(exc, _TRANSIENT):
+        return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}", transient=True)
+    if isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc):
+        return StoreUnavailable("PostgreSQL: the connection was closed", hint=_DOWN_HINT)
+    if isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}", hint=_hint_for(exc))
+    return StoreBug(exc)
+
+
+_DOWN_HINT = "check that the PostgreSQL server in SMSCTL_DB is running and reachable"
+
+
+def _hint_for(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        return "grant the SMSCTL_DB user rights on smsctl's tables (or use the user that created them)"
+    if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
+        return "SMSCTL_DB points at a read-only server (a standby?): point it at the primary"
+    if "password" in text or "authentication" in text:
+        return "check the user and password in SMSCTL_DB (or in ~/.pgpass, PGPASSWORD)"
+    if "does not exist" in text:
+        return "create the database (createdb NAME) or fix its name in SMSCTL_DB"
+    if "translate host name" in text or "Name or service not known" in text:
+        return "check the host name in SMSCTL_DB"
+    return _DOWN_HINT
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connection[Row]:
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="smsctl")
+    # Durability before the 2xx whatever the server's default; a lock held by a stuck process fails
+    # like SQLite's busy timeout instead of hanging the listener.
+    conn.execute("SET synchronous_commit = on")
+    conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+    if readonly:
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
+class PgStore:
+    """A connection to a PostgreSQL store. Not thread-safe: one per thread.
+
+    `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or
+    a newer smsctl's (changing nothing) and applies pending migrations under an advisory lock.
+    `PgStore.reader(location)` never creates or migrates anything.
+    """
+
+    def __init__(self, location: StoreLocation, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
+        assert location.url is not None
+        self.url = location.url
+        self.path = location.display
+        self.spool_path = location.spool_path
+        self._busy_timeout, self._readonly = busy_timeout, readonly
+        self._notify = False  # a status changed in the current transaction
+        self.migrated: list[str] = []  # migrations this connection applied when it opened
+        self._conn: psycopg.Connection[Row] | None = None
+        try:
+            self._conn = self._open()
+            self._prepare()
+        except NotOurs as exc:
+            self.close()
+            raise StoreError(
+                f"SMSCTL_DB={self.path} is not usable as an smsctl store: {exc}",
+                hint="point SMSCTL_DB at another database; this one was left untouched",
+            ) from None
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(
+                f"cannot open the store SMSCTL_DB={self.path}: {_first_line(exc)}", hint=_hint_for(exc)
+            ) from None
+
+    @classmethod
+    def reader(cls, location: StoreLocation) -> PgStore | None:
+        """The store opened read-only; None when the database has no smsctl store yet."""
+        store = cls(location, readonly=True)
+        if store._empty:
+            store.close()
+            return None
+        return store
+
+    def _open(self) -> psycopg.Connection[Row]:
+        return _connect(self.url, readonly=self._readonly, busy_timeout=self._busy_timeout)
+
+    def _prepare(self) -> None:
+        done = applied(self.conn)
+        self._empty = done is None
+        if done is not None and KNOWN <= done:
+            return
+        if self._readonly:
+            if done is not None:
+                raise psycopg.OperationalError(
+                    "it was made by an older smsctl and needs upgrading: run `smsctl db migrate`"
+                )
+            return
+        self.migrated = migrate(self.conn)
+        self._empty = False
+
+    @property
+    def conn(self) -> psycopg.Connection[Row]:
+        """The connection, reopened when the previous one broke (the server restarted)."""
+        if self._conn is None or self._conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                if self._conn is not None:
+                    self._conn.close()
+            self._conn = self._open()
+        return self._conn
+
+    def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug:
+        return classify(exc)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_conn", None) is not None and not self._conn.closed:  # type: ignore[union-attr]
+            warnings.warn(f"store {self.path} was not closed", ResourceWarning, stacklevel=1)
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction; waiters are notified at its commit when a status changed in it."""
+        self._notify = False
+        conn = self.conn
+        with conn.transaction(), conn.pipeline():
+            yield
+            if self._notify:
+                conn.execute(f"NOTIFY {CHANNEL}")
+
+    def _one(self, query: str, params: Sequence[Any] = ()) -> Row | None:
+        return self.conn.execute(query, params).fetchone()
+
+    def _all(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.conn.execute(query, params).fetchall()
+
+    # --- messages we send -------------------------------------------------------------------
+
+    def record_attempt(self, attempt: Attempt) -> int:
+        now = time.time()
+        row = self._one(
+            """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
+                   batch_id, batch_row, state, created_at, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s) RETURNING id""",
+            (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
+        )  # fmt: skip
+        assert row is not None
+        return int(row[0])
+
+    def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
+        found = self._one(
+            f"SELECT {_SENT} FROM messages WHERE batch_id = %s AND batch_row = %s", (batch_id, row)
+        )
+        return _sent(found) if found else None
+
+    def mark_pending(self, local_id: int) -> None:
+        self._set_state(local_id, LocalState.PENDING, None)
+
+    def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
+        repeated = self._one(
+            "SELECT 1 FROM messages WHERE message_uuid = %s AND id != %s LIMIT 1", (message_uuid, local_id)
+        )
+        self.conn.execute(
+            "UPDATE messages SET state = 'accepted', message_uuid = %s, error = NULL, updated_at = %s,"
+            " repeated_uuid = %s WHERE id = %s",
+            (message_uuid, time.time(), bool(repeated), local_id),
+        )
+        if repeated:
+            self.conn.execute(
+                "UPDATE messages SET repeated_uuid = TRUE WHERE message_uuid = %s", (message_uuid,)
+            )
+        return bool(repeated)
+
+    def mark_failed(self, local_id: int, state: LocalState, error: str) -> None:
+        self._set_state(local_id, state, error)
+
+    def _set_state(self, local_id: int, state: LocalState, error: str | None) -> None:
+        self.conn.execute(
+            "UPDATE messages SET state = %s, error = %s, updated_at = %s WHERE id = %s",
+            (str(state), error, time.time(), local_id),
+        )
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
+        """Store one status event idempotently; move the current status forward, never back."""
+        return self.queue_status(event, received_at, token).resolve()
+
+    def queue_status(
+        self, event: StatusEvent, received_at: float, token: str | None = None
+    ) -> Deferred[Applied]:
+        """Send one status event's application (smsctl_apply_status, pgmigrations.m002) without
+        waiting for its answer: a batch's events travel in one pipeline.
+
+        The function locks the message's status row first (creating it if new), so concurrent
+        listeners apply events for one message one after the other, each seeing the other's
+        committed result.
+        """
+        cursor = self.conn.execute(
+            "SELECT * FROM smsctl_apply_status(%s, %s, %s::smallint, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s)",
+            (event.message_uuid, event.status, status_rank(event.status), event.is_final,
+             event.event_time() is None, bool(event.unreadable), event.timestamp, received_at, event.to,
+             event.from_, event.client_ref, event.error_code, event.error_detail, event.price, event.currency,
+             event.segments, event.body, token),
+        )  # fmt: skip
+        self._notify = True  # NOTIFY is one statement per commit; waiters re-read what they wait for
+
+        def fetch() -> Applied:
+            row = cursor.fetchone()
+            assert row is not None
+            return Applied(bool(row[0]), str(row[1]), bool(row[2]), row[3], bool(row[4]))
+
+        return Deferred(fetch)
+
+    def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool:
+        return (
+            self._one(
+                """INSERT INTO inbound (message_uuid, from_number, to_number, text, timestamp,
+                       received_at, body, token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (message_uuid) DO NOTHING RETURNING 1""",
+                (
+                    message.message_uuid,
+                    message.from_,
+                    message.to,
+                    message.text,
+                    message.timestamp,
+                    received_at,
+                    message.body,
+                    token,
+                ),
+            )  # fmt: skip
+            is not None
+        )
+
+    def add_dead_letter(self, route: str, reason: str, body: bytes, received_at: float) -> None:
+        self.conn.execute(
+            "INSERT INTO dead_letters (received_at, route, reason, body) VALUES (%s, %s, %s, %s)",
+            (received_at, route, reason, body),
+        )
+
+    # --- listeners (the database's clock, shared by every machine) -------------------------------
+
+    def register_listener(self, local_url: str, public_url: str | None, heartbeat_every: float) -> None:
+        self.conn.execute(
+            """INSERT INTO listeners (host, pid, local_url, public_url, started_at, heartbeat_at, heartbeat_every)
+               VALUES (%s, %s, %s, %s, extract(epoch FROM clock_timestamp()),
+                       extract(epoch FROM clock_timestamp()), %s)
+               ON CONFLICT (host, pid) DO UPDATE SET local_url = EXCLUDED.local_url,
+                   public_url = EXCLUDED.public_url, started_at = EXCLUDED.started_at,
+                   heartbeat_at = EXCLUDED.heartbeat_at, heartbeat_every = EXCLUDED.heartbeat_every""",
+            (socket.gethostname(), os.getpid(), local_url, public_url, heartbeat_every),
+        )
+
+    def heartbeat(self) -> None:
+        self.conn.execute(
+            "UPDATE listeners SET heartbeat_at = extract(epoch FROM clock_timestamp()) WHERE host = %s AND pid = %s",
+            (socket.gethostname(), os.getpid()),
+        )
+
+    def unregister_listener(self) -> None:
+        self.conn.execute(
+            "DELETE FROM listeners WHERE host = %s AND pid = %s", (socket.gethostname(), os.getpid())
+        )
+
+    def fresh_listeners(self) -> list[ListenerRecord]:
+        rows = self._all(
+            """SELECT pid, host, local_url, public_url, started_at, heartbeat_at FROM listeners
+               WHERE heartbeat_at > extract(epoch FROM clock_timestamp()) - %s * heartbeat_every
+               ORDER BY started_at DESC""",
+            (MISSED_HEARTBEATS,),
+        )
+        return [ListenerRecord(int(r[0]), r[1], r[2], r[3], float(r[4]), float(r[5])) for r in rows]
+
+    def forget_listener(self, pid: int, host: str | None) -> None:
+        self.conn.execute(
+            "DELETE FROM listeners WHERE pid = %s AND host IS NOT DISTINCT FROM %s", (pid, host)
+        )
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def current_status(self, message_uuid: str) -> CurrentStatus | None:
+        row = self._one(
+            "SELECT message_uuid, status, final, conflict, duplicates FROM message_status WHERE message_uuid = %s",
+            (message_uuid,),
+        )
+        return CurrentStatus(row[0], row[1], bool(row[2]), bool(row[3]), int(row[4])) if row else None
+
+    def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
+        rows = self._all(
+            "SELECT message_uuid, status, final FROM message_status WHERE message_uuid = ANY(%s)", (uuids,)
+        )
+        return {r[0]: (r[1], bool(r[2])) for r in rows}
+
+    def find_message(self, ref: str) -> FoundMessage | None:
+        if len(ref) < 8 or not _UUID_CHARS.fullmatch(ref):  # also keeps LIKE wildcards out
+            return None
+        pattern = ref if len(ref) >= 36 else ref + "%"
+        uuids = self._all(
+            """SELECT message_uuid FROM message_status WHERE message_uuid LIKE %s
+               UNION SELECT message_uuid FROM messages WHERE message_uuid LIKE %s LIMIT 2""",
+            (pattern, pattern),
+        )
+        if len(uuids) != 1:
+            return None
+        uuid = uuids[0][0]
+        sends = self._all(f"SELECT {_SENT} FROM messages WHERE message_uuid = %s ORDER BY id DESC", (uuid,))
+        return found(uuid, len(sends), _sent(sends[0]) if sends else None, self.current_status(uuid))
+
+    def timeline(self, message_uuid: str) -> list[StoredEvent]:
+        rows = self._dicts(
+            "SELECT * FROM events WHERE message_uuid = %s ORDER BY received_at, id", (message_uuid,)
+        )
+        return [event_from(r) for r in rows]
+
+    def _dicts(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(query, params).fetchall()
+
+    def recent_messages(
+        self, limit: int, status: str | None = None, since: float | None = None, batch: str | None = None
+    ) -> list[MessageSummary]:
+        """Every message the store knows, newest activity first (see the SQLite backend)."""
+        f = LogFilters.build(status, since, batch, mark="%s", greatest="GREATEST")
+        rows = self._all(
+            f"""WITH recent AS (
+                    (SELECT m.id AS mid, m.message_uuid AS uuid,
+                           GREATEST(m.updated_at, COALESCE(s.updated_at, 0)) AS activity
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE {" AND ".join(f.sent_where)}
+                    UNION ALL
+                    SELECT NULL, s.message_uuid, s.updated_at FROM message_status s
+                    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                      AND {" AND ".join(f.hook_where)})
+                    ORDER BY activity DESC, mid DESC NULLS LAST LIMIT %s)
+                SELECT r.uuid, CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END,
+                       COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.to_number IS NOT NULL LIMIT 1)),
+                       COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.from_number IS NOT NULL LIMIT 1)),
+                       COALESCE(m.client_ref, (SELECT e.client_ref FROM events e WHERE e.message_uuid = r.uuid
+                                AND e.client_ref IS NOT NULL LIMIT 1)),
+                       COALESCE(s.status, m.state), COALESCE(s.final, FALSE),
+                       COALESCE(m.segments, (SELECT CAST(e.segments AS INTEGER) FROM events e
+                                WHERE e.message_uuid = r.uuid AND e.segments ~ '^[0-9]{{1,9}}$' LIMIT 1)),
+                       m.created_at, r.activity, m.error,
+                       (SELECT e.error_code FROM events e WHERE e.message_uuid = r.uuid
+                        AND e.error_code IS NOT NULL ORDER BY e.id DESC LIMIT 1),
+                       m.batch_id, m.batch_row
+                FROM recent r LEFT JOIN messages m ON m.id = r.mid
+                     LEFT JOIN message_status s ON s.message_uuid = r.uuid
+                ORDER BY r.activity DESC, r.mid DESC NULLS LAST""",
+            (*f.sent_params, *f.hook_params, limit),
+        )
+        return [
+            MessageSummary(r[0], Source(r[1]), r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10],
+                           r[11], r[12], r[13])
+            for r in rows
+        ]  # fmt: skip
+
+    def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]:
+        rows = self._all(
+            """SELECT message_uuid, from_number, to_number, text, timestamp, received_at FROM inbound
+               WHERE received_at >= %s ORDER BY received_at DESC, id DESC LIMIT %s""",
+            (since or 0, limit),
+        )
+        return [InboundRecord(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        tables = ("messages", "events", "message_status", "dead_letters", "inbound")
+        return {t: int((self._one(f"SELECT COUNT(*) FROM {t}") or (0,))[0]) for t in tables}
+
+    # --- forwarding (see the SQLite backend; claims skip rows another listener has locked) --------
+
+    def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None:
+        self.conn.execute(
+            """INSERT INTO forwards (route, route_key, message_uuid, target, body, content_type, token, state,
+                   next_at, expires_at, created_at, blocked)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, EXISTS (SELECT 1 FROM forwards
+                   WHERE state = 'pending' AND route_key = %s AND message_uuid = %s))""",
+            (str(forward.route), forward.route_key, forward.message_uuid, forward.target, forward.body,
+             forward.content_type, forward.token, now, now + retry_for, now, forward.route_key,
+             forward.message_uuid),
+        )  # fmt: skip
+
+    def claim_forwards(self, route_key: str, now: float, lease: float, limit: int) -> list[Forward]:
+        rows = self._dicts(
+            """UPDATE forwards SET next_at = %s, lease_until = %s WHERE id IN (
+                   SELECT id FROM forwards WHERE state = 'pending' AND NOT blocked AND route_key = %s
+                   AND next_at <= %s ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            (now + lease, now + lease, route_key, now, limit),
+        )
+        return sorted((forward_from(r) for r in rows), key=lambda f: f.id)
+
+    def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None:
+        # One statement (the writer pipelines): the outcome, then the next of its message unblocked.
+        done = outcome.state is not ForwardState.PENDING
+        self.conn.execute(
+            """WITH recorded AS (
+                   UPDATE forwards SET state = %s, attempts = %s, next_at = %s, lease_until = 0, last_code = %s,
+                       last_error = %s, last_ms = %s, done_at = %s,
+                       body = CASE WHEN %s = 'delivered' THEN ''::bytea ELSE body END WHERE id = %s
+                   RETURNING route_key, message_uuid)
+               UPDATE forwards SET blocked = false WHERE %s AND id = (
+                   SELECT MIN(f.id) FROM forwards f JOIN recorded r
+                   ON f.route_key = r.route_key AND f.message_uuid = r.message_uuid
+                   WHERE f.state = 'pending' AND f.id <> %s)""",
+            (str(outcome.state), outcome.attempts, outcome.next_at, outcome.code, outcome.error, outcome.ms,
+             now if done else None, str(outcome.state), forward_id, done, forward_id),
+        )  # fmt: skip
+
+    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+        rows = self._dicts(
+            "SELECT * FROM forwards WHERE state = ANY(%s) ORDER BY id LIMIT %s",
+            ([str(s) for s in states], limit),
+        )
+        return [forward_from(r) for r in rows]
+
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> Retried:
+        chosen = "state != 'delivered' AND (%s::bigint[] IS NULL OR id = ANY(%s::bigint[]))"
+        superseded = """state = 'failed' AND EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'delivered'
+                            AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                            AND g.id > forwards.id)"""  # fmt: skip
+        skipped = self._one(f"SELECT COUNT(*) FROM forwards WHERE {chosen} AND {superseded}", (ids, ids))
+        # RETURNING, not rowcount: inside the writer's pipeline a row count is not known yet.
+        retried = self._all(
+            f"""UPDATE forwards SET state = 'pending', attempts = 0, next_at = %s, expires_at = %s,
+                    lease_until = 0, done_at = NULL WHERE {chosen} AND NOT ({superseded}) RETURNING id""",
+            (now, now + retry_for, ids, ids),
+        )
+        self.conn.execute(
+            """UPDATE forwards SET blocked = EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
+                   AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                   AND g.id < forwards.id) WHERE state = 'pending'"""
+        )
+        return Retried(len(retried), int(skipped[0]) if skipped else 0)
+
+    def next_forward_at(self, route_key: str) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_at) FROM forwards WHERE state = 'pending' AND NOT blocked AND route_key = %s",
+            (route_key,),
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    # --- `listen --update-app` ------------------------------------------------------------------
+
+    def remember_app_urls(
+        self, application_id: str, found: AppUrls, ours: AppUrls, now: float
+    ) -> AppUrls | None:
+        return remember_app_urls(self.conn.execute, "%s", application_id, found, ours, now)
+
+    def app_urls(self, application_id: str) -> tuple[AppUrls | None, set[str]]:
+        return app_urls(self.conn.execute, "%s", application_id)
+
+    # --- replay and export ----------------------------------------------------------------------
+
+    def events_of(self, uuids: list[str]) -> list[StoredEvent]:
+        rows = self._dicts(
+            "SELECT * FROM events WHERE message_uuid = ANY(%s) ORDER BY received_at, id", (uuids,)
+        )
+        return [event_from(r) for r in rows]
+
+    def export_page(self, after: tuple[int, str], limit: int, status: str | None, since: float | None,
+                    batch: str | None) -> tuple[list[ExportedMessage], tuple[int, str] | None]:  # fmt: skip
+        f = LogFilters.build(status, since, batch, mark="%s", greatest="GREATEST")
+        phase, key = after
+        if phase == 0:
+            rows = self._dicts(
+                f"""SELECT {_SENT_M}, s.status AS cur_status, s.final AS cur_final, s.updated_at AS cur_updated
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE m.id > %s AND {" AND ".join(f.sent_where)} ORDER BY m.id LIMIT %s""",
+                (int(key or 0), *f.sent_params, limit),
+            )
+            return sent_page(rows, lambda r: _sent(tuple(r[c] for c in _SENT_COLUMNS)), self.events_of, limit)
+        rows = self._dicts(
+            f"""SELECT s.* FROM message_status s
+                WHERE s.message_uuid > %s AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                  AND {" AND ".join(f.hook_where)} ORDER BY s.message_uuid LIMIT %s""",
+            (key, *f.hook_params, limit),
+        )
+        return hook_page(rows, self.events_of, limit)
+
+    # --- copying (`smsctl db copy`) -------------------------------------------------------------
+
+    def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]:
+        columns = COPY_TABLES[table]
+        rows = self._all(
+            f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s", (after, limit)
+        )
+        return [(int(r[0]), tuple(bytes(v) if isinstance(v, memoryview) else v for v in r[1:])) for r in rows]
+
+    def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int:
+        columns = COPY_TABLES[table]
+        if table == "message_status":  # the rank column is PostgreSQL's own: derived, never copied
+            columns, rows = (*columns, "rank"), [(*row, status_rank(str(row[1]))) for row in rows]
+        marks = ", ".join(["%s"] * len(columns))
+        where = {
+            "messages": "NOT EXISTS (SELECT 1 FROM messages WHERE created_at = %s AND client_ref = %s"
+            " AND to_number = %s)",
+            "dead_letters": "NOT EXISTS (SELECT 1 FROM dead_letters WHERE received_at = %s AND route = %s)",
+        }.get(table, "TRUE")
+        cursors = []
+        with self.conn.pipeline():  # one round trip for the page; leaving the block syncs, so counts are in
+            for row in rows:
+                guard: tuple[object, ...] = ()
+                if table == "messages":
+                    guard = (row[12], row[0], row[2])
+                elif table == "dead_letters":
+                    guard = (row[0], row[1])
+                cursors.append(self.conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE {where} ON CONFLICT DO NOTHING",
+                    (*row, *guard),
+                ))  # fmt: skip
+        new = sum(max(cursor.rowcount, 0) for cursor in cursors)
+        if table == "message_status" and new:
+            self._notify = True
+        return new
+
+
+_SENT_COLUMNS = ("id", "client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",
+                 "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at")  # fmt: skip
+_SENT = ", ".join(_SENT_COLUMNS)
+_SENT_M = ", ".join(f"m.{c}" for c in _SENT_COLUMNS)
+
+
+def _sent(row: Row) -> SentMessage:
+    return SentMessage(
+        int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]), row[8], row[9],
+        LocalState(row[10]), row[11], bool(row[12]), float(row[13]), float(row[14]),
+    )  # fmt: skip
+
+
+async def watch_changes(location: StoreLocation, timeout: float, read: Callable[[PgStore], bool]) -> None:
+    """Call `read(store)` at the start, at each NOTIFY (a status changed, committed anywhere), and at
+    least every REREAD_EVERY, until it returns True or time is up.
+
+    LISTEN is issued before each read, so a change committed between a read and the wait is never
+    missed. A dropped connection (the server restarted) is reopened, and a read follows at once.
+    """
+    assert location.url is not None
+    deadline = time.monotonic() + timeout
+    store: PgStore | None = None
+    listening: psycopg.AsyncConnection[Row] | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if store is None:
+                    store = await asyncio.to_thread(PgStore, location, readonly=True)
+                if listening is None:
+                    listening = await psycopg.AsyncConnection.connect(
+                        location.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    )
+                    await listening.execute(f"LISTEN {CHANNEL}")
+                if read(store):
+                    return
+                wait = max(0.0, min(REREAD_EVERY, deadline - time.monotonic()))
+                async for _ in listening.notifies(timeout=wait, stop_after=1):
+                    pass
+            except (psycopg.OperationalError, psycopg.InterfaceError, StoreError):
+                # The server restarted or is away: the message was sent, so keep waiting for it.
+                if listening is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await listening.close()
+                listening = None
+                await asyncio.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))
+    finally:
+        if listening is not None:
+            with contextlib.suppress(psycopg.Error):
+                await listening.close()
+        if store is not None:
+            store.close()

@@ -1,0 +1,782 @@
+"""The SQLite backend of the storage interface (storage.py): every message sent, every status
+event, inbound SMS and dead letters, in one file.
+
+Rows never leave this module: every method returns the interface's frozen dataclasses. Writes run
+inside `transaction()` (BEGIN IMMEDIATE); the writer thread batches them (see writer.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.interface import (
+    BOOL_COLUMNS,
+    COPY_TABLES,
+    Applied,
+    AppUrls,
+    Attempt,
+    CurrentStatus,
+    Deferred,
+    ExportedMessage,
+    Forward,
+    ForwardState,
+    FoundMessage,
+    InboundRecord,
+    ListenerRecord,
+    LocalState,
+    LogFilters,
+    MessageSummary,
+    NewForward,
+    Outcome,
+    Retried,
+    SentMessage,
+    Source,
+    StoredEvent,
+    app_urls,
+    event_from,
+    forward_from,
+    found,
+    hook_page,
+    remember_app_urls,
+    sent_page,
+)
+from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
+from smsctl.webhooks.events import FINAL_STATUSES, InboundMessage, StatusEvent, anomaly_of, status_rank
+
+log = logging.getLogger("smsctl.history.sqlite")
+WAL_RESET_FIXED = (3, 51, 3)
+POLL_INTERVAL = 0.05  # seconds between `PRAGMA data_version` checks: well inside the 250 ms budget
+REREAD_EVERY = 1.0  # read anyway this often, to notice a listener that stopped (it commits nothing)
+_UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
+MISSED_HEARTBEATS = 5  # a listener that missed this many of its own heartbeats counts as gone
+
+
+_HINTS = {
+    "locked": "another process holds the store's lock (a long query, a stuck smsctl, a backup): "
+    "wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "busy": "another process holds the store's lock: wait for it or stop it, or raise SMSCTL_BUSY_TIMEOUT",
+    "full": "the disk holding the store is full: free some space",
+    "readonly": "the store is read-only for this user: check the permissions of SMSCTL_DB and its "
+    "directory (`smsctl log` and `status` can still read it)",
+    "I/O": "the disk holding the store reported an I/O error: check it",
+}
+_HINTS["read-only"] = _HINTS["readonly"]
+
+
+_MACHINE_CONDITIONS = ("locked", "busy", "full", "readonly", "read-only", "I/O", "unable to open", "disk")
+
+
+def classify(exc: BaseException) -> StoreUnavailable | StoreBug:
+    """The machine's problem (locked, full, read-only, I/O: retry later, fix the disk) or ours (any
+    other failure, such as an SQL or schema error: a bug, never disguised as "unavailable")."""
+    if isinstance(exc, sqlite3.OperationalError) and any(c in str(exc) for c in _MACHINE_CONDITIONS):
+        return unavailable(exc)
+    return StoreBug(exc)
+
+
+def unavailable(exc: sqlite3.OperationalError, context: str = "") -> StoreUnavailable:
+    """A store failure that is the machine's, not ours, with what the user can do about it."""
+    text = str(exc)
+    hint = next((h for key, h in _HINTS.items() if key in text), None)
+    error = StoreUnavailable(text, hint=hint)
+    if context:
+        error.message = context + text
+    return error
+
+
+def private_files(db: Path) -> None:
+    """Create the store's directory 0700 and file 0600 (it holds phone numbers and one-time codes);
+    tighten existing files that others can read, with a warning."""
+    if not db.parent.exists():
+        db.parent.mkdir(parents=True, mode=0o700)
+    if not db.exists():
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                path.chmod(0o600)
+                log.warning("%s was readable by other users (mode %o); it is now 600", path, mode)
+        except OSError:
+            pass
+
+
+def _writable(db: Path) -> bool:
+    """Whether this user can write the store and the directory its journal files go in (False on a
+    read-only file system too, even for root)."""
+    return os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+def _refuse_foreign(db: Path) -> None:
+    """NotOurs (or sqlite3.DatabaseError) for an existing file that is not an smsctl store, found
+    through a read-only connection, so a refused file keeps its contents and its mode."""
+    try:
+        if db.stat().st_size == 0:
+            return  # an empty file becomes a new store
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"unable to open database file: {exc.strerror}") from None
+    probe = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        applied(probe)
+    except sqlite3.OperationalError:  # "file is not a database" is a DatabaseError: it propagates
+        # Unreadable to this probe (a WAL store whose -shm we may not create, say): the real
+        # connection below decides, as before.
+        pass
+    finally:
+        probe.close()
+
+
+class Store:
+    """A connection to the store. Not thread-safe: one per thread.
+
+    `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files
+    0600), refuses a database that is not an smsctl store or is from a newer smsctl (changing
+    nothing), and applies pending migrations. `Store.reader(path)` opens an existing store read-only,
+    so `log` and `status` work on a store they cannot write.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
+        self.path = str(path)
+        self.spool_path = Path(f"{path}.unrecorded")
+        self.migrated: list[str] = []  # migrations this connection applied when it opened
+        self._closed = True  # until the connection exists
+        try:
+            if readonly:
+                self.conn = self._connect_readonly(busy_timeout)
+            else:
+                self.conn = self._connect_for_writing(busy_timeout)
+            self._closed = False
+            self.conn.row_factory = sqlite3.Row
+            self._prepare(readonly)
+        except NotOurs as exc:
+            self.close()
+            raise StoreError(
+                f"SMSCTL_DB={self.path} is not usable as an smsctl store: {exc}",
+                hint="point SMSCTL_DB at an smsctl store (or a new file); this one was left untouched",
+            ) from None
+        except sqlite3.OperationalError as exc:  # locked, read-only, disk full, I/O: the machine's
+            self.close()
+            if not readonly and "unable to open" in str(exc) and not _writable(Path(self.path)):
+                exc = sqlite3.OperationalError("unable to open database file: it is read-only for this user")
+            raise unavailable(exc, f"cannot open the store at {self.path}: ") from None
+        except sqlite3.DatabaseError as exc:  # not a database at all, or a damaged one
+            self.close()
+            raise StoreError(
+                f"cannot open the store at {self.path}: {exc}",
+                hint="check SMSCTL_DB points at an smsctl store; it is never deleted or recreated for you",
+            ) from None
+
+    @classmethod
+    def reader(cls, path: Path | str) -> Store | None:
+        """The store opened read-only; None when there is none yet (nothing is created)."""
+        return cls(path, readonly=True) if path == ":memory:" or Path(path).exists() else None
+
+    def _connect_for_writing(self, busy_timeout: float) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            _refuse_foreign(Path(self.path))  # before anything (even its mode) is changed
+            private_files(Path(self.path))
+        return sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+
+    def _connect_readonly(self, busy_timeout: float) -> sqlite3.Connection:
+        uri = Path(self.path).resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # A WAL store in a directory we cannot write (no -shm to create): nobody can be writing
+            # it either, so it can be read as an immutable file.
+            conn.close()
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        return conn
+
+    def _prepare(self, readonly: bool) -> None:
+        done = applied(self.conn)  # NotOurs before anything is changed
+        outdated = done is None or not KNOWN <= done
+        if readonly:
+            if outdated:
+                raise sqlite3.OperationalError(
+                    "it was made by an older smsctl and needs upgrading, which takes a write: run "
+                    "`smsctl listen` or `smsctl send` once with write access"
+                )
+            return
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        if outdated:
+            self.migrated = migrate(self.conn)
+
+    def close(self) -> None:
+        if (conn := getattr(self, "conn", None)) is not None:  # None: refused before it connected
+            conn.close()
+        self._closed = True
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):  # opened, never closed: a file handle leaked
+            warnings.warn(f"store {self.path} was not closed", ResourceWarning, stacklevel=1)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug:
+        return classify(exc)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, so a write never fails half-way on a lock upgrade."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    # --- messages we send -------------------------------------------------------------------
+
+    def record_attempt(self, attempt: Attempt) -> int:
+        """Record a send about to leave (`pending`: it may reach the API from now on); its local id."""
+        now = time.time()
+        cursor = self.conn.execute(
+            """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
+                   batch_id, batch_row, state, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
+            (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
+        )  # fmt: skip
+        return int(cursor.lastrowid or 0)
+
+    def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
+        """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""
+        found = self.conn.execute(
+            "SELECT * FROM messages WHERE batch_id = ? AND batch_row = ?", (batch_id, row)
+        ).fetchone()
+        return _sent(found) if found else None
+
+    def mark_pending(self, local_id: int) -> None:
+        """A recorded send that is about to leave again (a rerun, or after a 429)."""
+        self._set_state(local_id, LocalState.PENDING, None)
+
+    def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
+        """The API answered 202 with this uuid; True when another send already has it (both kept, flagged)."""
+        repeated = self.conn.execute(
+            "SELECT 1 FROM messages WHERE message_uuid = ? AND id != ? LIMIT 1", (message_uuid, local_id)
+        ).fetchone()
+        self.conn.execute(
+            "UPDATE messages SET state = 'accepted', message_uuid = ?, error = NULL, updated_at = ?,"
+            " repeated_uuid = ? WHERE id = ?",
+            (message_uuid, time.time(), bool(repeated), local_id),
+        )
+        if repeated:
+            self.conn.execute("UPDATE messages SET repeated_uuid = 1 WHERE message_uuid = ?", (message_uuid,))
+        return bool(repeated)
+
+    def mark_failed(self, local_id: int, state: LocalState, error: str) -> None:
+        """The API refused the send (`refused`), never got it (`unsent`), or may have (`unknown`)."""
+        self._set_state(local_id, state, error)
+
+    def _set_state(self, local_id: int, state: LocalState, error: str | None) -> None:
+        self.conn.execute(
+            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+            (state, error, time.time(), local_id),
+        )
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
+        """Store one status event idempotently; move the current status forward, never back.
+
+        The message's status row comes first (created for a new message): its sequential id keys the
+        event (migrations.m007), so the events' unique index grows at its newest pages.
+        """
+        current = self.conn.execute(
+            "SELECT id, status, final FROM message_status WHERE message_uuid = ?", (event.message_uuid,)
+        ).fetchone()
+        anomaly = anomaly_of(event, (current["status"], bool(current["final"])) if current else None)
+        if current is None:
+            msg_id = self.conn.execute(
+                "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.message_uuid, event.status, event.is_final, received_at, received_at),
+            ).lastrowid
+            self._insert_event(msg_id, event, received_at, anomaly, token)  # new message: not a duplicate
+            return Applied(False, event.status, event.is_final, anomaly, True)
+        msg_id = current["id"]
+        if not self._insert_event(msg_id, event, received_at, anomaly, token):
+            self.conn.execute("UPDATE message_status SET duplicates = duplicates + 1 WHERE id = ?", (msg_id,))
+            return Applied(True, current["status"], bool(current["final"]), None, False)
+        advance = not current["final"] and status_rank(event.status) > status_rank(current["status"])
+        status = event.status if advance else current["status"]
+        final = event.is_final if advance else bool(current["final"])
+        conflict = anomaly == "conflicting_final"
+        if advance or conflict:
+            self.conn.execute(
+                "UPDATE message_status SET status = ?, final = ?, conflict = MAX(conflict, ?),"
+                " updated_at = ? WHERE id = ?",
+                (status, final, conflict, received_at, msg_id),
+            )
+        return Applied(False, status, final, anomaly, advance)
+
+    def _insert_event(
+        self,
+        msg_id: int | None,
+        event: StatusEvent,
+        received_at: float,
+        anomaly: str | None,
+        token: str | None,
+    ) -> bool:
+        """Insert the event unless the message already has it (same status and timestamp)."""
+        return bool(self.conn.execute(
+            """INSERT INTO events (msg_id, message_uuid, status, timestamp, received_at, to_number,
+                   from_number, client_ref, error_code, error_detail, price, currency, segments,
+                   anomaly, body, token)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (msg_id, status, timestamp) DO NOTHING""",
+            (msg_id, event.message_uuid, event.status, event.timestamp, received_at, event.to,
+             event.from_, event.client_ref, event.error_code, event.error_detail, event.price,
+             event.currency, event.segments, anomaly, event.body, token),
+        ).rowcount)  # fmt: skip
+
+    def queue_status(
+        self, event: StatusEvent, received_at: float, token: str | None = None
+    ) -> Deferred[Applied]:
+        """`apply_status` for the writer's batches; SQLite has no round trips to save, so it is ready now."""
+        return Deferred.ready(self.apply_status(event, received_at, token))
+
+    def add_inbound(self, message: InboundMessage, received_at: float, token: str | None = None) -> bool:
+        """Store an inbound SMS; False when it was already stored (a re-delivery)."""
+        return bool(
+            self.conn.execute(
+                """INSERT INTO inbound (message_uuid, from_number, to_number, text, timestamp,
+                       received_at, body, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (message_uuid) DO NOTHING""",
+                (
+                    message.message_uuid,
+                    message.from_,
+                    message.to,
+                    message.text,
+                    message.timestamp,
+                    received_at,
+                    message.body,
+                    token,
+                ),
+            ).rowcount  # fmt: skip
+        )
+
+    def add_dead_letter(self, route: str, reason: str, body: bytes, received_at: float) -> None:
+        """Keep a signed body that cannot be used, with the reason."""
+        self.conn.execute(
+            "INSERT INTO dead_letters (received_at, route, reason, body) VALUES (?, ?, ?, ?)",
+            (received_at, route, reason, body),
+        )
+
+    # --- listeners ------------------------------------------------------------------------------
+
+    def register_listener(self, local_url: str, public_url: str | None, heartbeat_every: float) -> None:
+        """Announce a running `smsctl listen` so `send --wait` can use it."""
+        now = time.time()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO listeners (pid, host, local_url, public_url, started_at, heartbeat_at,"
+            " heartbeat_every) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (os.getpid(), socket.gethostname(), local_url, public_url, now, now, heartbeat_every),
+        )
+
+    def heartbeat(self) -> None:
+        self.conn.execute("UPDATE listeners SET heartbeat_at = ? WHERE pid = ?", (time.time(), os.getpid()))
+
+    def unregister_listener(self) -> None:
+        self.conn.execute("DELETE FROM listeners WHERE pid = ?", (os.getpid(),))
+
+    def fresh_listeners(self) -> list[ListenerRecord]:
+        """Registered listeners whose heartbeat is recent, newest first. A heartbeat rests on the wall
+        clock, so callers check the process too before they trust one."""
+        rows = self.conn.execute(
+            "SELECT * FROM listeners WHERE heartbeat_at > ? - ? * heartbeat_every ORDER BY started_at DESC",
+            (time.time(), MISSED_HEARTBEATS),
+        ).fetchall()
+        return [ListenerRecord(r["pid"], r["host"], r["local_url"], r["public_url"], r["started_at"],
+                               r["heartbeat_at"]) for r in rows]  # fmt: skip
+
+    def forget_listener(self, pid: int, host: str | None) -> None:
+        """Drop the registration of a listener that is gone (killed: it could not unregister)."""
+        self.conn.execute("DELETE FROM listeners WHERE pid = ? AND host IS ?", (pid, host))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def current_status(self, message_uuid: str) -> CurrentStatus | None:
+        """The message's current status (status, final, conflict, duplicates)."""
+        row = self.conn.execute(
+            "SELECT * FROM message_status WHERE message_uuid = ?", (message_uuid,)
+        ).fetchone()
+        if row is None:
+            return None
+        return CurrentStatus(row["message_uuid"], row["status"], bool(row["final"]), bool(row["conflict"]),
+                             row["duplicates"])  # fmt: skip
+
+    def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
+        """Current (status, final) of each message that has any status yet."""
+        found: dict[str, tuple[str, bool]] = {}
+        for start in range(0, len(uuids), 500):  # stay under SQLite's variable limit
+            chunk = uuids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT message_uuid, status, final FROM message_status WHERE message_uuid IN ({marks})",
+                chunk,
+            ):
+                found[row["message_uuid"]] = (row["status"], bool(row["final"]))
+        return found
+
+    def find_message(self, ref: str) -> FoundMessage | None:
+        """A message by UUID (or a unique UUID prefix of 8+ characters), with its current status.
+
+        `sends` counts the sends the API answered with this uuid (more than one only for a mock or a
+        replayed answer); `sent` is the latest of them.
+        """
+        if len(ref) < 8 or not _UUID_CHARS.fullmatch(ref):  # also keeps LIKE wildcards out
+            return None
+        pattern = ref if len(ref) >= 36 else ref + "%"
+        uuids = self.conn.execute(
+            """SELECT message_uuid FROM message_status WHERE message_uuid LIKE ?
+               UNION SELECT message_uuid FROM messages WHERE message_uuid LIKE ? LIMIT 2""",
+            (pattern, pattern),
+        ).fetchall()
+        if len(uuids) != 1:
+            return None
+        uuid = uuids[0][0]
+        sends = self.conn.execute(
+            "SELECT * FROM messages WHERE message_uuid = ? ORDER BY id DESC", (uuid,)
+        ).fetchall()
+        return found(uuid, len(sends), _sent(sends[0]) if sends else None, self.current_status(uuid))
+
+    def timeline(self, message_uuid: str) -> list[StoredEvent]:
+        """Every stored event of a message, in the order they were received."""
+        rows = self.conn.execute(
+            "SELECT * FROM events WHERE msg_id = (SELECT id FROM message_status WHERE message_uuid = ?)"
+            " ORDER BY received_at, id",
+            (message_uuid,),
+        ).fetchall()
+        return [event_from(r) for r in rows]
+
+    def recent_messages(
+        self,
+        limit: int,
+        status: str | None = None,
+        since: float | None = None,
+        batch: str | None = None,
+    ) -> list[MessageSummary]:
+        """Every message the store knows, newest activity first: those smsctl sent, and those seen
+        only through status webhooks (sent by another program; `source` = 'webhook').
+
+        The first query orders and limits on indexed keys only; details are read for the rows shown.
+        """
+        f = LogFilters.build(status, since, batch, mark="?", greatest="MAX")
+        rows = self.conn.execute(
+            f"""WITH recent AS (
+                    SELECT m.id AS mid, m.message_uuid AS uuid,
+                           MAX(m.updated_at, COALESCE(s.updated_at, 0)) AS activity, s.id AS sid
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE {" AND ".join(f.sent_where)}
+                    UNION ALL
+                    SELECT NULL, s.message_uuid, s.updated_at, s.id FROM message_status s
+                    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                      AND {" AND ".join(f.hook_where)}
+                    ORDER BY activity DESC, mid DESC LIMIT ?)
+                SELECT r.uuid AS message_uuid, r.activity,
+                       CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END AS source,
+                       COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.msg_id = r.sid
+                                AND e.to_number IS NOT NULL LIMIT 1)) AS to_number,
+                       COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.msg_id = r.sid
+                                AND e.from_number IS NOT NULL LIMIT 1)) AS from_number,
+                       COALESCE(m.client_ref, (SELECT e.client_ref FROM events e WHERE e.msg_id = r.sid
+                                AND e.client_ref IS NOT NULL LIMIT 1)) AS client_ref,
+                       COALESCE(m.segments, (SELECT CAST(e.segments AS INTEGER) FROM events e
+                                WHERE e.msg_id = r.sid AND e.segments IS NOT NULL LIMIT 1)) AS segments,
+                       m.created_at, m.error, m.batch_id, m.batch_row, m.state,
+                       COALESCE(s.status, m.state) AS status, s.final, s.conflict,
+                       (SELECT e.error_code FROM events e WHERE e.msg_id = r.sid
+                        AND e.error_code IS NOT NULL ORDER BY e.id DESC LIMIT 1) AS error_code
+                FROM recent r LEFT JOIN messages m ON m.id = r.mid
+                     LEFT JOIN message_status s ON s.message_uuid = r.uuid
+                ORDER BY r.activity DESC, r.mid DESC""",
+            (*f.sent_params, *f.hook_params, limit),
+        ).fetchall()
+        return [
+            MessageSummary(r["message_uuid"], Source(r["source"]), r["to_number"], r["from_number"],
+                           r["client_ref"], r["status"], bool(r["final"]), r["segments"], r["created_at"],
+                           r["activity"], r["error"], r["error_code"], r["batch_id"], r["batch_row"])
+            for r in rows
+        ]  # fmt: skip
+
+    def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]:
+        """Inbound SMS, newest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM inbound WHERE received_at >= ? ORDER BY received_at DESC, id DESC LIMIT ?",
+            (since or 0, limit),
+        ).fetchall()
+        return [InboundRecord(r["message_uuid"], r["from_number"], r["to_number"], r["text"], r["timestamp"],
+                              r["received_at"]) for r in rows]  # fmt: skip
+
+    # --- forwarding (`listen --forward-to`) -------------------------------------------------------
+
+    def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None:
+        """Queue an event for the user's app, in the transaction that stores the event; blocked behind
+        an earlier pending forward of its message on its route, if there is one."""
+        self.conn.execute(
+            """INSERT INTO forwards (route, route_key, message_uuid, target, body, content_type, token, state,
+                   next_at, expires_at, created_at, blocked)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, EXISTS (SELECT 1 FROM forwards
+                   WHERE state = 'pending' AND route_key = ? AND message_uuid = ?))""",
+            (str(forward.route), forward.route_key, forward.message_uuid, forward.target, forward.body,
+             forward.content_type, forward.token, now, now + retry_for, now, forward.route_key,
+             forward.message_uuid),
+        )  # fmt: skip
+
+    def claim_forwards(self, route_key: str, now: float, lease: float, limit: int) -> list[Forward]:
+        """Due forwards of one route, each the head of its message's queue (so a message's events
+        arrive in order), leased until `now + lease` (their next_at) so no other worker takes them
+        meanwhile: a range of the `forwards_due` index, however many are pending."""
+        rows = self.conn.execute(
+            """UPDATE forwards SET next_at = ?, lease_until = ? WHERE id IN (
+                   SELECT id FROM forwards WHERE state = 'pending' AND blocked = 0 AND route_key = ?
+                   AND next_at <= ? ORDER BY next_at LIMIT ?)
+               RETURNING *""",
+            (now + lease, now + lease, route_key, now, limit),
+        ).fetchall()
+        return sorted((forward_from(r) for r in rows), key=lambda f: f.id)
+
+    def record_forward(self, forward_id: int, outcome: Outcome, now: float) -> None:
+        """An attempt's outcome; the lease ends. A delivered forward's body is dropped (the event keeps
+        it). Once a forward is done, the next one of its message on its route may go."""
+        done = outcome.state is not ForwardState.PENDING
+        row = self.conn.execute(
+            """UPDATE forwards SET state = ?, attempts = ?, next_at = ?, lease_until = 0, last_code = ?,
+                   last_error = ?, last_ms = ?, done_at = ?,
+                   body = CASE WHEN ? = 'delivered' THEN X'' ELSE body END WHERE id = ?
+               RETURNING route_key, message_uuid""",
+            (str(outcome.state), outcome.attempts, outcome.next_at, outcome.code, outcome.error, outcome.ms,
+             now if done else None, str(outcome.state), forward_id),
+        ).fetchone()  # fmt: skip
+        if done and row is not None:
+            self.conn.execute(
+                """UPDATE forwards SET blocked = 0 WHERE id = (SELECT MIN(id) FROM forwards
+                       WHERE state = 'pending' AND route_key = ? AND message_uuid = ?)""",
+                (row["route_key"], row["message_uuid"]),
+            )
+
+    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+        marks = ",".join("?" * len(states))
+        rows = self.conn.execute(
+            f"SELECT * FROM forwards WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*map(str, states), limit)
+        ).fetchall()
+        return [forward_from(r) for r in rows]
+
+    def retry_forwards(self, ids: list[int] | None, now: float, retry_for: float) -> Retried:
+        """Make failed (or waiting) forwards due now, with a fresh retry window, each queued behind any
+        earlier pending one of its message; a failed one whose message already had a newer forward
+        delivered on its route stays as it is (it would reach the app after the newer one)."""
+        chosen, params = "state != 'delivered'", [now, now + retry_for]
+        if ids is not None:
+            chosen += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        superseded = """state = 'failed' AND EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'delivered'
+                             AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                             AND g.id > forwards.id)"""  # fmt: skip
+        skipped = self.conn.execute(
+            f"SELECT COUNT(*) FROM forwards WHERE {chosen} AND {superseded}", params[2:]
+        ).fetchone()[0]
+        retried = self.conn.execute(
+            f"""UPDATE forwards SET state = 'pending', attempts = 0, next_at = ?, expires_at = ?,
+                    lease_until = 0, done_at = NULL WHERE {chosen} AND NOT ({superseded})""",
+            params,
+        ).rowcount
+        self.conn.execute(
+            """UPDATE forwards SET blocked = EXISTS (SELECT 1 FROM forwards g WHERE g.state = 'pending'
+                   AND g.route_key = forwards.route_key AND g.message_uuid = forwards.message_uuid
+                   AND g.id < forwards.id) WHERE state = 'pending'"""
+        )
+        return Retried(retried, skipped)
+
+    def next_forward_at(self, route_key: str) -> float | None:
+        """When the next forward of this route falls due (or its lease ends); None when there is none."""
+        row = self.conn.execute(
+            "SELECT MIN(next_at) FROM forwards WHERE state = 'pending' AND blocked = 0 AND route_key = ?",
+            (route_key,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    # --- `listen --update-app` ------------------------------------------------------------------
+
+    def remember_app_urls(
+        self, application_id: str, found: AppUrls, ours: AppUrls, now: float
+    ) -> AppUrls | None:
+        return remember_app_urls(self.conn.execute, "?", application_id, found, ours, now)
+
+    def app_urls(self, application_id: str) -> tuple[AppUrls | None, set[str]]:
+        return app_urls(self.conn.execute, "?", application_id)
+
+    # --- replay and export ----------------------------------------------------------------------
+
+    def events_of(self, uuids: list[str]) -> list[StoredEvent]:
+        """Every stored event of these messages, in the order they were received."""
+        found: list[StoredEvent] = []
+        for start in range(0, len(uuids), 500):
+            chunk = uuids[start : start + 500]
+            rows = self.conn.execute(
+                "SELECT * FROM events WHERE msg_id IN (SELECT id FROM message_status WHERE message_uuid IN"
+                f" ({','.join('?' * len(chunk))}))",
+                chunk,
+            ).fetchall()
+            found.extend(event_from(r) for r in rows)
+        return sorted(found, key=lambda e: e.received_at)
+
+    def export_page(self, after: tuple[int, str], limit: int, status: str | None, since: float | None,
+                    batch: str | None) -> tuple[list[ExportedMessage], tuple[int, str] | None]:  # fmt: skip
+        """One page of messages with their timelines: first those smsctl sent (by local id), then those
+        seen only through webhooks (by uuid); the cursor for the next page, None after the last."""
+        f = LogFilters.build(status, since, batch, mark="?", greatest="MAX")
+        phase, key = after
+        if phase == 0:
+            rows = self.conn.execute(
+                f"""SELECT m.*, s.status AS cur_status, s.final AS cur_final, s.updated_at AS cur_updated
+                    FROM messages m LEFT JOIN message_status s ON s.message_uuid = m.message_uuid
+                    WHERE m.id > ? AND {" AND ".join(f.sent_where)} ORDER BY m.id LIMIT ?""",
+                (int(key or 0), *f.sent_params, limit),
+            ).fetchall()
+            return sent_page(rows, _sent, self.events_of, limit)
+        rows = self.conn.execute(
+            f"""SELECT s.* FROM message_status s
+                WHERE s.message_uuid > ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
+                  AND {" AND ".join(f.hook_where)} ORDER BY s.message_uuid LIMIT ?""",
+            (key, *f.hook_params, limit),
+        ).fetchall()
+        return hook_page(rows, self.events_of, limit)
+
+    # --- copying (`smsctl db copy`) -------------------------------------------------------------
+
+    def export_rows(self, table: str, after: int, limit: int) -> list[tuple[int, tuple[object, ...]]]:
+        """Up to `limit` rows of a table after rowid `after`, in COPY_TABLES' column order."""
+        columns = COPY_TABLES[table]
+        rows = self.conn.execute(
+            f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [(row[0], tuple(_neutral(c, v) for c, v in zip(columns, tuple(row)[1:], strict=True)))
+                for row in rows]  # fmt: skip
+
+    def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int:
+        """Insert rows this store does not have yet (by each table's natural key); how many were new."""
+        columns = COPY_TABLES[table]
+        marks = ", ".join("?" * len(columns))
+        new = 0
+        for row in rows:
+            if table == "messages" and self._has_message(row):
+                continue
+            if (
+                table == "dead_letters"
+                and self.conn.execute(
+                    "SELECT 1 FROM dead_letters WHERE received_at = ? AND route = ?", (row[0], row[1])
+                ).fetchone()
+            ):
+                continue
+            if table == "events":
+                new += self._import_event(columns, row)
+                continue
+            new += self.conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", row
+            ).rowcount
+        return new
+
+    def _import_event(self, columns: tuple[str, ...], row: tuple[object, ...]) -> int:
+        """An event keyed by its message's status row (copying.ORDER copies statuses first; made here if missing)."""
+        uuid, status, received_at = row[0], row[1], row[3]
+        found = self.conn.execute("SELECT id FROM message_status WHERE message_uuid = ?", (uuid,)).fetchone()
+        msg_id = found[0] if found else self.conn.execute(
+            "INSERT INTO message_status (message_uuid, status, final, first_seen, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (uuid, status, status in FINAL_STATUSES, received_at, received_at),
+        ).lastrowid  # fmt: skip
+        marks = ", ".join("?" * (len(columns) + 1))
+        return int(self.conn.execute(
+            f"INSERT OR IGNORE INTO events (msg_id, {', '.join(columns)}) VALUES ({marks})", (msg_id, *row)
+        ).rowcount)  # fmt: skip
+
+    def _has_message(self, row: tuple[object, ...]) -> bool:
+        client_ref, to_number, created_at = row[0], row[2], row[12]
+        return bool(self.conn.execute(
+            "SELECT 1 FROM messages WHERE created_at = ? AND client_ref = ? AND to_number = ?",
+            (created_at, client_ref, to_number),
+        ).fetchone())  # fmt: skip
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for tests and health checks."""
+        tables = ("messages", "events", "message_status", "dead_letters", "inbound")
+        return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def _neutral(column: str, value: object) -> object:
+    if column in BOOL_COLUMNS:
+        return bool(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _sent(row: sqlite3.Row) -> SentMessage:
+    return SentMessage(
+        row["id"], row["client_ref"], row["message_uuid"], row["to_number"], row["from_number"], row["text"],
+        row["encoding"], row["segments"], row["batch_id"], row["batch_row"], LocalState(row["state"]),
+        row["error"], bool(row["repeated_uuid"]), row["created_at"], row["updated_at"],
+    )  # fmt: skip
+
+
+async def watch_changes(path: Path | str, timeout: float, read: Callable[[Store], bool]) -> None:
+    """Call `read(store)` whenever another connection has committed (and at least every second),
+    until it returns True or time is up.
+
+    `PRAGMA data_version` is a cheap "anything new?" check, so this neither busy-loops on queries nor
+    holds locks; a busy or recovering database is simply read again on the next tick.
+    """
+    import asyncio
+    import contextlib
+
+    with Store(path) as store:
+        deadline, seen_version, last_read = time.monotonic() + timeout, -1, 0.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.OperationalError):
+                version = store.data_version()
+                if version != seen_version or time.monotonic() - last_read >= REREAD_EVERY:
+                    seen_version, last_read = version, time.monotonic()
+                    if read(store):
+                        return
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def environment_notes() -> list[str]:
+    """Facts about this machine's SQLite worth knowing, shown by `smsctl config` (not on every start:
+    the user can rarely act on them)."""
+    if sqlite3.sqlite_version_info >= WAL_RESET_FIXED:
+        return []
+    return [
+        f"SQLite {sqlite3.sqlite_version} predates 3.51.3, which fixed a rare WAL race between processes "
+        "writing one store at the same moment (listen + send); a Python built with a newer SQLite removes it"
+    ]

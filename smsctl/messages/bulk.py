@@ -1,0 +1,345 @@
+"""Bulk sending: a list of recipients, validated up front, paced, resumable, and never sent twice.
+
+Each row gets a deterministic client_ref (`<batch id>-<line>`), recorded before its request and
+updated after. A rerun of the same batch skips rows already accepted, resends rows that provably
+never left (refused, unreachable), and reports rows whose outcome is unknown instead of resending
+them (`--resend-unknown` overrides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import string
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsctl.config import Settings
+from smsctl.errors import (
+    ApiRefused,
+    ApiUnavailable,
+    MessageFailed,
+    RowsRefused,
+    SentNotRecorded,
+    SmsctlError,
+    StoreUnavailable,
+    UsageError,
+    WaitTimeout,
+)
+from smsctl.history.interface import LocalState
+from smsctl.history.writer import StoreWriter
+from smsctl.messages.client import MessagesClient
+from smsctl.messages.numbers import EncodingChoice
+from smsctl.messages.ratelimit import RateLimiter
+from smsctl.messages.recipients import Recipients, Row
+from smsctl.messages.sending import (
+    DEFAULT_RECORDING,
+    Prepared,
+    Recording,
+    SendRequest,
+    emulator_listener_url,
+    failure_state,
+    prepare,
+    send_prepared,
+    with_webhook,
+)
+from smsctl.messages.waiting import WaitOptions, status_route, watch_many
+from smsctl.webhooks.events import FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A row after validation: ready to send, or why not."""
+
+    row: Row
+    prepared: Prepared | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """What the user asked of the batch."""
+
+    text: str | None
+    sender: str | None = None
+    batch_id: str | None = None
+    rate: float | None = 30.0
+    concurrency: int = 10
+    skip_invalid: bool = False
+    resend_unknown: bool = False
+    ttl: int | None = None
+    encoding: EncodingChoice = EncodingChoice.AUTO
+    webhook_url: str | None = None
+
+
+MAX_INVALID_SHOWN = 100  # the report lists this many invalid rows and counts the rest
+
+
+@dataclass
+class Report:
+    """The validation report: what would be sent. Counts only, so a million rows cost no memory."""
+
+    batch_id: str
+    rows: int = 0
+    valid: int = 0
+    invalid_count: int = 0
+    invalid: list[Checked] = field(default_factory=list)  # the first MAX_INVALID_SHOWN
+    segments: int = 0
+    encodings: Counter[str] = field(default_factory=Counter)
+
+    def add(self, checked: Checked) -> None:
+        self.rows += 1
+        if checked.prepared is None:
+            self.invalid_count += 1
+            if len(self.invalid) < MAX_INVALID_SHOWN:
+                self.invalid.append(checked)
+            return
+        self.valid += 1
+        self.segments += checked.prepared.cost.segments
+        self.encodings[checked.prepared.cost.encoding] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid_count": self.invalid_count,
+            "invalid": [{"line": c.row.line, "to": c.row.to, "error": c.error} for c in self.invalid],
+            "segments": self.segments,
+            "encodings": dict(self.encodings),
+        }
+
+
+@dataclass
+class RowOutcome:
+    """What happened to one row in this run."""
+
+    line: int
+    to: str
+    client_ref: str
+    state: str  # accepted | already_sent | refused | unsent | unknown | skipped_unknown | not_recorded
+    message_uuid: str | None = None
+    error: str | None = None
+    store_error: str | None = None  # the store could not record: the batch stops
+
+    def to_dict(self) -> dict[str, Any]:
+        from smsctl.codec import e164
+
+        return {"row": self.line, "to": e164(self.to), "client_ref": self.client_ref, "state": self.state,
+                "message_uuid": self.message_uuid, "error": self.error}  # fmt: skip
+
+
+@dataclass
+class BulkResult:
+    """What a run did: outcomes per state; the accepted uuids only when they will be waited for."""
+
+    batch_id: str
+    states: Counter[str] = field(default_factory=Counter)
+    accepted: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    throttle_pauses: int = 0
+    store_failed: str | None = None  # why the batch stopped early: the store could not record
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.states)
+
+
+def render(template: str, fields: dict[str, str]) -> str:
+    """Fill `{placeholders}` from the row; only plain names, so no attribute or index access."""
+    out = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise UsageError(f"placeholder {{{name}}} is not a plain column name")
+        if name.lower() not in fields:
+            raise UsageError(f"placeholder {{{name}}} has no column in the file")
+        out.append(fields[name.lower()])
+    return "".join(out)
+
+
+def batch_id_for(recipients: Recipients, options: BulkOptions) -> str:
+    """The same file, text and sender always give the same batch ID, so a rerun resumes."""
+    digest = hashlib.sha256(recipients.digest.encode())
+    digest.update(f"\0{options.text or ''}\0{options.sender or ''}".encode())
+    return "b" + digest.hexdigest()[:11]
+
+
+def checked_rows(
+    recipients: Recipients, settings: Settings, options: BulkOptions, batch_id: str
+) -> Iterator[Checked]:
+    """Every row validated (number, rendered text, length, encoding), one at a time."""
+    for row in recipients.rows():
+        try:
+            template = row.text or options.text
+            if template is None:
+                raise UsageError("no text: give TEXT or a `text` column")
+            request = SendRequest(row.to, render(template, row.fields), options.sender,
+                                  row.client_ref or f"{batch_id}-{row.line}", options.webhook_url,
+                                  options.ttl, options.encoding)  # fmt: skip
+            yield Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None)
+        except UsageError as exc:
+            yield Checked(row, None, exc.message)
+
+
+def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> Report:
+    """Validate every row before anything is sent, keeping counts (not rows)."""
+    report = Report(options.batch_id or batch_id_for(recipients, options))
+    for checked in checked_rows(recipients, settings, options, report.batch_id):
+        report.add(checked)
+    return report
+
+
+async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
+                    recording: Recording) -> RowOutcome:  # fmt: skip
+    attempt = prepared.attempt
+    assert attempt.batch_id is not None and attempt.batch_row is not None
+    batch_id, line = attempt.batch_id, attempt.batch_row
+    outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
+    existing = await writer.run(lambda s: s.message_in_batch(batch_id, line))
+    if existing is not None:
+        if existing.state == LocalState.ACCEPTED:
+            outcome.state, outcome.message_uuid = "already_sent", existing.message_uuid
+            return outcome
+        if existing.state in (LocalState.PENDING, LocalState.UNKNOWN) and not options.resend_unknown:
+            outcome.state = "skipped_unknown"
+            outcome.error = (
+                "outcome unknown from an earlier run (the request may have reached the API); not resent"
+            )
+            return outcome
+    local_id = existing.id if existing is not None else None
+    try:
+        result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording)
+        outcome.message_uuid = result.message_uuid
+    except SentNotRecorded as exc:
+        outcome.state, outcome.message_uuid, outcome.error = "not_recorded", exc.message_uuid, exc.message
+        outcome.store_error = exc.message
+    except StoreUnavailable as exc:  # could not record the attempt, so it was not sent
+        outcome.state, outcome.error, outcome.store_error = "unsent", exc.message, exc.reason
+    except (ApiRefused, ApiUnavailable) as exc:
+        outcome.state, outcome.error = failure_state(exc), exc.message
+    return outcome
+
+
+async def send_batch(
+    client: MessagesClient,
+    writer: StoreWriter,
+    messages: Iterator[Prepared],
+    result: BulkResult,
+    options: BulkOptions,
+    on_row: Callable[[RowOutcome], None],
+    *,
+    webhook_url: str | None = None,
+    recording: Recording = DEFAULT_RECORDING,
+    keep_uuids: bool = False,
+) -> BulkResult:
+    """Send every message with bounded concurrency, paced by the client's rate limiter.
+
+    When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
+    """
+    started = time.monotonic()
+
+    async def worker() -> None:
+        for prepared in messages:  # shared by the workers: each takes the next row when it is free
+            if webhook_url is not None:
+                prepared = with_webhook(prepared, webhook_url)
+            outcome = await _send_row(client, writer, prepared, options, recording)
+            result.states[outcome.state] += 1
+            if keep_uuids and outcome.state == "accepted" and outcome.message_uuid:
+                result.accepted.append(outcome.message_uuid)
+            on_row(outcome)
+            if outcome.store_error is not None:
+                result.store_failed = outcome.store_error
+                return
+
+    await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    result.elapsed = time.monotonic() - started
+    result.throttle_pauses = client.limiter.pauses
+    return result
+
+
+def require_all_valid(report: Report, options: BulkOptions) -> None:
+    """Nothing is sent when any row is invalid, unless --skip-invalid."""
+    if report.invalid_count and not options.skip_invalid:
+        lines = ", ".join(str(c.row.line) for c in report.invalid[:10])
+        more = "…" if report.invalid_count > 10 else ""
+        raise UsageError(
+            f"{report.invalid_count} of {report.rows} rows are invalid (lines {lines}{more}); nothing was sent",
+            hint="fix them, or pass --skip-invalid to send the valid rows",
+        )
+    if not report.valid:
+        raise UsageError("no valid rows to send")
+
+
+async def run_bulk(
+    settings: Settings,
+    recipients: Recipients,
+    report: Report,
+    options: BulkOptions,
+    *,
+    wait: WaitOptions | None,
+    on_row: Callable[[RowOutcome], None],
+    on_wait: Callable[[dict[str, str]], None],
+) -> tuple[BulkResult, dict[str, tuple[str, bool]] | None]:
+    """Send the batch (the file is streamed again), then with `wait` watch every accepted message."""
+    from smsctl.messages.auth import credentials_from
+    from smsctl.messages.runtime import Runtime
+
+    credentials_from(settings)  # missing credentials fail before a listener starts
+    messages = (
+        c.prepared
+        for c in checked_rows(recipients, settings, options, report.batch_id)
+        if c.prepared is not None
+    )
+    result = BulkResult(report.batch_id)
+    async with Runtime(settings) as rt, contextlib.AsyncExitStack() as stack:
+        webhook_url = None
+        if wait is not None:
+            route = await stack.enter_async_context(
+                status_route(settings, rt.writer, wait, options.webhook_url)
+            )
+            webhook_url = route.webhook_url
+        elif options.webhook_url is None:
+            webhook_url = await emulator_listener_url(settings, rt.writer)
+        client = await rt.client(limiter=RateLimiter(options.rate or None), connections=options.concurrency)
+        await send_batch(client, rt.writer, messages, result, options, on_row, webhook_url=webhook_url,
+                         recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip
+        if wait is None:
+            return result, None
+        return result, await watch_many(settings.store, result.accepted, wait.timeout, on_wait)
+
+
+def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:
+    """The exit a batch ends in: rows not accepted first, then (with --wait) failures and timeouts."""
+    counts = result.counts()
+    if counts.get("not_recorded"):
+        return SentNotRecorded.rows(counts["not_recorded"], result.store_failed or "the store is unavailable")
+    if result.store_failed:
+        return StoreUnavailable(
+            result.store_failed,
+            hint="the batch stopped and nothing more was sent: rerun the same command once the store is writable",
+        )
+    if counts.get("refused"):
+        return RowsRefused(f"{counts['refused']} row(s) were refused by the API",
+                           hint="see the rows marked refused; fix them and run the same command again")  # fmt: skip
+    unsure = counts.get("unknown", 0) + counts.get("skipped_unknown", 0) + counts.get("unsent", 0)
+    if unsure:
+        return ApiUnavailable(f"{unsure} row(s) were not confirmed sent (unsent or outcome unknown)",
+                              hint="rerun the same command: unsent rows are retried; add --resend-unknown "
+                              "only once you have checked the unknown ones were not delivered")  # fmt: skip
+    if states is None:
+        return None
+    failed = sum(1 for status, final in states.values() if final and status in FAILED_STATUSES)
+    if failed:
+        return MessageFailed(f"{failed} of {len(states)} message(s) failed (rejected or undeliverable)",
+                             hint=f"`smsctl batch {result.batch_id}` lists them with their error codes")  # fmt: skip
+    waiting = sum(1 for _, final in states.values() if not final)
+    if waiting:
+        return WaitTimeout(f"{waiting} of {len(states)} message(s) have no final status yet",
+                           hint=f"check later with `smsctl batch {result.batch_id}`")  # fmt: skip
+    return None
