@@ -163,8 +163,8 @@ async def _wake_ups(url: str, count: int) -> tuple[list[float], list[float]]:
 
 def commit_finals(store: str) -> None:
     """The helper process: for each uuid on stdin, commit its final status and print the commit time."""
+    from smsctl.history.events import parse_status
     from smsctl.history.writer import StoreWriter
-    from smsctl.webhooks.events import parse_status
 
     writer = StoreWriter(store)
     print("ready", flush=True)

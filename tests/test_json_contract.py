@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from smsctl.history.events import parse_inbound
 from smsctl.history.interface import NewForward, Route, open_store
-from smsctl.webhooks.events import parse_inbound
 from tests.helpers import BackgroundSandbox
 
 runner = CliRunner()

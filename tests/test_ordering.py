@@ -8,9 +8,9 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smsctl.history.events import parse_status
 from smsctl.history.interface import HistoryStore
 from smsctl.history.sqlite import Store
-from smsctl.webhooks.events import parse_status
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreKind, StoreLocation
+from smsctl.history.events import parse_status
 from smsctl.history.interface import open_store
 from smsctl.history.writer import StoreWriter
-from smsctl.webhooks.events import parse_status
 from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
 
@@ -323,8 +323,8 @@ def _get_json(url: str) -> Any:
 
 def _fill(where: StoreLocation | Path, messages: int) -> None:
     """A history with sends, statuses (one conflicting), inbound SMS and a dead letter."""
+    from smsctl.history.events import parse_inbound
     from smsctl.history.interface import Attempt, LocalState
-    from smsctl.webhooks.events import parse_inbound
 
     store = open_store(where)
     try:

@@ -78,8 +78,8 @@ def test_piped_log_lines_carry_no_padding(credentials: dict[str, str], db_path: 
     import json as _json
     import time
 
+    from smsctl.history.events import parse_status
     from smsctl.history.interface import open_store
-    from smsctl.webhooks.events import parse_status
 
     store = open_store(db_path)
     with store.transaction():

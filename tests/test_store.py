@@ -237,7 +237,7 @@ def test_an_m006_store_keys_its_events_by_message_id_after_upgrading(tmp_path: P
     """m007: every row carried over (event ids too), deduplication unchanged, no index keyed by UUID."""
     import json
 
-    from smsctl.webhooks.events import parse_status
+    from smsctl.history.events import parse_status
 
     path = tmp_path / "old.db"
     conn = _m006_store(path)

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
+from smsctl.history.events import parse_inbound, parse_status
 from smsctl.history.sqlite import Applied
-from smsctl.webhooks.events import parse_inbound, parse_status
 from smsctl.webhooks.listening import discover_ngrok
 from smsctl.webhooks.server import Counters, ListenerEvent, RateMeter
 from smsctl.webhooks.view import LiveView, event_record

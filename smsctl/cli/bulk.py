@@ -192,7 +192,7 @@ class BulkProgress:
             emit_json({"event": "row", **outcome.to_dict()})
 
     def waiting(self, statuses: dict[str, str]) -> None:
-        from smsctl.webhooks.events import FINAL_STATUSES
+        from smsctl.history.events import FINAL_STATUSES
 
         final = sum(1 for s in statuses.values() if s in FINAL_STATUSES)
         counts = " ".join(f"{s} {n}" for s, n in sorted(_count(statuses).items()))

@@ -55,8 +55,8 @@ def _render_status(result: MessageReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from smsctl.history.events import error_title
     from smsctl.output import out
-    from smsctl.webhooks.events import error_title
     from smsctl.webhooks.view import STATUS_STYLE
 
     style = STATUS_STYLE.get(result.status, "magenta")
@@ -133,7 +133,7 @@ def log_table(rows: list[MessageSummary], width: int) -> Table:
     from rich.text import Text
 
     from smsctl.codec import e164
-    from smsctl.webhooks.events import error_title
+    from smsctl.history.events import error_title
     from smsctl.webhooks.view import STATUS_STYLE
 
     narrow = width < 110

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from smsctl.config import Settings, StoreLocation
     from smsctl.errors import StoreBug, StoreUnavailable
+    from smsctl.history.events import InboundMessage, StatusEvent
     from smsctl.history.writer import StoreWriter
-    from smsctl.webhooks.events import InboundMessage, StatusEvent
 
 
 T = TypeVar("T")

@@ -32,6 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.events import InboundMessage, StatusEvent, status_rank
 from smsctl.history.interface import (
     COPY_TABLES,
     Applied,
@@ -63,7 +64,6 @@ from smsctl.history.interface import (
     sent_page,
 )
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
-from smsctl.webhooks.events import InboundMessage, StatusEvent, status_rank
 
 if TYPE_CHECKING:
     from smsctl.config import StoreLocation

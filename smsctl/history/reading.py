@@ -11,6 +11,7 @@ from typing import Any
 from smsctl.codec import count, e164, iso_utc
 from smsctl.errors import NotFound, UsageError
 from smsctl.history import spool
+from smsctl.history.events import error_meaning, error_title
 from smsctl.history.interface import (
     HistoryStore,
     InboundRecord,
@@ -19,7 +20,6 @@ from smsctl.history.interface import (
     Source,
     StoredEvent,
 )
-from smsctl.webhooks.events import error_meaning, error_title
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.events import FINAL_STATUSES, InboundMessage, StatusEvent, anomaly_of, status_rank
 from smsctl.history.interface import (
     BOOL_COLUMNS,
     COPY_TABLES,
@@ -51,7 +52,6 @@ from smsctl.history.interface import (
     sent_page,
 )
 from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
-from smsctl.webhooks.events import FINAL_STATUSES, InboundMessage, StatusEvent, anomaly_of, status_rank
 
 log = logging.getLogger("smsctl.history.sqlite")
 WAL_RESET_FIXED = (3, 51, 3)

@@ -7,8 +7,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from smsctl.history.events import FINAL_STATUSES
 from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE
-from smsctl.webhooks.events import FINAL_STATUSES
 
 log = logging.getLogger("smsctl.history.sqlite")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced

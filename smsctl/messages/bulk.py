@@ -30,6 +30,7 @@ from smsctl.errors import (
     UsageError,
     WaitTimeout,
 )
+from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import LocalState
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.client import MessagesClient
@@ -48,7 +49,6 @@ from smsctl.messages.sending import (
     with_webhook,
 )
 from smsctl.messages.waiting import WaitOptions, status_route, watch_many
-from smsctl.webhooks.events import FAILED_STATUSES
 
 
 @dataclass(frozen=True)

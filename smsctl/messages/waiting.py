@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
+from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import HistoryStore, Location, watch_changes
 from smsctl.history.reading import TimelineEvent, timeline_event
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.sending import SendRequest, SendResult, prepare, send_prepared
-from smsctl.webhooks.events import FAILED_STATUSES
 from smsctl.webhooks.listening import Listener, discover_ngrok, usable_listener
 from smsctl.webhooks.server import STATUS_PATH
 

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.resources import files
 from pathlib import Path
@@ -41,19 +40,10 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from smsctl.webhooks.bodies import Step, inbound_body, status_body
+
 HANG_SECONDS = 60.0
 _DIGITS = re.compile(r"^[1-9]\d{6,14}$")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One status webhook `delay` seconds after the 202."""
-
-    delay: float
-    status: str
-    error_code: str | None = None
-    copies: int = 1  # >1: the same webhook delivered again (a duplicate)
-    unsigned_first: bool = False  # first attempt without Authorization, as Vonage rarely does
 
 
 @dataclass(frozen=True)
@@ -488,40 +478,6 @@ class Sandbox:
             await asyncio.sleep(backoff)
 
 
-def _iso_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: int, breakdown: bool) -> bytes:
-    """A status webhook shaped as the spec's SMS status schema, as compact JSON."""
-    now = _iso_now()
-    body: dict[str, Any] = {
-        "message_uuid": message_uuid,
-        "to": sent["to"],
-        "from": sent["from"],
-        "timestamp": now,
-        "status": step.status,
-        "channel": "sms",
-        "destination": {"network_code": "310260"},
-        "sms": {"count_total": str(segments)},
-        "usage": {"currency": "EUR", "price": f"{0.0057 * segments:.4f}"},
-    }
-    if breakdown and step.status != "submitted":
-        body["sms"]["segments"] = [{"timestamp": now, "status": step.status} for _ in range(segments)]
-    if sent.get("client_ref"):
-        body["client_ref"] = sent["client_ref"]
-    if step.error_code:
-        from smsctl.webhooks.events import error_meaning
-
-        body["error"] = {
-            "type": f"https://developer.vonage.com/api-errors/messages#{step.error_code}",
-            "title": step.error_code,
-            "detail": error_meaning(step.error_code) or "",
-            "instance": uuid.uuid4().hex,
-        }
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
 def initial_application(config: SandboxConfig) -> dict[str, Any]:
     """The one application the emulator serves, shaped as the Application API v2 returns one."""
     from cryptography.hazmat.primitives import serialization
@@ -565,18 +521,6 @@ def _invalid_application(body: Any) -> list[dict[str, str]]:
                 }
             )
     return invalid
-
-
-def inbound_body(message_uuid: str, from_: str, to: str, text: str) -> bytes:
-    """An inbound SMS webhook shaped as the spec's v1 `inboundMessageSMS` (with `message_type: text`,
-    as the SDKs' models have it), as compact JSON."""
-    body = {
-        "channel": "sms", "message_uuid": message_uuid, "to": to.lstrip("+"), "from": from_.lstrip("+"),
-        "timestamp": _iso_now(), "message_type": "text", "text": text,
-        "sms": {"num_messages": str(text_cost(text).segments), "keyword": (text.split() or [""])[0].upper()},
-        "usage": {"currency": "EUR", "price": "0.0000"},
-    }  # fmt: skip
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def config_from_settings(

@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
-from smsctl.history.interface import Applied, Deferred, HistoryStore, NewForward, Route
-from smsctl.history.writer import StoreWriter
-from smsctl.webhooks.events import (
+from smsctl.history.events import (
     KNOWN_STATUSES,
     InboundMessage,
     StatusEvent,
@@ -28,6 +26,8 @@ from smsctl.webhooks.events import (
     parse_inbound,
     parse_status,
 )
+from smsctl.history.interface import Applied, Deferred, HistoryStore, NewForward, Route
+from smsctl.history.writer import StoreWriter
 from smsctl.webhooks.signing import Rejected, Verifier
 from smsctl.webhooks.tunnel import PROBE_HEADER
 

@@ -65,7 +65,7 @@ class TriggerResult:
 def webhook_body(kind: TriggerKind, settings: Settings, *, message_uuid: str, to: str | None, text: str | None,
                  from_: str | None, client_ref: str | None, error_code: str | None) -> bytes:  # fmt: skip
     """The body Vonage would send: a v1 SMS status, or a v1 inbound SMS."""
-    from smsctl.sandbox.emulator import Step, inbound_body, status_body
+    from smsctl.webhooks.bodies import Step, inbound_body, status_body
 
     sender = (settings.sender or "14155550199").lstrip("+")
     if kind is TriggerKind.INBOUND:

@@ -14,9 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from smsctl.codec import count, e164, iso_utc
+from smsctl.history.events import StatusEvent, error_meaning, error_title, parse_timestamp
 from smsctl.history.interface import Route
 from smsctl.output import LineBuffer, emit_json
-from smsctl.webhooks.events import StatusEvent, error_meaning, error_title, parse_timestamp
 from smsctl.webhooks.forwarding import ForwardReport, marker
 from smsctl.webhooks.server import Counters, ListenerEvent
 from smsctl.webhooks.tunnel import TunnelCheck
