@@ -21,6 +21,7 @@ lint: setup
 	$(BIN)/ruff format --check smsctl tests bench
 	$(BIN)/ruff check smsctl tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Four workers on two cores: most of the suite waits on real servers and processes, not the CPU.
 test: lint

@@ -32,7 +32,8 @@ CONNECTIONS = 32
 
 def seed(db: Path, target: str, pending: int) -> None:
     """A store whose outbox holds `pending` forwards of the listener's route, all due (the app is down)."""
-    from smsctl.history.interface import NewForward, Route, open_store
+    from smsctl.history.backends import open_store
+    from smsctl.history.interface import NewForward, Route
     from smsctl.webhooks.forwarding import DeliveryOptions, route_key
 
     key = route_key(Route.STATUS, target, DeliveryOptions())

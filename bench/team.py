@@ -67,7 +67,7 @@ def wrk_many(wrk: str, ports: list[int], files: list[Path]) -> dict[str, float]:
 
 
 def check(store: str, webhooks: int, acknowledged: int) -> str:
-    from smsctl.history.interface import open_store
+    from smsctl.history.backends import open_store
 
     opened = open_store(store)
     try:
@@ -123,7 +123,7 @@ async def _wake_ups(url: str, count: int) -> tuple[list[float], list[float]]:
     """Median wake-up of a waiter (NOTIFY on PostgreSQL; `PRAGMA data_version` polling on SQLite, the
     same-run baseline) from the commit of a final status by another process."""
     from smsctl.config import StoreKind, StoreLocation
-    from smsctl.history.interface import watch_changes
+    from smsctl.history.backends import watch_changes
 
     results: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:

@@ -14,7 +14,8 @@ from aiohttp.test_utils import BaseTestServer
 from aiohttp.web import BaseRunner
 
 from smsctl.config import StoreLocation, load_settings
-from smsctl.history.interface import HistoryStore, open_store
+from smsctl.history.backends import open_store
+from smsctl.history.interface import HistoryStore
 from smsctl.sandbox.emulator import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
 from smsctl.webhooks.server import WebhookApp
 from smsctl.webhooks.signing import sign

@@ -235,7 +235,8 @@ def test_two_update_app_listeners_never_leave_a_dead_url(
 
 
 def test_the_store_never_takes_a_url_smsctl_set_for_the_applications_own(store_at: Any) -> None:
-    from smsctl.history.interface import AppUrls, open_store
+    from smsctl.history.backends import open_store
+    from smsctl.history.interface import AppUrls
 
     own = AppUrls("https://my-app.example/s", "https://my-app.example/i")
     first = AppUrls("https://a.ngrok.app/webhooks/status", "https://a.ngrok.app/webhooks/inbound")

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from smsctl.history.backends import open_store
 from smsctl.history.events import parse_status
 from smsctl.history.export import safe_cell
-from smsctl.history.interface import open_store
 
 runner = CliRunner()
 

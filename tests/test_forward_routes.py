@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreKind, StoreLocation
-from smsctl.history.interface import ForwardState, NewForward, Outcome, Route, open_store
+from smsctl.history.backends import open_store
+from smsctl.history.interface import ForwardState, NewForward, Outcome, Route
 from smsctl.history.writer import StoreWriter
 from smsctl.webhooks.forwarding import DeliveryOptions, Forwarder, ForwardReport, route_key, url_problem
 from tests.helpers import CaptureApp, ListenProcess, signed_headers, until

@@ -14,8 +14,9 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from smsctl.history.backends import open_store
 from smsctl.history.events import parse_inbound
-from smsctl.history.interface import NewForward, Route, open_store
+from smsctl.history.interface import NewForward, Route
 from tests.helpers import BackgroundSandbox
 
 runner = CliRunner()

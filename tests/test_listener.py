@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from smsctl.config import StoreKind, StoreLocation
-from smsctl.history.interface import open_store
+from smsctl.history.backends import open_store
 from smsctl.history.writer import StoreWriter
 from smsctl.webhooks import server
 from smsctl.webhooks.server import Counters, ListenerEvent, WebhookApp

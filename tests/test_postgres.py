@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreKind, StoreLocation
+from smsctl.history.backends import open_store
 from smsctl.history.events import parse_status
-from smsctl.history.interface import open_store
 from smsctl.history.writer import StoreWriter
 from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
@@ -95,7 +95,7 @@ def test_a_database_that_cannot_be_reached_exits_3_naming_smsctl_db(
 
 
 def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
-    code = "import sys; from smsctl.history.interface import open_store; open_store(sys.argv[1]).close()"
+    code = "import sys; from smsctl.history.backends import open_store; open_store(sys.argv[1]).close()"
     processes = [subprocess.Popen([sys.executable, "-c", code, pg_url]) for _ in range(6)]
     assert [p.wait(timeout=60) for p in processes] == [0] * 6
     with psycopg.connect(pg_url) as conn:

@@ -55,7 +55,7 @@ def test_a_port_held_by_another_smsctl_listener_says_so(credentials: dict[str, s
 
 
 def test_config_keeps_machine_notes_for_verbose(credentials: dict[str, str]) -> None:
-    from smsctl.history.interface import environment_notes
+    from smsctl.history.backends import environment_notes
 
     notes = environment_notes(Path("x.db"))
     plain = runner.invoke(app, ["config"])
@@ -78,8 +78,8 @@ def test_piped_log_lines_carry_no_padding(credentials: dict[str, str], db_path: 
     import json as _json
     import time
 
+    from smsctl.history.backends import open_store
     from smsctl.history.events import parse_status
-    from smsctl.history.interface import open_store
 
     store = open_store(db_path)
     with store.transaction():

@@ -220,7 +220,7 @@ def batch(
     """
     from smsctl.config import load_settings
     from smsctl.errors import NotFound
-    from smsctl.history.interface import open_reader
+    from smsctl.history.backends import open_reader
     from smsctl.history.reading import batch_summary
     from smsctl.output import emit_json, out, reporting
 

@@ -18,7 +18,7 @@ def config(
     Example: smsctl config --json
     """
     from smsctl.config import VARIABLES_BY_NAME, load_settings, redacted
-    from smsctl.history.interface import environment_notes
+    from smsctl.history.backends import environment_notes
     from smsctl.output import emit_json, note, out, reporting
 
     with reporting(json_output):

@@ -35,7 +35,7 @@ def status(
     """
     from smsctl.config import load_settings
     from smsctl.errors import NotFound
-    from smsctl.history.interface import open_reader
+    from smsctl.history.backends import open_reader
     from smsctl.history.reading import message_status
     from smsctl.output import emit_json, reporting
 
@@ -92,7 +92,7 @@ def log(
     Example: smsctl log --since 1h --status rejected
     """
     from smsctl.config import load_settings
-    from smsctl.history.interface import open_reader
+    from smsctl.history.backends import open_reader
     from smsctl.history.reading import inbound_json, parse_duration, recent, recent_inbound, summary_json
     from smsctl.output import emit_json, reporting
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from smsctl.config import StoreLocation
 from smsctl.errors import NotFound, StoreError
-from smsctl.history.interface import COPY_TABLES, HistoryStore, Location, open_reader, open_store
+from smsctl.history.backends import Location, open_reader, open_store
+from smsctl.history.interface import COPY_TABLES, HistoryStore
 
 PAGE = 2_000
 # Messages before the statuses and events that refer to them, so a reader of a half-done copy

@@ -22,8 +22,9 @@ from typing import Any, cast
 from smsctl.codec import e164, iso_utc
 from smsctl.config import Settings
 from smsctl.errors import OutputUnwritable, UsageError
+from smsctl.history.backends import open_reader
 from smsctl.history.events import FINAL_STATUSES, error_meaning
-from smsctl.history.interface import ExportedMessage, InboundRecord, open_reader
+from smsctl.history.interface import ExportedMessage, InboundRecord
 from smsctl.history.reading import summary_json, timeline_event
 
 PAGE = 1_000

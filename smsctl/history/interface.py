@@ -2,9 +2,10 @@
 
 The core talks to `HistoryStore` and gets frozen dataclasses back; no driver rows and no SQL leave a
 backend, and each backend sorts its own failures into "unavailable" (the machine's: busy, full,
-read-only) and bugs. `open_store` picks the backend from SMSCTL_DB: a file path is SQLite (store.py), a
-postgresql:// URL is PostgreSQL (pgstore.py), each with its own migrations. Writes run inside a backend's transaction, through its writer
-(`open_writer`), which commits concurrent work together.
+read-only) and bugs. Opening a store is history/backends.py's: a file path is SQLite
+(history/sqlite.py), a postgresql:// URL is PostgreSQL (history/postgres.py), each with its own
+migrations. Writes run inside a backend's transaction, through the writer (history/writer.py), which
+commits concurrent work together.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from smsctl.config import Settings, StoreLocation
     from smsctl.errors import StoreBug, StoreUnavailable
     from smsctl.history.events import InboundMessage, StatusEvent
-    from smsctl.history.writer import StoreWriter
 
 
 T = TypeVar("T")
@@ -555,80 +553,3 @@ class HistoryStore(Protocol):
     def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int: ...
 
     def close(self) -> None: ...
-
-
-Location = Union["StoreLocation", Path, str]
-
-
-def location_of(where: Location) -> StoreLocation:
-    from smsctl.config import StoreKind, StoreLocation, store_location
-
-    if isinstance(where, StoreLocation):
-        return where
-    if isinstance(where, Path) or "://" not in str(where):
-        return StoreLocation(StoreKind.SQLITE, path=Path(where))
-    return store_location(str(where))
-
-
-def _pgstore() -> ModuleType:
-    """The PostgreSQL backend, or a ConfigError that says how to install its driver."""
-    try:
-        from smsctl.history import postgres as pgstore
-    except ImportError as exc:
-        from smsctl.errors import ConfigError
-
-        raise ConfigError(
-            f"SMSCTL_DB is a PostgreSQL URL, but its driver cannot be loaded ({exc})",
-            hint="pip install 'smsctl[postgresql]' (psycopg 3), or set SMSCTL_DB to a file path",
-        ) from None
-    return pgstore
-
-
-def open_reader(where: Location) -> HistoryStore | None:
-    """The store opened read-only; None when there is none yet. Never creates or migrates one."""
-    location = location_of(where)
-    if location.url is not None:
-        reader: HistoryStore | None = _pgstore().PgStore.reader(location)
-        return reader
-    from smsctl.history.sqlite import Store
-
-    return Store.reader(location.path or Path())
-
-
-def open_store(where: Location, *, busy_timeout: float = 5.0) -> HistoryStore:
-    """The store opened for writing (created and migrated as needed)."""
-    location = location_of(where)
-    if location.url is not None:
-        store: HistoryStore = _pgstore().PgStore(location, busy_timeout=busy_timeout)
-        return store
-    from smsctl.history.sqlite import Store
-
-    return Store(location.path or Path(), busy_timeout=busy_timeout)
-
-
-async def watch_changes(where: Location, timeout: float, read: Callable[[HistoryStore], bool]) -> None:
-    """Call `read(store)` each time the store may have changed (another process committed), until it
-    returns True or `timeout` passes: how waiters notice statuses stored by a listener."""
-    location = location_of(where)
-    if location.url is not None:
-        await _pgstore().watch_changes(location, timeout, read)
-        return
-    from smsctl.history import sqlite as store
-
-    await store.watch_changes(location.path or Path(), timeout, read)
-
-
-def environment_notes(where: Location) -> list[str]:
-    """What the backend wants the user to know about this machine (`smsctl config` shows it)."""
-    if location_of(where).url is not None:
-        return []
-    from smsctl.history import sqlite as store
-
-    return store.environment_notes()
-
-
-def open_writer(settings: Settings) -> StoreWriter:
-    """The writer for the configured store: group-committed writes off the event loop."""
-    from smsctl.history.writer import StoreWriter
-
-    return StoreWriter.for_settings(settings)

@@ -37,10 +37,9 @@ from smsctl.messages.client import MessagesClient
 from smsctl.messages.numbers import EncodingChoice
 from smsctl.messages.ratelimit import RateLimiter
 from smsctl.messages.recipients import Recipients, Row
+from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 from smsctl.messages.sending import (
-    DEFAULT_RECORDING,
     Prepared,
-    Recording,
     SendRequest,
     emulator_listener_url,
     failure_state,

@@ -13,17 +13,31 @@ so nothing that was acknowledged is left uncommitted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from smsctl.config import Settings
-from smsctl.history.interface import open_writer
-from smsctl.messages.sending import Recording, recording
 
 if TYPE_CHECKING:
     from smsctl.history.writer import StoreWriter
     from smsctl.messages.client import MessagesClient
     from smsctl.messages.ratelimit import RateLimiter
+
+
+@dataclass(frozen=True)
+class Recording:
+    """How long to keep trying to record an accepted send before spooling it (SMSCTL_RECORD_RETRY)."""
+
+    retry_for: float = 30.0
+    pause: float = 0.2
+
+
+DEFAULT_RECORDING = Recording()
+
+
+def recording(settings: Settings) -> Recording:
+    return Recording(retry_for=settings.record_retry)
 
 
 class Runtime:
@@ -53,7 +67,9 @@ class Runtime:
         return self._client
 
     async def __aenter__(self) -> Runtime:
-        self._writer = open_writer(self.settings)  # StoreError here: the store cannot be opened
+        from smsctl.history.writer import StoreWriter
+
+        self._writer = StoreWriter.for_settings(self.settings)  # StoreError here: the store cannot be opened
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -21,6 +21,7 @@ from smsctl.errors import (
 )
 from smsctl.history.interface import Attempt, LocalState
 from smsctl.messages.numbers import EncodingChoice, TextCost, parse_recipient, parse_sender, text_cost
+from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
 if TYPE_CHECKING:  # the HTTP client and the writer are loaded only once input has been validated
     from smsctl.history.writer import StoreWriter
@@ -70,10 +71,6 @@ class SendResult:
         data = asdict(self)
         data.update(to=e164(self.to), **{"from": e164(data.pop("from_"))})
         return data
-
-
-def recording(settings: Settings) -> Recording:
-    return Recording(retry_for=settings.record_retry)
 
 
 def new_client_ref() -> str:
@@ -180,17 +177,6 @@ def with_webhook(prepared: Prepared, webhook_url: str) -> Prepared:
 def _absolute_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-@dataclass(frozen=True)
-class Recording:
-    """How long to keep trying to record an accepted send before spooling it (SMSCTL_RECORD_RETRY)."""
-
-    retry_for: float = 30.0
-    pause: float = 0.2
-
-
-DEFAULT_RECORDING = Recording()
 
 
 async def send_prepared(

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from smsctl.config import Settings, is_loopback_host
 from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
+from smsctl.history.backends import Location, watch_changes
 from smsctl.history.events import FAILED_STATUSES
-from smsctl.history.interface import HistoryStore, Location, watch_changes
+from smsctl.history.interface import HistoryStore
 from smsctl.history.reading import TimelineEvent, timeline_event
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.sending import SendRequest, SendResult, prepare, send_prepared

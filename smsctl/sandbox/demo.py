@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from smsctl.config import Settings, load_settings
-from smsctl.history.interface import AppUrls, InboundRecord, open_store
+from smsctl.history.backends import open_store
+from smsctl.history.interface import AppUrls, InboundRecord
 from smsctl.history.reading import MessageReport, message_status
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.runtime import Runtime

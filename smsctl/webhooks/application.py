@@ -203,7 +203,7 @@ def _own_and_candidates(
 async def restore_saved(settings: Settings) -> Restore:
     """`smsctl app restore`: put the application's own URLs, as kept in the store, back by hand (after
     a listener was killed, say). ConfigError when the store kept none for this application."""
-    from smsctl.history.interface import open_reader
+    from smsctl.history.backends import open_reader
 
     api = ApplicationApi(settings, purpose="for `smsctl app restore`")
     store = open_reader(settings.store)

@@ -241,7 +241,7 @@ async def usable_listener(writer: StoreWriter) -> ListenerRecord | None:
 
 async def running_listener(settings: Settings) -> ListenerRecord | None:
     """This store's running `smsctl listen` on this machine, found read-only (nothing is created or tidied)."""
-    from smsctl.history.interface import open_reader
+    from smsctl.history.backends import open_reader
 
     store = open_reader(settings.store)
     if store is None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from smsctl.codec import iso_utc
 from smsctl.config import Settings
-from smsctl.history.interface import Forward, ForwardState, Retried, open_reader, open_store
+from smsctl.history.backends import open_reader, open_store
+from smsctl.history.interface import Forward, ForwardState, Retried
 from smsctl.webhooks.forwarding import RETRY_WINDOW
 
 LIST_LIMIT = 10_000

@@ -11,7 +11,8 @@ from typing import Any
 
 from smsctl.config import Settings
 from smsctl.errors import NotFound, UsageError
-from smsctl.history.interface import StoredEvent, open_reader
+from smsctl.history.backends import open_reader
+from smsctl.history.interface import StoredEvent
 from smsctl.webhooks.triggering import Answer, deliver, signer
 
 SELECT_LIMIT = 100_000
