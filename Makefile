@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench-quick bench clean
+.PHONY: setup demo test test-fast lint bench-quick bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: setup
 # Four workers on two cores: most of the suite waits on real servers and processes, not the CPU.
 test: lint
 	$(BIN)/pytest -n 4
+
+# The unit tier, for the edit-run loop: no processes, no servers, no PostgreSQL (a test that starts
+# one fails here, saying so). `make test` runs everything.
+test-fast: setup
+	SMSCTL_TEST_TIER=unit $(BIN)/pytest -n 2 -m "not integration"
 
 # Each benchmark prints its figures beside a baseline measured in the same run. The listener one
 # needs Debian's wrk and installs it (apt-get) when missing.

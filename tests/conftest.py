@@ -120,3 +120,33 @@ def on_backend(
     """Commands in this test use the backend under test (SMSCTL_DB set to its path or URL)."""
     monkeypatch.setenv("SMSCTL_DB", store_at.url or str(store_at.path))
     return store_at
+
+
+# --- test tiers: `make test-fast` runs the unit tier (no processes, no servers, no PostgreSQL) ---------
+
+# A test that asks for one of these starts a server, a process or a database: integration.
+INTEGRATION_FIXTURES = frozenset({"sandbox", "emulator", "pg_cluster", "pg_url", "store_at", "on_backend",
+                                  "aiohttp_client", "aiohttp_server", "client", "history", "writer"})  # fmt: skip
+UNIT_TIER = os.environ.get("SMSCTL_TEST_TIER") == "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def unit_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the unit tier, a test that starts a process or opens a server fails, saying so: the tier
+    stays what it claims to be (mark such a test `integration`)."""
+    if not UNIT_TIER or request.node.get_closest_marker("integration"):
+        return
+    import socket
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process or a server: mark it integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(socket.socket, "bind", refuse)

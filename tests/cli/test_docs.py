@@ -14,7 +14,7 @@ from smsctl.config import VARIABLES
 from smsctl.errors import EXIT_CODE_MEANINGS
 from smsctl.sandbox.emulator import SCENARIOS
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+README = (Path(__file__).parents[2] / "README.md").read_text()
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
 
 
@@ -29,7 +29,7 @@ def test_every_command_has_help_and_is_in_the_readme(name: str) -> None:
 @pytest.mark.parametrize("variable", [v.name for v in VARIABLES])
 def test_every_variable_is_in_the_readme_and_env_example(variable: str) -> None:
     assert f"| `{variable}` |" in README
-    assert re.search(rf"^#? ?{variable}=", (Path(__file__).parents[1] / ".env.example").read_text(), re.M)
+    assert re.search(rf"^#? ?{variable}=", (Path(__file__).parents[2] / ".env.example").read_text(), re.M)
 
 
 def test_exit_code_table_matches() -> None:

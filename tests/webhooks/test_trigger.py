@@ -14,6 +14,7 @@ from tests.helpers import CaptureApp, ListenProcess
 runner = CliRunner()
 
 
+@pytest.mark.integration
 def test_a_status_webhook_verifies_as_vonages_and_has_its_shape(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app:
         result = runner.invoke(app, ["trigger", "rejected", "--url", user_app.url(), "--to", "+14155550123",
@@ -29,6 +30,7 @@ def test_a_status_webhook_verifies_as_vonages_and_has_its_shape(credentials: dic
     assert body["error"]["title"] == "1240" and body["channel"] == "sms"
 
 
+@pytest.mark.integration
 def test_an_inbound_sms_webhook(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app:
         result = runner.invoke(app, ["trigger", "inbound", "STOP now", "--from", "+14155550123",
@@ -47,6 +49,7 @@ def test_an_inbound_sms_webhook(credentials: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("answer", [500, 404, "closed"])
+@pytest.mark.integration
 def test_an_endpoint_that_does_not_answer_2xx_exits_5(credentials: dict[str, str], answer: int | str) -> None:
     user_app = CaptureApp(default=answer if isinstance(answer, int) else 200).start()
     url = user_app.url()
@@ -59,6 +62,7 @@ def test_an_endpoint_that_does_not_answer_2xx_exits_5(credentials: dict[str, str
     assert result.stdout.startswith(shown) and "error:" in result.stderr
 
 
+@pytest.mark.integration
 def test_without_url_it_goes_to_the_running_listener_and_is_stored(credentials: dict[str, str]) -> None:
     refused = runner.invoke(app, ["trigger", "delivered"])
     assert refused.exit_code == 3 and "no `smsctl listen` is running" in refused.stderr
@@ -74,6 +78,7 @@ def test_without_url_it_goes_to_the_running_listener_and_is_stored(credentials: 
     assert json.loads(status.stdout)["status"] == "delivered"
 
 
+@pytest.mark.integration
 def test_bad_input_is_refused_before_anything_is_sent(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app:
         for args, message in ((["inbound", "hi"], "needs the text and --from"),
@@ -83,6 +88,7 @@ def test_bad_input_is_refused_before_anything_is_sent(credentials: dict[str, str
     assert user_app.received == []
 
 
+@pytest.mark.integration
 def test_inbound_goes_to_to_and_refuses_an_alphanumeric_recipient(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,6 +105,7 @@ def test_inbound_goes_to_to_and_refuses_an_alphanumeric_recipient(
     assert (received["json"]["to"], received["json"]["from"]) == ("14155550100", "14155550123")
 
 
+@pytest.mark.integration
 def test_a_refused_tls_certificate_is_named_as_such(credentials: dict[str, str], tmp_path: Path) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -24,7 +24,9 @@ def smsctl(*args: str) -> subprocess.Popen[str]:
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.integration
 def test_the_sandbox_stopped_by_a_signal_exits_with_the_documented_code(
     credentials: dict[str, str], sig: signal.Signals, code: int
 ) -> None:
@@ -35,6 +37,8 @@ def test_the_sandbox_stopped_by_a_signal_exits_with_the_documented_code(
     assert process.returncode == code, stderr
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_a_taken_port_is_one_clear_error_without_a_leaked_session(credentials: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -46,6 +50,8 @@ def test_a_taken_port_is_one_clear_error_without_a_leaked_session(credentials: d
     assert "Unclosed" not in result.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_a_port_held_by_another_smsctl_listener_says_so(credentials: dict[str, str]) -> None:
     with ListenProcess() as first:
         port = first.ready()["local_url"].rsplit(":", 1)[1]

@@ -68,6 +68,7 @@ def tunnel_record(listener: ListenProcess) -> dict[str, Any]:
     return listener.wait_for(lambda line: line["event"] == "tunnel")
 
 
+@pytest.mark.integration
 def test_a_tunnel_to_this_listener_is_reachable_and_the_probe_is_not_stored(
     credentials: dict[str, str], db_path: Any
 ) -> None:
@@ -86,6 +87,7 @@ def test_a_tunnel_to_this_listener_is_reachable_and_the_probe_is_not_stored(
 
 
 @pytest.mark.parametrize("wrong", ["another program", "another listener", "html", "nothing"])
+@pytest.mark.integration
 def test_a_tunnel_elsewhere_is_diagnosed(credentials: dict[str, str], wrong: str) -> None:
     others: list[Any] = []
     if wrong == "another program":
@@ -118,6 +120,7 @@ def test_a_tunnel_elsewhere_is_diagnosed(credentials: dict[str, str], wrong: str
                 other.stop()
 
 
+@pytest.mark.integration
 def test_no_tunnel_check_means_no_probe(credentials: dict[str, str]) -> None:
     hits: list[dict[str, Any]] = []
     with CaptureApp() as other:

@@ -14,9 +14,10 @@ from smsctl.cli import app
 from tests.helpers import BackgroundSandbox
 
 runner = CliRunner()
-TEMPLATE = Path(__file__).parents[1] / ".env.example"
+TEMPLATE = Path(__file__).parents[2] / ".env.example"
 
 
+@pytest.mark.integration
 def test_a_copied_env_example_with_an_api_key_and_secret_sends(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:

@@ -145,6 +145,7 @@ def test_plain_http_to_a_remote_host_exits_3(
     assert code == 3 and "VONAGE_API_URL" in stderr
 
 
+@pytest.mark.integration
 def test_basic_auth_when_there_is_no_application(private_key_pem: bytes, credentials: dict[str, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("VONAGE_API_SECRET", "local-secret")
@@ -196,6 +197,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.integration
 def test_connection_refused_retries_then_exits_5(credentials: dict[str, str], db_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("VONAGE_API_URL", f"http://127.0.0.1:{_closed_port()}")
@@ -207,6 +209,7 @@ def test_connection_refused_retries_then_exits_5(credentials: dict[str, str], db
     assert stored(db_path, lambda s: s.recent_messages(1))[0].status == "unsent"
 
 
+@pytest.mark.integration
 def test_throttled_request_is_retried_after_retry_after(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,6 +39,7 @@ def test_sent_texts_stay_out_of_the_store(sandbox: BackgroundSandbox, db_path: P
         assert json.loads(shown.stdout)["SMSCTL_STORE_TEXT"] == {"value": "false", "source": "environment"}
 
 
+@pytest.mark.integration
 def test_inbound_texts_stay_out_of_the_store(credentials: dict[str, str], db_path: Path) -> None:
     with ListenProcess("--no-store-text") as listener:
         url = listener.ready()["inbound_url"]

@@ -107,7 +107,9 @@ def test_the_csv_count_is_the_number_of_rows(credentials: dict[str, str], db_pat
     assert f"exported {rows:,} messages" in result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="this system has no /dev/full")
+@pytest.mark.integration
 def test_a_full_disk_is_a_clear_error_not_a_traceback(credentials: dict[str, str], db_path: Path) -> None:
     import subprocess
     import sys

@@ -98,6 +98,8 @@ def test_a_store_from_a_newer_smsctl_is_refused(db_path: Path) -> None:
         Store.reader(db_path)
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_processes_opening_a_new_store_at_once_migrate_it_once(db_path: Path) -> None:
     code = "import sys; from smsctl.history.sqlite import Store; Store(sys.argv[1]).close()"
     processes = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE, text=True)

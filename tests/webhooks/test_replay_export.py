@@ -118,6 +118,7 @@ def test_export_inbound_and_an_empty_store(credentials: dict[str, str]) -> None:
     assert inbound.exit_code == 0 and inbound.stdout == ""
 
 
+@pytest.mark.integration
 def test_export_inbound_streams_every_inbound_sms(credentials: dict[str, str]) -> None:
     import urllib.request
 

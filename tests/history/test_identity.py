@@ -17,7 +17,7 @@ from smsctl.history.sqlite import Store
 from tests.helpers import BackgroundSandbox, StaticApi, stored
 
 runner = CliRunner()
-FIXTURE = Path(__file__).parent / "fixtures" / "store-c15c868.db"  # made by the release before m004
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "store-c15c868.db"  # made by the release before m004
 
 
 def test_a_reused_client_ref_keeps_both_messages(on_backend: object, sandbox: BackgroundSandbox) -> None:
@@ -68,6 +68,8 @@ def _lock_after(
     return before_answer
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_accepted_but_unrecordable_is_sent_not_recorded_never_retry(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
@@ -93,6 +95,8 @@ def test_accepted_but_unrecordable_is_sent_not_recorded_never_retry(
     assert shown["local_state"] == "accepted" and not spool.exists()
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_bulk_stops_when_the_store_cannot_record_and_a_rerun_sends_nothing_twice(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ from smsctl.history.writer import StoreWriter
 from smsctl.webhooks.listening import _serve_until
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_listen_exits_3_naming_the_extra_when_the_postgresql_driver_cannot_load(
     credentials: dict[str, str], tmp_path: Path
 ) -> None:

@@ -25,7 +25,7 @@ from tests.helpers import SIGNATURE_SECRET, WebhookTestServer, signed_headers, s
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 PREVIOUS_SECRET = "previous-secret-previous-secret-0123"
-FIXTURES = Path(__file__).parent / "fixtures"  # copied from shared/vonage/fixtures
+FIXTURES = Path(__file__).parents[1] / "fixtures"  # copied from shared/vonage/fixtures
 
 
 def status_body(

@@ -20,7 +20,7 @@ from smsctl.history.interface import NewForward, Route
 from tests.helpers import BackgroundSandbox
 
 runner = CliRunner()
-SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "json-schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "json-schema.json").read_text())
 
 
 def valid(definition: str, value: Any) -> None:

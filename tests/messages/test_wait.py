@@ -71,6 +71,8 @@ def test_failed_wait_json_keeps_one_document_on_stdout(sandbox: BackgroundSandbo
     assert data["status"] == "rejected" and data["events"][-1]["error_code"] == "1240"
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_wait_through_a_running_listener(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,6 +88,8 @@ def test_wait_through_a_running_listener(
         listener.stop()
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_early_webhooks_are_not_missed(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
@@ -100,6 +104,8 @@ def test_early_webhooks_are_not_missed(
         assert store.counts()["events"] == 10
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_no_way_for_statuses_to_arrive_exits_3_before_sending(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                                                               db_path: Path) -> None:  # fmt: skip
     monkeypatch.setenv("VONAGE_API_URL", "https://api.nexmo.com")  # never contacted: we stop first
@@ -137,6 +143,8 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
     process.stderr.close()
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_warns_when_the_listener_stops_mid_wait(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,6 +236,8 @@ def test_registrations_of_dead_or_silent_listeners_are_not_trusted(
     assert dead_pid not in pids and os.getpid() in pids, "a dead listener's row is removed, a live one kept"
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_a_stopped_listener_unregisters(credentials: dict[str, str], db_path: Path) -> None:
     with ListenProcess() as listener:
         listener.ready()

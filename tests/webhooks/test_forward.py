@@ -50,6 +50,7 @@ def in_order_per_message(arrivals: list[dict[str, Any]]) -> bool:
     return all(statuses == ["submitted", "delivered"] for statuses in seen.values())
 
 
+@pytest.mark.integration
 def test_app_down_then_up_gets_every_event_once_in_order_and_never_before_its_commit(
     credentials: dict[str, str], db_path: Path
 ) -> None:
@@ -135,6 +136,7 @@ def test_a_400_is_final_shown_and_retried_only_on_request(on_backend: object) ->
 
 
 @pytest.mark.parametrize("first", ["hang", 503, 429, 408])
+@pytest.mark.integration
 def test_a_hanging_or_overloaded_app_is_retried(credentials: dict[str, str], first: int | str) -> None:
     with CaptureApp() as user_app, ListenProcess("--forward-to", user_app.url(), "--forward-timeout", "0.5",
                                                   env=FAST) as listener:  # fmt: skip
@@ -150,6 +152,7 @@ def test_a_hanging_or_overloaded_app_is_retried(credentials: dict[str, str], fir
         listener.stop()
 
 
+@pytest.mark.integration
 def test_a_forged_request_is_never_forwarded(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app, ListenProcess("--forward-to", user_app.url(), env=FAST) as listener:
         url = listener.ready()["status_url"]
@@ -164,6 +167,7 @@ def test_a_forged_request_is_never_forwarded(credentials: dict[str, str]) -> Non
         listener.stop()
 
 
+@pytest.mark.integration
 def test_resign_gives_a_fresh_token_and_extra_headers_are_sent(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app, ListenProcess("--forward-to", user_app.url(), "--forward-resign",
                                                   "--forward-header", "X-Env: dev", env=FAST) as listener:  # fmt: skip
@@ -179,6 +183,7 @@ def test_resign_gives_a_fresh_token_and_extra_headers_are_sent(credentials: dict
         listener.stop()
 
 
+@pytest.mark.integration
 def test_duplicates_are_not_forwarded_twice(credentials: dict[str, str]) -> None:
     with CaptureApp() as user_app, ListenProcess("--forward-to", user_app.url(), env=FAST) as listener:
         url = listener.ready()["status_url"]

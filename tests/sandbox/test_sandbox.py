@@ -153,6 +153,7 @@ async def test_invalid_json_is_422(emulator: Sandbox) -> None:
     assert status == 422 and body["title"] == "The request body did not contain valid JSON"
 
 
+@pytest.mark.integration
 async def test_rate_limit_answers_429_with_headers(credentials: dict[str, str]) -> None:
     settings = load_settings({"VONAGE_API_SECRET": "s3cret"})
     config = config_from_settings(settings, status_url=None, time_scale=0.001, rate=2)
@@ -254,6 +255,7 @@ async def test_client_parses_422_invalid_parameters(emulator: Sandbox) -> None:
     assert "ttl: must be an integer" in caught.value.message
 
 
+@pytest.mark.integration
 async def test_client_gives_up_after_bounded_429s(credentials: dict[str, str]) -> None:
     settings = load_settings({"VONAGE_API_SECRET": "s3cret"})
     config = config_from_settings(settings, status_url=None, time_scale=0.001, rate=1)

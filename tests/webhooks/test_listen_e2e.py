@@ -49,6 +49,7 @@ async def post_all(url: str, bodies: list[bytes], signed: bool = True,
         return list(await asyncio.gather(*(one(b) for b in bodies)))
 
 
+@pytest.mark.integration
 def test_json_lines_contract(credentials: dict[str, str]) -> None:
     with ListenProcess() as listener:
         ready = listener.ready()
@@ -85,6 +86,7 @@ def test_refuses_to_start_without_a_signature_secret(
     assert "VONAGE_SIGNATURE_SECRET is not set" in result.stderr
 
 
+@pytest.mark.integration
 def test_warns_about_a_short_secret(credentials: dict[str, str]) -> None:
     with ListenProcess(env={"VONAGE_SIGNATURE_SECRET": "short"}) as listener:
         listener.ready()
@@ -93,6 +95,7 @@ def test_warns_about_a_short_secret(credentials: dict[str, str]) -> None:
         assert "VONAGE_SIGNATURE_SECRET is 5 bytes" in listener.process.stderr.read()
 
 
+@pytest.mark.integration
 def test_port_in_use_exits_3_with_a_hint(credentials: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -103,6 +106,7 @@ def test_port_in_use_exits_3_with_a_hint(credentials: dict[str, str]) -> None:
     assert "another program uses that port" in result.stderr and result.stdout == ""
 
 
+@pytest.mark.integration
 def test_emulator_to_real_listener_end_to_end(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
@@ -153,6 +157,7 @@ def _stored_events(db_path: Path) -> set[tuple[str, str]]:
         conn.close()
 
 
+@pytest.mark.integration
 def test_sigterm_under_load_drains_and_exits_0(credentials: dict[str, str], db_path: Path) -> None:
     bodies = [body_for(f"00000000-0000-4000-8000-{i:012d}", "submitted") for i in range(1500)]
     with ListenProcess() as listener:
@@ -175,6 +180,7 @@ def test_sigterm_under_load_drains_and_exits_0(credentials: dict[str, str], db_p
     assert acked <= _stored_events(db_path)
 
 
+@pytest.mark.integration
 def test_kill_9_loses_nothing_acknowledged(credentials: dict[str, str], db_path: Path) -> None:
     bodies = [
         body_for(f"00000000-0000-4000-8000-{i:012d}", s)
@@ -208,6 +214,7 @@ def test_kill_9_loses_nothing_acknowledged(credentials: dict[str, str], db_path:
     )
 
 
+@pytest.mark.integration
 def test_python_dash_m_help() -> None:
     process = subprocess.run(
         [sys.executable, "-m", "smsctl", "--help"], capture_output=True, text=True, timeout=30
@@ -225,6 +232,7 @@ def test_refuses_to_start_on_a_corrupt_store_and_keeps_it(credentials: dict[str,
     assert db_path.read_bytes() == garbage, "the store must never be deleted or recreated"
 
 
+@pytest.mark.integration
 def test_closed_stdout_stops_the_listener_with_one_line(credentials: dict[str, str], db_path: Path) -> None:
     """`smsctl listen --json | head -1`: once the reader goes away, stop cleanly; never spin or trace."""
     import urllib.request
@@ -247,6 +255,7 @@ def test_closed_stdout_stops_the_listener_with_one_line(credentials: dict[str, s
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.5])
+@pytest.mark.integration
 def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], delay: float) -> None:
     import time
 
@@ -283,6 +292,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(credentials: dict[str, str], 
         assert any(marker in stderr for marker in python_start_up), stderr
 
 
+@pytest.mark.integration
 def test_malformed_http_is_one_short_line_and_counted(credentials: dict[str, str]) -> None:
     """aiohttp would log a ~700-byte traceback per oversized header: anyone can send those."""
     import urllib.request

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
@@ -40,6 +41,8 @@ def test_send_status_and_log_print_markup_as_text(sandbox: BackgroundSandbox) ->
     assert f"client_ref {NASTY}" in plain.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_inbound_texts_and_webhook_fields_print_as_text(credentials: dict[str, str]) -> None:
     with ListenProcess() as listener:
         ready = listener.ready()

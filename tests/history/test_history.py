@@ -104,6 +104,8 @@ def test_log_inbound(credentials: dict[str, str]) -> None:
     assert result.exit_code == 0 and json.loads(result.stdout) == []
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--json", "--time-scale", "0.05", "--bound", "60"])
     assert result.exit_code == 0, result.output
@@ -129,6 +131,8 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
     assert not db_path.exists(), "the demo must not touch the user's store"
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_demo_human_summary(credentials: dict[str, str]) -> None:
     result = runner.invoke(app, ["demo", "--time-scale", "0.05"])
     assert result.exit_code == 0, result.output

@@ -31,25 +31,33 @@ def run(*command: str) -> str:
     return result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("variable", ["source_bash", "bash_source"])  # Typer's spelling, and Click's
+@pytest.mark.integration
 def test_bash_completes_a_command(variable: str) -> None:
     script = (f"source <(_SMSCTL_COMPLETE={variable} smsctl); COMP_WORDS=(smsctl exp); COMP_CWORD=1; "
               "_smsctl_completion smsctl; printf '%s\\n' \"${COMPREPLY[@]}\"")  # fmt: skip
     assert run(shell("bash"), "-c", script).split() == ["export"]
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_bash_completes_a_subcommands_option() -> None:
     script = ("source <(_SMSCTL_COMPLETE=source_bash smsctl); COMP_WORDS=(smsctl export --for); COMP_CWORD=2; "
               "_smsctl_completion smsctl; printf '%s\\n' \"${COMPREPLY[@]}\"")  # fmt: skip
     assert "--format" in run(shell("bash"), "-c", script).split()
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_fish_completes_a_command() -> None:
     script = 'env _SMSCTL_COMPLETE=source_fish smsctl | source; complete -C "smsctl exp"'
     completions = [line.split("\t")[0] for line in run(shell("fish"), "-c", script).splitlines()]
     assert completions == ["export"]
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 def test_zsh_loads_the_script_and_completes_through_it() -> None:
     script = ("autoload -Uz compinit && compinit -u; source <(_SMSCTL_COMPLETE=source_zsh smsctl); "
               "(( $+functions[_smsctl_completion] )) || exit 3; "
