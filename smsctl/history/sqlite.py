@@ -7,6 +7,7 @@ inside `transaction()` (BEGIN IMMEDIATE); the writer thread batches them (see wr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -116,11 +117,10 @@ def _refuse_foreign(db: Path) -> None:
         raise sqlite3.OperationalError(f"unable to open database file: {exc.strerror}") from None
     probe = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     try:
-        applied(probe)
-    except sqlite3.OperationalError:  # "file is not a database" is a DatabaseError: it propagates
-        # Unreadable to this probe (a WAL store whose -shm we may not create, say): the real
-        # connection below decides, as before.
-        pass
+        # Unreadable to this probe (a WAL store whose -shm we may not create, say): the real connection
+        # decides, as before. "file is not a database" is a DatabaseError, not this: it propagates.
+        with contextlib.suppress(sqlite3.OperationalError):
+            applied(probe)
     finally:
         probe.close()
 

@@ -151,7 +151,7 @@ def forwarding_from(settings: Settings, *, status_url: str | None, inbound_url: 
 
     for option, url in (("--forward-to", status_url), ("--forward-inbound-to", inbound_url)):
         if url is not None and (problem := url_problem(url)):
-            raise UsageError(f"{option} {printable(url)} is not a usable URL: {problem}",
+            raise UsageError(f"{option} {url!r} is not a usable URL: {problem}",
                              hint="e.g. --forward-to http://localhost:3000/webhooks/status")  # fmt: skip
     parsed = [_header(header) for header in headers]
     window = parse_duration(retry_for, "--forward-retry-for")
@@ -162,9 +162,9 @@ def forwarding_from(settings: Settings, *, status_url: str | None, inbound_url: 
     options = DeliveryOptions(secret, tuple(parsed), timeout, low, high)
     if not (status_url or inbound_url):
         return None, options
-    keys = {r: route_key(r, url, options) if url else "" for r, url in ((Route.STATUS, status_url),
-                                                                     (Route.INBOUND, inbound_url))}  # fmt: skip
-    return ForwardTargets(status_url, inbound_url, window, keys[Route.STATUS], keys[Route.INBOUND]), options
+    status_key = route_key(Route.STATUS, status_url, options) if status_url else ""
+    inbound_key = route_key(Route.INBOUND, inbound_url, options) if inbound_url else ""
+    return ForwardTargets(status_url, inbound_url, window, status_key, inbound_key), options
 
 
 # RFC 9110's token characters: what a header name may hold.
@@ -179,7 +179,7 @@ def _header(header: str) -> tuple[str, str]:
     # A field value may hold visible characters, spaces and tabs; any other control character would
     # make aiohttp refuse every request (or split the header), so it is refused here, at start.
     if not colon or not name or not set(name) <= _TOKEN or any(_control(c) and c != "\t" for c in value):
-        raise UsageError(f"--forward-header {printable(header)} is not `Name: value`",
+        raise UsageError(f"--forward-header {header!r} is not `Name: value`",
                          hint='e.g. --forward-header "X-Env: dev" (no control characters)')  # fmt: skip
     return name, value
 
@@ -211,11 +211,6 @@ def url_problem(url: str) -> str | None:
 
 def _control(c: str) -> bool:
     return ord(c) < 0x20 or ord(c) == 0x7F
-
-
-def printable(text: str) -> str:
-    """`text` quoted with its control characters escaped, fit to print in an error."""
-    return repr(text)
 
 
 def fresh_token(original: str | None, body: bytes, secret: str) -> str:
