@@ -5,6 +5,7 @@ Core modules raise these; `cli.py` turns them into `error: …` / `hint: …` (o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -122,6 +123,31 @@ class Problem:
     detail: str = ""
     instance: str = ""
     invalid_parameters: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes) -> Problem:
+        """Read an error response's problem+json body; anything else becomes its first 200 bytes as the title."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return cls(status, title=body[:200].decode("utf-8", "replace"))
+        params = data.get("invalid_parameters") or []
+        if isinstance(params, dict):  # some SDK typings show a single object
+            params = [params]
+        return cls(
+            status,
+            type=str(data.get("type", "")),
+            title=str(data.get("title", "")),
+            detail=str(data.get("detail", "")),
+            instance=str(data.get("instance", "")),
+            invalid_parameters=[
+                {"name": str(p.get("name", "")), "reason": str(p.get("reason", ""))}
+                for p in params
+                if isinstance(p, dict)
+            ],
+        )
 
     def describe(self) -> str:
         """One readable paragraph: title, detail and each invalid parameter."""

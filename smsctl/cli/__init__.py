@@ -121,5 +121,5 @@ app.add_typer(app_cmd.app_app, name="app")
 
 
 def main() -> None:
-    """Run the command line (the console script enters through smsctl._entry)."""
+    """Run the command line (the console script enters through smsctl.__main__)."""
     app()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from smsctl.cli.options import DebugOption, JsonOption, NoStoreTextOption, sender_settings
-from smsctl.messages.numbers import EncodingChoice
+from smsctl.encoding import EncodingChoice
 
 
 def send(

@@ -107,6 +107,12 @@ class StoreWriter:
         self._queue.put(_Job(fn, None, waiter))
         return waiter.result()
 
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # what was queued is committed before the block's caller goes on
+
     def close(self) -> None:
         """Finish everything queued, then stop the thread and close the connection."""
         if self._thread.is_alive():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smsctl.config import Settings
+from smsctl.encoding import EncodingChoice
 from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
@@ -34,7 +35,6 @@ from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import LocalState
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.client import MessagesClient
-from smsctl.messages.numbers import EncodingChoice
 from smsctl.messages.ratelimit import RateLimiter
 from smsctl.messages.recipients import Recipients, Row
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording

@@ -38,30 +38,6 @@ class Accepted:
     request_id: str | None
 
 
-def _problem(status: int, body: bytes) -> Problem:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        return Problem(status, title=body[:200].decode("utf-8", "replace"))
-    params = data.get("invalid_parameters") or []
-    if isinstance(params, dict):  # some SDK typings show a single object
-        params = [params]
-    return Problem(
-        status,
-        type=str(data.get("type", "")),
-        title=str(data.get("title", "")),
-        detail=str(data.get("detail", "")),
-        instance=str(data.get("instance", "")),
-        invalid_parameters=[
-            {"name": str(p.get("name", "")), "reason": str(p.get("reason", ""))}
-            for p in params
-            if isinstance(p, dict)
-        ],
-    )
-
-
 CLOCK_TOLERANCE = 60.0  # seconds; beyond it a JWT's `iat`/`exp` can be judged wrong by the API
 
 
@@ -203,8 +179,8 @@ class MessagesClient:
             hint = (
                 clock_hint(headers.get("Date"), time.time()) if status == 401 else None
             ) or _REFUSAL_HINTS.get(status)
-            raise ApiRefused(_problem(status, raw), hint=hint)
-        problem = _problem(status, raw)
+            raise ApiRefused(Problem.from_response(status, raw), hint=hint)
+        problem = Problem.from_response(status, raw)
         raise self._unknown(f"the API failed: {problem.describe()}", client_ref)
 
     def _unknown(self, what: str, client_ref: str) -> OutcomeUnknown:

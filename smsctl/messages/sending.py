@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from smsctl.config import Settings
+from smsctl.encoding import EncodingChoice, TextCost, text_cost
 from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
@@ -20,7 +21,7 @@ from smsctl.errors import (
     UsageError,
 )
 from smsctl.history.interface import Attempt, LocalState
-from smsctl.messages.numbers import EncodingChoice, TextCost, parse_recipient, parse_sender, text_cost
+from smsctl.messages.numbers import parse_recipient, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
 if TYPE_CHECKING:  # the HTTP client and the writer are loaded only once input has been validated

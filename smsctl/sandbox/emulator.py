@@ -30,8 +30,9 @@ import jwt
 from aiohttp import web
 
 from smsctl.config import Settings
+from smsctl.encoding import text_cost
 from smsctl.errors import ConfigError
-from smsctl.messages.numbers import ALPHANUMERIC_SENDER, NUMERIC_SENDER, text_cost
+from smsctl.messages.numbers import ALPHANUMERIC_SENDER, NUMERIC_SENDER
 from smsctl.webhooks.server import start_serving
 from smsctl.webhooks.signing import sign
 

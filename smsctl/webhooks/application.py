@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from smsctl.config import Settings
-from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError
+from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError, Problem
 from smsctl.history.interface import AppUrls
 
 if TYPE_CHECKING:
@@ -88,8 +88,6 @@ class ApplicationApi:
     async def _call(self, method: str, body: dict[str, Any] | None) -> dict[str, Any]:
         import aiohttp
 
-        from smsctl.messages.client import _problem
-
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         data = None
         if body is not None:
@@ -106,9 +104,11 @@ class ApplicationApi:
                 f"the Application API could not be reached: {exc or type(exc).__name__}"
             ) from None
         if 400 <= status < 500:
-            raise ApiRefused(_problem(status, raw), hint=HINTS.get(status))
+            raise ApiRefused(Problem.from_response(status, raw), hint=HINTS.get(status))
         if status != 200:
-            raise ApiUnavailable(f"the Application API failed: {_problem(status, raw).describe()}")
+            raise ApiUnavailable(
+                f"the Application API failed: {Problem.from_response(status, raw).describe()}"
+            )
         try:
             answer = json.loads(raw)
         except ValueError:

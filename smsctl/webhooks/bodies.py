@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from smsctl.messages.numbers import text_cost
+from smsctl.encoding import text_cost
 
 
 @dataclass(frozen=True)

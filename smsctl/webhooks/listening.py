@@ -325,18 +325,16 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
     """`smsctl listen`: serve until SIGINT/SIGTERM (or `stop`), then drain and return the counters."""
     build_verifier(settings)  # refuse to start without a secret, before opening anything
     api = _application_api(settings) if options.update_app else None  # and without its credentials
-    from smsctl.messages.runtime import Runtime
-
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
-    async with Runtime(settings) as rt:  # closes the writer after the server drained: all is committed
-        listener = Listener(settings, rt.writer, view.handle, host=options.host, port=options.port,
+    with StoreWriter.for_settings(settings) as writer:  # closed after the server drained: all is committed
+        listener = Listener(settings, writer, view.handle, host=options.host, port=options.port,
                             public_url=options.public_url, max_token_age=options.max_token_age,
                             forward=options.forward, tunnel_check=options.tunnel_check,
                             delivery=options.delivery)  # fmt: skip
         async with listener:
             change = await _point_app(api, listener) if api else None
-            sharing = len(await rt.writer.run(lambda s: s.fresh_listeners()))  # this one included
+            sharing = len(await writer.run(lambda s: s.fresh_listeners()))  # this one included
             forward = options.forward
             view.ready({
                 "local_url": listener.local_url, "public_url": listener.public_url,
@@ -350,10 +348,10 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
             listener.start_tunnel_check()
             settle_heap()
             try:
-                await _serve_until(stop, rt.writer)
+                await _serve_until(stop, writer)
             finally:
                 if api is not None and change is not None and not options.keep_app_urls:
-                    await _restore_app(api, change, view, rt.writer)
+                    await _restore_app(api, change, view, writer)
     view.stopped(listener.counters)
     return listener.counters
 

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from vonage_messages import Sms, SmsOptions
 
 from smsctl.config import load_settings
+from smsctl.encoding import EncodingChoice
 from smsctl.errors import UsageError
-from smsctl.messages.numbers import EncodingChoice
 from smsctl.messages.sending import SendRequest, prepare
 
 recipients = st.sampled_from(["+14155550101", "+447700900123", "+4915112345678", "+61412345678"])

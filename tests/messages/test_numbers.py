@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from smsctl.encoding import text_cost
 from smsctl.errors import UsageError
-from smsctl.messages.numbers import parse_recipient, parse_sender, text_cost
+from smsctl.messages.numbers import parse_recipient, parse_sender
 
 
 @pytest.mark.parametrize(
