@@ -69,6 +69,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
     Variable(
+        "SMSCTL_STALE_AFTER",
+        "15m",
+        False,
+        "a message without a final status this long after sending is `stale` (and `reconcile` asks about it)",
+    ),
+    Variable(
         "SMSCTL_FORWARD_BACKOFF",
         "5,300",
         False,
@@ -210,6 +216,19 @@ class Settings:
     def record_retry(self) -> float:
         """Seconds to keep trying to record a send the API accepted, before spooling it."""
         return _parse_number("SMSCTL_RECORD_RETRY", self._get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds after sending when a message still without a final status is shown as `stale`."""
+        import re
+
+        raw = (self._get("SMSCTL_STALE_AFTER") or "15m").strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", raw)
+        if not match or float(match.group(1)) <= 0:
+            raise ConfigError(
+                f"SMSCTL_STALE_AFTER={raw!r} is not a duration", hint="e.g. 15m, 2h or 900 (seconds)"
+            )
+        return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
     @property
     def forward_backoff(self) -> tuple[float, float]:

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     WAIT_TIMEOUT = 6
     NOT_FOUND = 7
     SENT_NOT_RECORDED = 8
+    UNRESOLVED = 9
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -37,6 +38,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.WAIT_TIMEOUT: "timed out waiting for a final status (with --wait)",
     ExitCode.NOT_FOUND: "no such message in the local history",
     ExitCode.SENT_NOT_RECORDED: "sent, not recorded: the API accepted it, the store could not record it (do not resend)",
+    ExitCode.UNRESOLVED: "reconcile: messages past the grace period are still without a final status, or a record "
+    "disagrees with a stored final status",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM): stopped cleanly, as for Ctrl-C",
 }

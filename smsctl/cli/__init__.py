@@ -23,6 +23,7 @@ from smsctl.cli import (
     history,
     init,
     listen,
+    reconcile,
     replay,
     sandbox,
     send,
@@ -115,6 +116,7 @@ app.command("demo")(demo.demo)
 app.command("trigger")(trigger.trigger)
 app.command("export")(export.export)
 app.command("replay")(replay.replay)
+app.command("reconcile")(reconcile.reconcile)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 app.add_typer(app_cmd.app_app, name="app")

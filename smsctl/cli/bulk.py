@@ -225,14 +225,15 @@ def batch(
     from smsctl.output import emit_json, out, reporting
 
     with reporting(json_output, debug):
-        store = open_reader(load_settings().store)
+        settings = load_settings()
+        store = open_reader(settings.store)
         if store is None:
             raise NotFound(
                 f"no batch {batch_id!r}: there is no local history yet",
                 hint="`smsctl bulk` prints a batch ID when it starts",
             )
         with contextlib.closing(store):
-            summary = batch_summary(store, batch_id)
+            summary = batch_summary(store, batch_id, stale_after=settings.stale_after)
         if json_output:
             emit_json(summary.to_json())
             return
@@ -246,3 +247,9 @@ def batch(
                 table.add_row(str(f.row or ""), f.to or "", f.message_uuid or "-", f.status,
                               f"{f.error_code or ''} {f.error or ''}".strip())  # fmt: skip
             out().print(table)
+        if summary.stale:
+            from smsctl.history.reading import STALE_HINT
+            from smsctl.output import note
+
+            note(f"{summary.stale:,} stale: accepted over {settings.stale_after / 60:g} min ago, no final status; "
+                 + STALE_HINT)  # fmt: skip

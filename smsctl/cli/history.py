@@ -40,11 +40,12 @@ def status(
     from smsctl.output import emit_json, reporting
 
     with reporting(json_output, debug):
-        store = open_reader(load_settings().store)
+        settings = load_settings()
+        store = open_reader(settings.store)
         if store is None:
             raise NotFound(f"no message {message!r}: there is no local history yet", hint=NO_HISTORY)
         with contextlib.closing(store):
-            result = message_status(store, message)
+            result = message_status(store, message, stale_after=settings.stale_after)
         if json_output:
             emit_json(result.to_json())
         else:
@@ -61,6 +62,7 @@ def _render_status(result: MessageReport) -> None:
 
     style = STATUS_STYLE.get(result.status, "magenta")
     out().print(Text.assemble((result.message_uuid, "bold"), "  ", (result.status, style),
+                              ("  stale", "bold yellow") if result.stale else "",
                               ("  conflicting final statuses", "bold red") if result.conflict else "",
                               (f"  {result.sends} sends got this uuid", "bold yellow") if result.sends > 1 else ""))  # fmt: skip
     out().print(f"to {result.to or '?'}  from {result.from_ or '?'}  client_ref "
@@ -73,6 +75,11 @@ def _render_status(result: MessageReport) -> None:
         table.add_row(Text(event.status, STATUS_STYLE.get(event.status, "magenta")), event.timestamp,
                       _when(event.received_at), error, price, event.anomaly or "")  # fmt: skip
     out().print(table)
+    if result.stale:
+        from smsctl.history.reading import STALE_HINT
+        from smsctl.output import note
+
+        note(f"stale: no final status long after it was sent; {STALE_HINT}")
 
 
 def log(
@@ -100,10 +107,12 @@ def log(
         if since is not None:
             parse_duration(since)  # a bad --since is a usage error even with no history yet
         status = status_choice(status)  # and so is a bad --status
-        store = open_reader(load_settings().store)
+        settings = load_settings()
+        store = open_reader(settings.store)
         with contextlib.closing(store) if store else contextlib.nullcontext():
             received = recent_inbound(store, limit=limit, since=since) if store and inbound else []
-            messages = recent(store, limit=limit, status=status, since=since, batch=batch) if store else []
+            messages = recent(store, limit=limit, status=status, since=since, batch=batch,
+                              stale_after=settings.stale_after) if store else []  # fmt: skip
         if inbound and json_output:
             emit_json([inbound_json(r) for r in received])
         elif inbound:
@@ -123,6 +132,10 @@ def _render_log(rows: list[MessageSummary], *, pager: bool) -> None:
     from smsctl.output import out
 
     print_data(log_table(rows, out().width), rows=len(rows), pager=pager)
+    if stale := sum(m.stale for m in rows):
+        from smsctl.history.reading import STALE_HINT
+
+        note(f"{stale:,} stale (accepted, no final status after SMSCTL_STALE_AFTER): {STALE_HINT}")
 
 
 def log_table(rows: list[MessageSummary], width: int) -> Table:
@@ -148,12 +161,15 @@ def log_table(rows: list[MessageSummary], width: int) -> Table:
     table.add_column("source", no_wrap=True)
     for m in rows:
         error = f"{m.error_code} {error_title(m.error_code) or ''}" if m.error_code else m.error
-        webhook = m.source == "webhook"
+        webhook = m.source != "smsctl"
         cells: list[str | Text] = [_when(m.last_activity), m.message_uuid or "-", e164(m.to) or "?"]
         if not narrow:
             cells.append(Text(m.client_ref or ""))
-        table.add_row(*cells, Text(m.status, STATUS_STYLE.get(m.status, "magenta")), Text(error or ""),
-                      Text(("via webhook" if not narrow else "webhook") if webhook else "sent",
+        status = Text(m.status, STATUS_STYLE.get(m.status, "magenta"))
+        if m.stale:
+            status.append(" stale", "bold yellow")
+        table.add_row(*cells, status, Text(error or ""),
+                      Text((f"via {m.source}" if not narrow else str(m.source)) if webhook else "sent",
                            "dim" if webhook else ""))  # fmt: skip
     return table
 

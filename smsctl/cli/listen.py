@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smsctl.cli.options import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
+
+if TYPE_CHECKING:
+    from smsctl.config import Settings
+    from smsctl.webhooks.listening import Companion
 
 
 def listen(
@@ -49,6 +53,10 @@ def listen(
     tunnel_check: Annotated[
         bool, typer.Option(help="Probe the public URL at start-up and say whether webhooks can reach us.")
     ] = True,
+    reconcile_every: Annotated[
+        str | None,
+        typer.Option(help="Also run `smsctl reconcile` every 10m, 1h…: one listener of a store at a time."),
+    ] = None,
     no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -76,6 +84,7 @@ def listen(
             settings, status_url=forward_to, inbound_url=forward_inbound_to, resign=forward_resign,
             headers=forward_header or [], retry_for=forward_retry_for, timeout=forward_timeout,
         )  # fmt: skip
+        companions = (_reconciler(settings, reconcile_every),) if reconcile_every else ()
         for message in startup_warnings(settings):
             warn(message)
         json_lines = json_output or not sys.stdout.isatty()
@@ -84,8 +93,22 @@ def listen(
         # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
-                                update_app, keep_app_urls)  # fmt: skip
+                                update_app, keep_app_urls, companions)  # fmt: skip
         run_event_loop(run_listener(settings, view, options, stop=stop))
+
+
+def _reconciler(settings: Settings, every: str) -> Companion:
+    """`--reconcile-every`: the interval checked (≥ 1 minute: the Reports API is rate-limited and paid
+    per record), the credentials checked, before the listener starts."""
+    from smsctl.errors import UsageError
+    from smsctl.history.reading import parse_duration
+    from smsctl.messages.reconciling import ReconcileOptions
+    from smsctl.messages.reconciling import every as reconcile_every
+
+    interval = parse_duration(every, "--reconcile-every")
+    if interval < 60:
+        raise UsageError(f"--reconcile-every {every} is too often", hint="use 1m or more, e.g. 10m")
+    return reconcile_every(settings, interval, ReconcileOptions(older_than=settings.stale_after))
 
 
 def _logging(json_lines: bool) -> None:

@@ -24,6 +24,16 @@ def sandbox(
         float, typer.Option(min=0.0, help="Multiply every delay (webhook timing, retries) by this.")
     ] = 1.0,
     rate: Annotated[float, typer.Option(min=0.0, help="Requests per second before 429 (0: off).")] = 30.0,
+    drop_webhooks: Annotated[
+        float,
+        typer.Option(
+            "--drop-webhooks",
+            min=0.0,
+            max=100.0,
+            metavar="PERCENT",
+            help="Never send the status webhooks of this share of messages (the Reports API still has them).",
+        ),
+    ] = 0.0,
     tls: Annotated[
         bool,
         typer.Option("--tls", help="Serve HTTPS with a generated self-signed certificate (for the SDKs)."),
@@ -37,7 +47,8 @@ def sandbox(
     """Run a local emulator of the Messages API that sends signed status webhooks.
 
     Point smsctl at it with VONAGE_API_URL=http://127.0.0.1:4010. Recipients
-    +14155550110 … +14155550192 choose a scenario (see the README); any other number is delivered.
+    +14155550110 … +14155550195 choose a scenario (see the README); any other number is delivered.
+    It serves the Reports API too (GET /v2/reports/records), from its own message history.
 
     Example: smsctl sandbox --status-url http://127.0.0.1:3000/webhooks/status
     """
@@ -50,7 +61,8 @@ def sandbox(
 
     with reporting(json_output, debug):
         settings = load_settings()
-        config = config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate)
+        config = config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate,
+                                      drop_webhooks=drop_webhooks)  # fmt: skip
 
         interrupted: list[int] = []
 
@@ -97,6 +109,8 @@ def _event(event: SandboxEvent, json_output: bool) -> None:
             f"  webhook {event.status} #{event.attempt} {signed} {(event.message_uuid or '')[:8]} → "
             f"{event.response or 'no answer'}"
         )
+    elif event.kind is EventKind.DROPPED:
+        line = f"  webhooks lost for {event.message_uuid} (to={event.to}): `smsctl reconcile` will find it"
     else:
         line = f"  {event.kind} {event.message_uuid or ''}"
     out().print(line, soft_wrap=True)

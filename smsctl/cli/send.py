@@ -137,6 +137,10 @@ def _send_and_wait(settings: Any, request: Any, timeout: float, port: int | None
         emit_json(result.to_dict())
     else:
         out().print(f"{result.sent.message_uuid} {result.status}")
+        if result.answered_by == "reports":
+            from smsctl.output import note
+
+            note(f"no status webhook arrived within {timeout:g} s: the final status is the Reports API's")
     error = outcome_error(result)
     if error is not None:
         raise error

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -25,13 +26,13 @@ from smsctl.errors import OutputUnwritable, UsageError
 from smsctl.history.backends import open_reader
 from smsctl.history.events import FINAL_STATUSES, error_meaning
 from smsctl.history.interface import ExportedMessage, InboundRecord
-from smsctl.history.reading import summary_json, timeline_event
+from smsctl.history.reading import stale_test, summary_json, timeline_event
 
 PAGE = 1_000
 
 CSV_COLUMNS = ("message_uuid", "to", "from", "client_ref", "status", "final", "sent_at", "submitted_at",
                "final_at", "error_code", "error_meaning", "price", "currency", "segments", "source",
-               "batch_id", "batch_row")  # fmt: skip
+               "batch_id", "batch_row", "stale")  # fmt: skip
 INBOUND_COLUMNS = ("message_uuid", "from", "to", "text", "timestamp", "received_at")
 
 
@@ -75,12 +76,12 @@ def _iso(epoch: float | None) -> str:
     return (iso_utc(epoch) or "") if epoch else ""
 
 
-def message_json(m: ExportedMessage) -> dict[str, Any]:
+def message_json(m: ExportedMessage, stale: bool = False) -> dict[str, Any]:
     """One message of `export --format jsonl`: the `log --json` fields and the whole timeline."""
-    return summary_json(m.summary) | {"events": [timeline_event(e).to_json() for e in m.events]}
+    return summary_json(m.summary, stale) | {"events": [timeline_event(e).to_json() for e in m.events]}
 
 
-def message_row(m: ExportedMessage) -> list[object]:
+def message_row(m: ExportedMessage, stale: bool = False) -> list[object]:
     """One message of `export --format csv`, in CSV_COLUMNS' order."""
     s, events = m.summary, m.events
     submitted = next((e.received_at for e in events if e.status == "submitted"), None)
@@ -89,7 +90,7 @@ def message_row(m: ExportedMessage) -> list[object]:
     return [s.message_uuid or "", e164(s.to) or "", e164(s.from_) or "", s.client_ref or "", s.status, s.final, _iso(s.sent_at),
             _iso(submitted), _iso(final), s.error_code or "", error_meaning(s.error_code) or "",
             priced.price if priced else "", priced.currency if priced else "", s.segments or "", s.source,
-            s.batch_id or "", "" if s.batch_row is None else s.batch_row]  # fmt: skip
+            s.batch_id or "", "" if s.batch_row is None else s.batch_row, stale]  # fmt: skip
 
 
 def inbound_row(r: InboundRecord) -> list[object]:
@@ -138,7 +139,7 @@ def lines(records: Iterator[Any], fmt: ExportFormat, columns: tuple[str, ...],
 
 
 def export(settings: Settings, fmt: ExportFormat, *, status: str | None, since: float | None, batch: str | None,
-           inbound_only: bool, write: Any, chunk: int = 64 * 1024) -> int:  # fmt: skip
+           inbound_only: bool, write: Any, chunk: int = 64 * 1024, now: float | None = None) -> int:  # fmt: skip
     """Stream the export through `write(text) -> bool` (False: the reader went away) in chunks of
     about `chunk` characters; how many records were written."""
     from smsctl.history.reading import inbound_json
@@ -155,7 +156,9 @@ def export(settings: Settings, fmt: ExportFormat, *, status: str | None, since: 
         text = lines(counted(inbound(settings, since)), fmt, INBOUND_COLUMNS, inbound_json, inbound_row)
     else:
         found = counted(messages(settings, status=status, since=since, batch=batch))
-        text = lines(found, fmt, CSV_COLUMNS, message_json, message_row)
+        stale = stale_test(time.time() if now is None else now, settings.stale_after)
+        text = lines(found, fmt, CSV_COLUMNS, lambda m: message_json(m, stale(m.summary)),
+                     lambda m: message_row(m, stale(m.summary)))  # fmt: skip
     pending: list[str] = []
     size = 0
     for line in text:

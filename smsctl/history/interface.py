@@ -11,7 +11,7 @@ commits concurrent work together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -55,6 +55,7 @@ class Source(StrEnum):
 
     SMSCTL = "smsctl"  # smsctl sent it
     WEBHOOK = "webhook"  # seen only through its status webhooks (another program sent it)
+    REPORTS = "reports"  # known only from the Reports API (`smsctl reconcile --since`)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,32 @@ class Applied:
     final: bool
     anomaly: str | None
     changed: bool
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A message with no final status yet: `reconcile` asks the Reports API about it."""
+
+    message_uuid: str
+    since: float  # when it was sent (or first heard of)
+
+
+@dataclass(frozen=True)
+class ReportDetails:
+    """What a Reports API record adds to a status event."""
+
+    network: str | None
+    country: str | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class ReportApplied:
+    """What storing one Reports API record did: the status rules' answer, and whether the store had
+    never heard of the message (it is then marked `via reports`)."""
+
+    applied: Applied
+    discovered: bool
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,7 @@ class CurrentStatus:
     final: bool
     conflict: bool  # two different final statuses arrived; the first stands
     duplicates: int
+    via: Source = Source.WEBHOOK  # how the store first heard of it, when smsctl did not send it
 
 
 @dataclass(frozen=True)
@@ -133,6 +161,10 @@ class StoredEvent:
     anomaly: str | None
     body: str
     token: str | None = None  # the original bearer token (`replay --original-token`); None before m006
+    source: str = "webhook"  # or `reports`: a Reports API record (`smsctl reconcile`)
+    network: str | None = None  # from a Reports API record
+    country: str | None = None
+    latency_ms: float | None = None
 
 
 class Route(StrEnum):
@@ -235,6 +267,7 @@ class FoundMessage:
     duplicates: int
     sends: int  # more than 1: the API gave several sends this uuid (a mock, a replayed answer)
     sent: SentMessage | None
+    via: Source = Source.WEBHOOK
 
 
 def found(uuid: str, sends: int, latest: SentMessage | None, current: CurrentStatus | None) -> FoundMessage:
@@ -243,7 +276,7 @@ def found(uuid: str, sends: int, latest: SentMessage | None, current: CurrentSta
         assert latest is not None, "a uuid known from neither a send nor a status"
         return FoundMessage(uuid, latest.state, False, False, 0, sends, latest)
     return FoundMessage(
-        uuid, current.status, current.final, current.conflict, current.duplicates, sends, latest
+        uuid, current.status, current.final, current.conflict, current.duplicates, sends, latest, current.via
     )
 
 
@@ -289,10 +322,16 @@ def app_urls(execute: Execute, mark: str, application_id: str) -> tuple[AppUrls 
 
 
 def event_from(r: Mapping[str, Any]) -> StoredEvent:
-    """A stored event from a backend's row (any mapping of column names)."""
-    return StoredEvent(r["message_uuid"], r["status"], r["timestamp"], r["received_at"], r["to_number"],
-                       r["from_number"], r["client_ref"], r["error_code"], r["error_detail"], r["price"],
-                       r["currency"], r["segments"], r["anomaly"], r["body"], r["token"])  # fmt: skip
+    """A stored event from a backend's row (any mapping of column names; a store a read-only reader
+    opened before migration m010 has no `source` and Reports columns)."""
+    event = StoredEvent(r["message_uuid"], r["status"], r["timestamp"], r["received_at"], r["to_number"],
+                        r["from_number"], r["client_ref"], r["error_code"], r["error_detail"], r["price"],
+                        r["currency"], r["segments"], r["anomaly"], r["body"], r["token"])  # fmt: skip
+    if "source" not in r.keys():
+        return event
+    return replace(
+        event, source=r["source"], network=r["network"], country=r["country"], latency_ms=r["latency_ms"]
+    )
 
 
 def forward_from(r: Mapping[str, Any]) -> Forward:
@@ -336,12 +375,12 @@ def hook_page(
     cursor goes on by uuid, None after the last."""
     timelines = by_message(events_of([r["message_uuid"] for r in rows]))
     page = [exported(None, r["message_uuid"], (r["status"], bool(r["final"]), r["updated_at"]),
-                     timelines.get(r["message_uuid"], [])) for r in rows]  # fmt: skip
+                     timelines.get(r["message_uuid"], []), via=Source(r["via"])) for r in rows]  # fmt: skip
     return page, ((1, rows[-1]["message_uuid"]) if len(rows) == limit else None)
 
 
 def exported(sent: SentMessage | None, uuid: str, current: tuple[str, bool, float] | None,
-             events: list[StoredEvent]) -> ExportedMessage:  # fmt: skip
+             events: list[StoredEvent], via: Source = Source.WEBHOOK) -> ExportedMessage:  # fmt: skip
     """A message for `export` from what a backend read: its send (if smsctl sent it), its current
     (status, final, updated_at), and its events in the order received. Fields a webhook-only message
     lacks come from its events, as in `log`."""
@@ -354,7 +393,7 @@ def exported(sent: SentMessage | None, uuid: str, current: tuple[str, bool, floa
     activity = max(([sent.updated_at] if sent else []) + ([current[2]] if current else []), default=0.0)
     summary = MessageSummary(
         message_uuid=uuid or None,
-        source=Source.SMSCTL if sent else Source.WEBHOOK,
+        source=Source.SMSCTL if sent else via,
         to=sent.to if sent else first(e.to for e in events),
         from_=sent.from_ if sent else first(e.from_ for e in events),
         client_ref=sent.client_ref if sent else first(e.client_ref for e in events),
@@ -420,6 +459,7 @@ class MessageSummary:
     error_code: str | None
     batch_id: str | None
     batch_row: int | None
+    stale: bool = False  # a display state (history/reading.stale_test), set by `log` and `batch`
 
 
 @dataclass(frozen=True)
@@ -528,6 +568,16 @@ class HistoryStore(Protocol):
                         batch: str | None = None) -> list[MessageSummary]: ...  # fmt: skip
     def recent_inbound(self, limit: int, since: float | None = None) -> list[InboundRecord]: ...
     def counts(self) -> dict[str, int]: ...
+
+    # reconciliation (`smsctl reconcile`, `listen --reconcile-every`): history/reconciliation.py
+    def unresolved(self, cutoff: float, limit: int) -> list[Unresolved]: ...
+    def stale_count(self, cutoff: float) -> int: ...
+    def apply_report(
+        self, event: StatusEvent, received_at: float, details: ReportDetails
+    ) -> ReportApplied: ...
+    def known(self, uuids: list[str]) -> set[str]: ...
+    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
+    def release_lease(self, name: str, holder: str) -> None: ...
 
     # forwarding (`listen --forward-to`): an outbox, claimed with a lease so listeners never share a delivery
     def add_forward(self, forward: NewForward, now: float, retry_for: float) -> None: ...

@@ -56,6 +56,7 @@ from smsctl.history.interface import (
 )
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
+from smsctl.history.reconciliation import Reconciliation
 
 if TYPE_CHECKING:
     from smsctl.config import StoreLocation
@@ -125,13 +126,16 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox):
+class PgStore(PostgresOutbox, Reconciliation):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or
     a newer smsctl's (changing nothing) and applies pending migrations under an advisory lock.
     `PgStore.reader(location)` never creates or migrates anything.
     """
+
+    _mark, _false = "%s", "false"  # for Reconciliation's SQL
+    _event_key = "message_uuid = %s AND status = %s AND timestamp = %s"
 
     def __init__(self, location: StoreLocation, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         assert location.url is not None
@@ -142,6 +146,7 @@ class PgStore(PostgresOutbox):
         self._notify = False  # a status changed in the current transaction
         self.migrated: list[str] = []  # migrations this connection applied when it opened
         self._conn: psycopg.Connection[Row] | None = None
+        self._locks: dict[str, psycopg.Connection[Row] | None] = {}  # advisory locks held, by name
         try:
             self._conn = self._open()
             self._prepare()
@@ -195,6 +200,22 @@ class PgStore(PostgresOutbox):
 
     def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug:
         return classify(exc)
+
+    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """A session-level advisory lock on this connection instead of a lease row: PostgreSQL frees it
+        the moment the holder's connection ends (a crash included), so no lease has to run out first.
+        Taken once per connection: a reopened connection (the server restarted) takes it again."""
+        if self._locks.get(name) is self._conn and self._conn is not None and not self._conn.closed:
+            return True
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(name),)).fetchone()
+        if row is not None and row[0]:
+            self._locks[name] = self._conn
+            return True
+        return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        if self._locks.pop(name, None) is self._conn and self._conn is not None and not self._conn.closed:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(name),))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -375,10 +396,14 @@ class PgStore(PostgresOutbox):
 
     def current_status(self, message_uuid: str) -> CurrentStatus | None:
         row = self._one(
-            "SELECT message_uuid, status, final, conflict, duplicates FROM message_status WHERE message_uuid = %s",
+            "SELECT message_uuid, status, final, conflict, duplicates, via FROM message_status WHERE message_uuid = %s",
             (message_uuid,),
         )
-        return CurrentStatus(row[0], row[1], bool(row[2]), bool(row[3]), int(row[4])) if row else None
+        return (
+            CurrentStatus(row[0], row[1], bool(row[2]), bool(row[3]), int(row[4]), Source(row[5]))
+            if row
+            else None
+        )
 
     def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
         rows = self._all(
@@ -427,7 +452,7 @@ class PgStore(PostgresOutbox):
                     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_uuid = s.message_uuid)
                       AND {" AND ".join(f.hook_where)})
                     ORDER BY activity DESC, mid DESC NULLS LAST LIMIT %s)
-                SELECT r.uuid, CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END,
+                SELECT r.uuid, CASE WHEN r.mid IS NULL THEN COALESCE(s.via, 'webhook') ELSE 'smsctl' END,
                        COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.message_uuid = r.uuid
                                 AND e.to_number IS NOT NULL LIMIT 1)),
                        COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.message_uuid = r.uuid
@@ -527,6 +552,14 @@ class PgStore(PostgresOutbox):
         if table == "message_status" and new:
             self._notify = True
         return new
+
+
+def _lock_key(name: str) -> int:
+    """An advisory lock's 64-bit key for a lease name: "smsctl" in the high bits, so other programs'
+    keys on a shared database are unlikely to collide."""
+    import zlib
+
+    return (0x736D7363 << 32) | zlib.crc32(name.encode())
 
 
 _SENT_COLUMNS = ("id", "client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",

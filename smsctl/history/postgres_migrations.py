@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, RECONCILE
 
 if TYPE_CHECKING:
     import psycopg
@@ -211,12 +211,19 @@ def m005_app_urls(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute(APP_URLS.format(real="DOUBLE PRECISION"))
 
 
+def m006_reconcile(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Events' source and Reports API details, a message's `via`, the open-messages index (as SQLite's
+    m010; the leases table is there for symmetry: PostgreSQL listeners take an advisory lock)."""
+    conn.execute(RECONCILE.format(real="DOUBLE PRECISION", false="false"))
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
     m003_forwarding,
     m004_forward_routes,
     m005_app_urls,
+    m006_reconcile,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

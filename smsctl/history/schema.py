@@ -63,3 +63,23 @@ APP_URLS = """
             PRIMARY KEY (application_id, status_url)
         );
 """
+
+
+# Reconciliation (`smsctl reconcile`): which source told us each event (`webhook`, or `reports` for a
+# Reports API record) and what a record adds (network, country, latency); how the store first heard
+# of a message (`via`: `reports` for one only the Reports API knew); a partial index over the messages
+# still without a final status, which `stale` counts and `reconcile` reads; and leases, so one
+# listener at a time reconciles a shared SQLite store (PostgreSQL uses an advisory lock instead).
+RECONCILE = """
+        ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook';
+        ALTER TABLE events ADD COLUMN network TEXT;
+        ALTER TABLE events ADD COLUMN country TEXT;
+        ALTER TABLE events ADD COLUMN latency_ms {real};
+        ALTER TABLE message_status ADD COLUMN via TEXT NOT NULL DEFAULT 'webhook';
+        CREATE INDEX message_status_open ON message_status (first_seen) WHERE final = {false};
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until {real} NOT NULL
+        );
+"""

@@ -38,6 +38,7 @@ from smsctl.history.interface import (
     event_from,
     found,
 )
+from smsctl.history.reconciliation import Reconciliation
 from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.sqlite_outbox import SqliteOutbox, SqliteTransfer, sent_message
 
@@ -125,7 +126,7 @@ def _refuse_foreign(db: Path) -> None:
         probe.close()
 
 
-class Store(SqliteOutbox, SqliteTransfer):
+class Store(SqliteOutbox, SqliteTransfer, Reconciliation):
     """A connection to the store. Not thread-safe: one per thread.
 
     `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files
@@ -133,6 +134,11 @@ class Store(SqliteOutbox, SqliteTransfer):
     nothing), and applies pending migrations. `Store.reader(path)` opens an existing store read-only,
     so `log` and `status` work on a store they cannot write.
     """
+
+    _mark, _false = "?", "0"  # for Reconciliation's SQL
+    _event_key = (
+        "msg_id = (SELECT id FROM message_status WHERE message_uuid = ?) AND status = ? AND timestamp = ?"
+    )
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
         self.path = str(path)
@@ -419,7 +425,7 @@ class Store(SqliteOutbox, SqliteTransfer):
         if row is None:
             return None
         return CurrentStatus(row["message_uuid"], row["status"], bool(row["final"]), bool(row["conflict"]),
-                             row["duplicates"])  # fmt: skip
+                             row["duplicates"], Source(row["via"]))  # fmt: skip
 
     def statuses(self, uuids: list[str]) -> dict[str, tuple[str, bool]]:
         """Current (status, final) of each message that has any status yet."""
@@ -490,7 +496,7 @@ class Store(SqliteOutbox, SqliteTransfer):
                       AND {" AND ".join(f.hook_where)}
                     ORDER BY activity DESC, mid DESC LIMIT ?)
                 SELECT r.uuid AS message_uuid, r.activity,
-                       CASE WHEN r.mid IS NULL THEN 'webhook' ELSE 'smsctl' END AS source,
+                       CASE WHEN r.mid IS NULL THEN COALESCE(s.via, 'webhook') ELSE 'smsctl' END AS source,
                        COALESCE(m.to_number, (SELECT e.to_number FROM events e WHERE e.msg_id = r.sid
                                 AND e.to_number IS NOT NULL LIMIT 1)) AS to_number,
                        COALESCE(m.from_number, (SELECT e.from_number FROM events e WHERE e.msg_id = r.sid

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from smsctl.history.events import FINAL_STATUSES
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, RECONCILE
 
 log = logging.getLogger("smsctl.history.sqlite")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -262,6 +262,11 @@ def m009_app_urls(conn: sqlite3.Connection) -> None:
     _run_script(conn, APP_URLS.format(real="REAL"))
 
 
+def m010_reconcile(conn: sqlite3.Connection) -> None:
+    """Events' source and Reports API details, a message's `via`, the open-messages index, leases."""
+    _run_script(conn, RECONCILE.format(real="REAL", false="0"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -272,6 +277,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m007_sequential_event_keys,
     m008_forward_routes,
     m009_app_urls,
+    m010_reconcile,
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import string
 import time
 from collections import Counter
@@ -48,6 +49,8 @@ from smsctl.messages.sending import (
     with_webhook,
 )
 from smsctl.messages.waiting import WaitOptions, status_route, watch_many
+
+log = logging.getLogger("smsctl.bulk")
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,26 @@ async def run_bulk(
                          recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip
         if wait is None:
             return result, None
-        return result, await watch_many(settings.store, result.accepted, wait.timeout, on_wait)
+        states = await watch_many(settings.store, result.accepted, wait.timeout, on_wait)
+        return result, await _after_timeout(settings, rt.writer, states, on_wait)
+
+
+async def _after_timeout(settings: Settings, writer: StoreWriter, states: dict[str, tuple[str, bool]],
+                         on_wait: Callable[[dict[str, str]], None]) -> dict[str, tuple[str, bool]]:  # fmt: skip
+    """`bulk --wait` past --timeout: the Reports API is asked about the messages still open (when the
+    key and secret are set); what it knows is stored, and the statuses read again."""
+    from smsctl.messages.reconciling import fill_in
+
+    open_ = [uuid for uuid, (_, final) in states.items() if not final]
+    try:
+        if await fill_in(settings, writer, open_) is None:
+            return states
+    except SmsctlError as exc:
+        log.warning("after --timeout, the Reports API could not be asked: %s", exc.message)
+        return states
+    states.update(await writer.run(lambda s: s.statuses(open_)))
+    on_wait({uuid: status for uuid, (status, _) in states.items()})
+    return states
 
 
 def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None) -> SmsctlError | None:

@@ -16,12 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from smsctl.config import Settings, is_loopback_host
-from smsctl.errors import ConfigError, MessageFailed, WaitTimeout
+from smsctl.errors import ConfigError, MessageFailed, SmsctlError, WaitTimeout
 from smsctl.history.backends import Location, watch_changes
 from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import HistoryStore
 from smsctl.history.reading import TimelineEvent, timeline_event
 from smsctl.history.writer import StoreWriter
+from smsctl.messages.reconciling import fill_in
 from smsctl.messages.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.webhooks.listening import Listener, discover_ngrok, usable_listener
 from smsctl.webhooks.server import STATUS_PATH
@@ -66,11 +67,15 @@ class WaitResult:
     final: bool
     events: list[TimelineEvent]
     elapsed: float
+    answered_by: str | None = (
+        None  # where the final status came from: `webhook`, or `reports` after --timeout
+    )
+    fallback: str | None = None  # after --timeout: what asking the Reports API gave, when it was asked
 
     def to_dict(self) -> dict[str, Any]:
         data = self.sent.to_dict()
         data.update(status=self.status, final=self.final, events=[e.to_json() for e in self.events],
-                    elapsed=round(self.elapsed, 3))  # fmt: skip
+                    elapsed=round(self.elapsed, 3), answered_by=self.answered_by)  # fmt: skip
         return data
 
 
@@ -197,7 +202,23 @@ async def send_and_wait(
             status, final, events = await watch(
                 settings.store, sent.message_uuid, options.timeout, changed, watch_listener=route.shared
             )
-            return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started)
+            if final:
+                return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started,
+                                  answered_by=_source_of(status, events))  # fmt: skip
+            try:
+                asked = await fill_in(settings, rt.writer, [sent.message_uuid])
+                fallback = None if asked is None else "the Reports API has no final status either"
+            except SmsctlError as exc:  # the timeout stands; say why the fallback could not help
+                fallback = f"the Reports API could not be asked: {exc.message}"
+            status, final, events = await rt.writer.run(lambda s: read_state(s, sent.message_uuid))
+            return WaitResult(sent, status or sent.status, final, events, time.monotonic() - started,
+                              answered_by=_source_of(status, events) if final else None,
+                              fallback=fallback)  # fmt: skip
+
+
+def _source_of(status: str | None, events: list[TimelineEvent]) -> str | None:
+    """Which source's event gave the final status (the first event of it)."""
+    return next((e.source for e in events if e.status == status), None)
 
 
 async def watch_many(
@@ -219,8 +240,10 @@ def outcome_error(result: WaitResult) -> MessageFailed | WaitTimeout | None:
     """The error a wait ends in: None when delivered."""
     if not result.final:
         return WaitTimeout(
-            f"no final status within {result.elapsed:.0f} s; last known status: {result.status}",
-            hint=f"SMS can take up to 72 h: check later with `smsctl status {result.sent.message_uuid}`",
+            f"no final status within {result.elapsed:.0f} s; last known status: {result.status}"
+            + (f"; {result.fallback}" if result.fallback else ""),
+            hint=f"SMS can take up to 72 h: check later with `smsctl status {result.sent.message_uuid}` "
+            "or `smsctl reconcile` (it asks the Reports API; needs VONAGE_API_KEY and VONAGE_API_SECRET)",
         )
     if result.status in FAILED_STATUSES:
         last = next((e for e in reversed(result.events) if e.status == result.status), None)

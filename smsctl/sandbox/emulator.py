@@ -13,6 +13,7 @@ import collections
 import hmac
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -23,7 +24,6 @@ from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -33,6 +33,9 @@ from smsctl.config import Settings
 from smsctl.encoding import text_cost
 from smsctl.errors import ConfigError
 from smsctl.messages.numbers import ALPHANUMERIC_SENDER, NUMERIC_SENDER
+from smsctl.sandbox.application import absolute_http_url, initial_application, invalid_application
+from smsctl.sandbox.reports import Ledger, ReportsApi, ReportsSettings
+from smsctl.sandbox.reports import iso as iso_time
 from smsctl.webhooks.server import start_serving
 from smsctl.webhooks.signing import sign
 
@@ -56,6 +59,7 @@ class Scenario:
     steps: tuple[Step, ...] = ()
     http_status: int | None = None  # answer with this error instead of 202
     segments: int | None = None  # force a multi-segment aggregate with per-segment results
+    lost: bool = False  # the statuses happen (the Reports API has them), their webhooks are never sent
 
 
 _DELIVERED = (Step(0.2, "submitted"), Step(1.0, "delivered"))
@@ -79,6 +83,8 @@ SCENARIOS: dict[str, Scenario] = {
     "14155550190": Scenario("server-error", "the API answers 500 Internal error", http_status=500),
     "14155550191": Scenario("low-balance", "the API answers 402 Low balance", http_status=402),
     "14155550192": Scenario("no-answer", f"the API never answers (hangs {HANG_SECONDS:.0f} s)", http_status=0),
+    "14155550195": Scenario("webhook-lost", "submitted, then delivered, but no status webhook ever arrives "
+                            "(the Reports API knows: `smsctl reconcile`)", _DELIVERED, lost=True),
 }  # fmt: skip
 DEFAULT_SCENARIO = SCENARIOS["14155550100"]
 
@@ -95,16 +101,9 @@ def _invalid_options(body: dict[str, Any]) -> list[dict[str, str]]:
         invalid.append({"name": "sms.encoding_type", "reason": "must be one of text, unicode, auto"})
     if body.get("webhook_version", "v1") not in WEBHOOK_VERSIONS:
         invalid.append({"name": "webhook_version", "reason": "must be one of v0.1, v1"})
-    if "webhook_url" in body and not _absolute_http_url(body["webhook_url"]):
+    if "webhook_url" in body and not absolute_http_url(body["webhook_url"]):
         invalid.append({"name": "webhook_url", "reason": "must be an absolute http or https URL"})
     return invalid
-
-
-def _absolute_http_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _valid_sender(sender: str) -> bool:
@@ -135,6 +134,11 @@ class SandboxConfig:
     sender: str | None = None  # the number inbound SMS are sent to (VONAGE_NUMBER)
     time_scale: float = 1.0
     rate: float | None = 30.0  # requests per second; None = unlimited
+    drop_seed: int | None = None  # a fixed seed makes the dropped messages repeatable (tests)
+    drop_webhooks: float = 0.0  # percent of messages whose status webhooks are never sent (`--drop-webhooks`)
+    reports: ReportsSettings = field(
+        default_factory=ReportsSettings
+    )  # the Reports API's page size, rate, faults
 
 
 @dataclass
@@ -152,6 +156,7 @@ class EventKind(StrEnum):
     REQUEST = "request"  # a POST /v1/messages was answered
     WEBHOOK = "webhook"  # one delivery attempt of a status webhook
     NO_STATUS_URL = "no_status_url"  # a message was accepted but has nowhere to report to
+    DROPPED = "dropped"  # a message's status webhooks will never be sent (webhook-lost, --drop-webhooks)
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,9 @@ class Sandbox:
         self._stop = asyncio.Event()
         self._server: asyncio.Task[None] | None = None
         self.application = initial_application(config)
+        self.ledger = Ledger()
+        self.reports = ReportsApi(self.ledger, config.api_key, self._authenticate, config.reports)
+        self._dropper = random.Random(config.drop_seed)
 
     async def __aenter__(self) -> Sandbox:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
@@ -214,6 +222,7 @@ class Sandbox:
         app.router.add_get("/v2/applications/{id}", self._get_application)
         app.router.add_put("/v2/applications/{id}", self._put_application)
         app.router.add_post("/_sandbox/inbound", self._inbound)
+        self.reports.add_to(app)
         try:
             self.url, self._server = await start_serving(
                 app, self.host, self.port, self._stop, ssl_context=self.ssl_context, shutdown_timeout=1.0
@@ -298,6 +307,9 @@ class Sandbox:
         if scenario.http_status == 402:
             return self._problem(402, "low_balance"), None
         message_uuid = str(uuid.uuid4())
+        self.ledger.accepted(
+            message_uuid, body, scenario.segments or text_cost(body["text"]).segments, time.time()
+        )
         self._schedule(message_uuid, body, scenario)
         return web.json_response({"message_uuid": message_uuid}, status=202,
                                  headers={"X-Request-Id": str(uuid.uuid4())}), message_uuid  # fmt: skip
@@ -394,7 +406,7 @@ class Sandbox:
             body = json.loads(await request.read())
         except ValueError:
             return self._app_problem(400, "Bad Request", "The request body is not JSON")
-        invalid = _invalid_application(body)
+        invalid = invalid_application(body)
         if invalid:
             return self._app_problem(
                 400, "Bad Request", "The request failed due to validation errors", invalid
@@ -433,27 +445,51 @@ class Sandbox:
     # --- the webhooks ------------------------------------------------------------------------------
 
     def _schedule(self, message_uuid: str, body: dict[str, Any], scenario: Scenario) -> None:
-        # A message's own webhook_url wins; else the application's status URL (as Vonage does).
+        """Run the message's scenario: its statuses happen (the Reports API sees each) and, unless they are
+        lost, each is delivered as a webhook. A message's own webhook_url wins; else the application's
+        status URL (as Vonage does)."""
         url = body.get("webhook_url") or self._messages_webhook("status_url") or self.config.status_url
         if not url:
             self.on_event(SandboxEvent(EventKind.NO_STATUS_URL, message_uuid))
-            return
+        elif scenario.lost or self._dropper.random() * 100 < self.config.drop_webhooks:
+            self.on_event(SandboxEvent(EventKind.DROPPED, message_uuid, to=body.get("to")))
+            url = None
         task = asyncio.create_task(self._run_scenario(url, message_uuid, body, scenario))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run_scenario(
-        self, url: str, message_uuid: str, sent: dict[str, Any], scenario: Scenario
+        self, url: str | None, message_uuid: str, sent: dict[str, Any], scenario: Scenario
     ) -> None:
-        accepted_at = time.monotonic()
+        """The statuses happen on the scenario's clock (the Reports API's record moves with them) while
+        their webhooks go out in order, each retried as Vonage retries: a receiver that is down delays
+        the webhooks, never the statuses. A step's webhook carries the time its status happened."""
+        accepted_at, accepted_wall = time.monotonic(), time.time()
         segments = scenario.segments or text_cost(sent["text"]).segments
+        ledger = asyncio.create_task(self._advance_ledger(message_uuid, scenario, accepted_at, accepted_wall))
+        self._tasks.add(ledger)
+        ledger.add_done_callback(self._tasks.discard)
+        if url is None:
+            return
         for step in scenario.steps:
             await asyncio.sleep(
                 max(0.0, accepted_at + step.delay * self.config.time_scale - time.monotonic())
             )
-            payload = status_body(message_uuid, sent, step, segments, scenario.segments is not None)
+            timestamp = iso_time(accepted_wall + step.delay * self.config.time_scale)
+            payload = status_body(
+                message_uuid, sent, step, segments, scenario.segments is not None, timestamp
+            )
             for _ in range(step.copies):
                 await self._deliver(url, payload, message_uuid, step)
+
+    async def _advance_ledger(self, message_uuid: str, scenario: Scenario, accepted_at: float,
+                              accepted_wall: float) -> None:  # fmt: skip
+        for step in scenario.steps:
+            await asyncio.sleep(
+                max(0.0, accepted_at + step.delay * self.config.time_scale - time.monotonic())
+            )
+            at = accepted_wall + step.delay * self.config.time_scale
+            self.ledger.status(message_uuid, step.status, iso_time(at), step.error_code, at)
 
     async def _deliver(self, url: str, body: bytes, message_uuid: str, step: Step) -> None:
         assert self._session is not None
@@ -479,54 +515,8 @@ class Sandbox:
             await asyncio.sleep(backoff)
 
 
-def initial_application(config: SandboxConfig) -> dict[str, Any]:
-    """The one application the emulator serves, shaped as the Application API v2 returns one."""
-    from cryptography.hazmat.primitives import serialization
-
-    app_id = config.application_id or "00000000-0000-4000-8000-000000000000"
-    public_key = ""
-    if config.public_key is not None:
-        public_key = config.public_key.public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()  # fmt: skip
-    webhooks = (
-        {"status_url": {"address": config.status_url, "http_method": "POST"}} if config.status_url else {}
-    )
-    return {
-        "id": app_id, "name": "smsctl sandbox", "keys": {"public_key": public_key},
-        "capabilities": {"messages": {"version": "v1", "webhooks": webhooks},
-                         "voice": {"webhooks": {"answer_url": {"address": "https://example.com/answer",
-                                                               "http_method": "GET"}}}},
-        "privacy": {"improve_ai": False},
-        "_links": {"self": {"href": f"/v2/applications/{app_id}"}},
-    }  # fmt: skip
-
-
-def _invalid_application(body: Any) -> list[dict[str, str]]:
-    """The checks of the Application API's PUT the emulator makes: a name, and POST-only Messages webhooks."""
-    if not isinstance(body, dict):
-        return [{"name": "body", "reason": "must be an object"}]
-    invalid = []
-    if not isinstance(body.get("name"), str) or not body["name"]:
-        invalid.append({"name": "name", "reason": "is required"})
-    hooks = ((body.get("capabilities") or {}).get("messages") or {}).get("webhooks") or {}
-    for name, value in hooks.items() if isinstance(hooks, dict) else []:
-        if not isinstance(value, dict) or not _absolute_http_url(value.get("address")):
-            invalid.append(
-                {"name": f"capabilities.messages.webhooks.{name}.address", "reason": "must be a URL"}
-            )
-        elif value.get("http_method", "POST") != "POST":
-            invalid.append(
-                {
-                    "name": f"capabilities.messages.webhooks.{name}.http_method",
-                    "reason": "must be one of: POST",
-                }
-            )
-    return invalid
-
-
-def config_from_settings(
-    settings: Settings, *, status_url: str | None, time_scale: float, rate: float | None
-) -> SandboxConfig:
+def config_from_settings(settings: Settings, *, status_url: str | None, time_scale: float, rate: float | None,
+                         drop_webhooks: float = 0.0) -> SandboxConfig:  # fmt: skip
     """The emulator accepts the same credentials smsctl sends with, and signs with the same secret."""
     from smsctl.config import load_private_key
 
@@ -551,6 +541,7 @@ def config_from_settings(
         sender=(settings.sender or "").lstrip("+") or None,
         time_scale=time_scale,
         rate=rate or None,
+        drop_webhooks=drop_webhooks,
     )
 
 

@@ -27,9 +27,10 @@ def _iso_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: int, breakdown: bool) -> bytes:
-    """A status webhook shaped as the spec's SMS status schema, as compact JSON."""
-    now = _iso_now()
+def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: int, breakdown: bool,
+                timestamp: str | None = None) -> bytes:  # fmt: skip
+    """A status webhook shaped as the spec's SMS status schema, as compact JSON (at `timestamp`, else now)."""
+    now = timestamp or _iso_now()
     body: dict[str, Any] = {
         "message_uuid": message_uuid,
         "to": sent["to"],

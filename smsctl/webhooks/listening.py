@@ -84,6 +84,10 @@ async def discover_ngrok(port: int, api: str = NGROK_API) -> str | None:
     return None
 
 
+Companion = Callable[["Listener"], Coroutine[Any, Any, None]]  # a task beside the server, given the listener
+STALE_COUNT_EVERY = 30.0  # seconds between counts of the stale messages (an indexed count, ~ms)
+
+
 @dataclass
 class Listener:
     """A running listener; `async with Listener(...) as listener:` serves until the block ends."""
@@ -139,7 +143,23 @@ class Listener:
             every = self.settings.heartbeat
             await self.writer.run(lambda s: s.register_listener(self.local_url, self.public_url, every))
             self._background.append(asyncio.create_task(self._heartbeat()))
+            self._background.append(asyncio.create_task(self._count_stale()))
         return self
+
+    def start(self, companion: Companion) -> None:
+        """Run `companion(self)` beside the server until the listener stops (`listen --reconcile-every`)."""
+        self._background.append(asyncio.create_task(companion(self)))
+
+    async def count_stale(self) -> None:
+        """Count the stale messages now, for the footer, /healthz and /metrics."""
+        cutoff = time.time() - self.settings.stale_after
+        with contextlib.suppress(Exception):  # a busy store must not stop the listener; the old figure stays
+            self.counters.stale_messages = await self.writer.run(lambda s: s.stale_count(cutoff))
+
+    async def _count_stale(self) -> None:
+        while True:
+            await self.count_stale()
+            await asyncio.sleep(STALE_COUNT_EVERY)
 
     def start_tunnel_check(self) -> None:
         """Probe the public URL in the background; the outcome reaches the view as a `tunnel` event."""
@@ -318,6 +338,9 @@ class ListenOptions:
     tunnel_check: bool = True
     update_app: bool = False  # point the Vonage application's webhooks here (and back on exit)
     keep_app_urls: bool = False
+    companions: tuple[
+        Companion, ...
+    ] = ()  # run beside the server (`--reconcile-every`: messages/reconciling)
 
 
 async def run_listener(settings: Settings, view: ListenerView, options: ListenOptions,
@@ -346,6 +369,8 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
                 "application": (change.to_json() | {"restore_on_exit": not options.keep_app_urls}) if change else None,
             }, listener.counters)  # fmt: skip
             listener.start_tunnel_check()
+            for companion in options.companions:
+                listener.start(companion)
             settle_heap()
             try:
                 await _serve_until(stop, writer)

@@ -70,6 +70,12 @@ class _Collector:
         buckets, total = self.batch_sizes.cumulative()
         yield HistogramMetricFamily("smsctl_store_batch_size", "Writes per group commit",
                                     buckets=buckets, sum_value=total)  # fmt: skip
+        if c.stale_messages is not None:
+            yield GaugeMetricFamily("smsctl_messages_stale", "Accepted messages without a final status past "
+                                    "SMSCTL_STALE_AFTER (run smsctl reconcile)", value=c.stale_messages)  # fmt: skip
+        yield CounterMetricFamily(
+            "smsctl_reconciled", "Statuses filled in from the Reports API", value=c.reconciled
+        )
         if self.listeners is not None:
             yield GaugeMetricFamily(
                 "smsctl_listeners_alive", "Listeners sharing this store", value=self.listeners

@@ -92,6 +92,10 @@ class Counters:
     forwarded: int = 0
     forward_retries: int = 0
     forward_failed: int = 0
+    stale_messages: int | None = (
+        None  # accepted, no final status past SMSCTL_STALE_AFTER (counted every 30 s)
+    )
+    reconciled: int = 0  # statuses the Reports API filled in (`listen --reconcile-every`)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     statuses: collections.Counter[str] = field(
         default_factory=collections.Counter
@@ -135,6 +139,8 @@ class Counters:
             "store_unavailable": self.store_unavailable,
             "store_errors": self.store_errors,
             "view_errors": self.view_errors,
+            "stale_messages": self.stale_messages,
+            "reconciled": self.reconciled,
             "rejected": dict(self.rejected),
         } | (
             {

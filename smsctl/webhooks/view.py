@@ -240,6 +240,9 @@ class LiveView:
             self.inbound.insert(0, InboundRow(event.received_at, message.message_uuid, message.from_ or "?",
                                               message.text or ""))  # fmt: skip
             del self.inbound[10:]
+        elif event.kind in ("reconciled", "reconcile_failed"):
+            self.notices.insert(0, f"{clock(event.received_at)} {event.detail or event.reason}")
+            del self.notices[5:]
         elif event.kind in ("rejected", "dead_letter"):
             self.notices.insert(0, f"{clock(event.received_at)} {event.kind}: {event.reason}")
             del self.notices[5:]
@@ -414,6 +417,10 @@ class LiveView:
             phrases += [Text(f"│ forwarded {c.forwarded:,}", "green"),
                         Text(f"retries {c.forward_retries:,}", "yellow" if c.forward_retries else ""),
                         Text(f"failed {c.forward_failed:,}", "bold red" if c.forward_failed else "")]  # fmt: skip
+        if c.stale_messages:
+            phrases.append(Text(f"│ stale {c.stale_messages:,}: smsctl reconcile", "bold yellow"))
+        if c.reconciled:
+            phrases.append(Text(f"reconciled {c.reconciled:,}", "green"))
         if c.store_unavailable:
             phrases.append(Text(f"store unavailable {c.store_unavailable}", "bold red"))
         if c.view_errors:

@@ -33,6 +33,7 @@ FAILURES = {
     "export": (lambda tmp: ["export", "--format", "xml"], 2),
     "replay": (lambda tmp: ["replay", "--url", "http://127.0.0.1:9/x"], 2),  # nothing chosen to replay
     "init": (lambda tmp: ["init", str(tmp)], 2),  # exists already
+    "reconcile": (lambda tmp: ["reconcile"], 3),  # no API key and secret
 }
 
 

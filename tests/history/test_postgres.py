@@ -106,6 +106,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
         "m003_forwarding",
         "m004_forward_routes",
         "m005_app_urls",
+        "m006_reconcile",
     ]
 
 
@@ -396,6 +397,7 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
         "m003_forwarding",
         "m004_forward_routes",
         "m005_app_urls",
+        "m006_reconcile",
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout

@@ -263,7 +263,12 @@ def test_an_m006_store_keys_its_events_by_message_id_after_upgrading(tmp_path: P
     conn.close()
 
     with Store(path) as store:
-        assert store.migrated == ["m007_sequential_event_keys", "m008_forward_routes", "m009_app_urls"]
+        assert store.migrated == [
+            "m007_sequential_event_keys",
+            "m008_forward_routes",
+            "m009_app_urls",
+            "m010_reconcile",
+        ]
         ids = dict(store.conn.execute("SELECT message_uuid, id FROM message_status").fetchall())
         keyed = store.conn.execute("SELECT id, msg_id, token FROM events ORDER BY id").fetchall()
         assert [tuple(row) for row in keyed] == [(10, ids[a], "t1"), (20, ids[b], None), (30, ids[b], None),
