@@ -88,6 +88,11 @@ def _render_summary(result: DemoResult) -> None:
         notes = [_plural(message.duplicates, "duplicate") + " absorbed"] if message.duplicates else []
         notes += sorted({f"{e.status} arrived {e.anomaly}" for e in message.events if e.anomaly})
         notes += [f"error {e.error_code}" for e in message.events if e.error_code]
+        notes += (
+            ["webhook lost; from the Reports API"]
+            if any(e.source == "reports" for e in message.events)
+            else []
+        )
         scenario = SCENARIOS.get(message.to or "", DEFAULT_SCENARIO).name
         number = [] if narrow else [f"+{message.to}"]
         table.add_row(message.message_uuid[:8], *number, scenario,

@@ -248,9 +248,12 @@ def every(settings: Settings, interval: float, options: ReconcileOptions) -> Com
     holder = f"{socket.gethostname()}:{os.getpid()}"
 
     async def companion(listener: Listener) -> None:
+        said_held = False
         try:
             while True:
-                await _one_round(listener, holder, interval, options)
+                if not await _one_round(listener, holder, interval, options) and not said_held:
+                    said_held = True  # said once: the other listener's rounds are its own to report
+                    listener.sink(_event("reconcile_held", "another listener of this store reconciles it"))
                 await asyncio.sleep(interval)
         finally:
             with contextlib.suppress(Exception):
@@ -259,7 +262,8 @@ def every(settings: Settings, interval: float, options: ReconcileOptions) -> Com
     return companion
 
 
-async def _one_round(listener: Listener, holder: str, interval: float, options: ReconcileOptions) -> None:
+async def _one_round(listener: Listener, holder: str, interval: float, options: ReconcileOptions) -> bool:
+    """One reconcile round if this listener holds the lease; False when another listener holds it."""
     from smsctl.errors import SmsctlError
     from smsctl.webhooks.server import ListenerEvent
 
@@ -271,15 +275,20 @@ async def _one_round(listener: Listener, holder: str, interval: float, options: 
     try:
         ttl = max(3 * interval, 60.0)
         if not await listener.writer.run(lambda s: s.hold_lease(LEASE, holder, time.time(), ttl)):
-            return  # another listener of this store reconciles
+            return False
         async with reports_client(listener.settings) as client:
             report = await Reconciler(listener.writer, client, options, on_applied=shown).run()
-        listener.sink(ListenerEvent("reconciled", time.time(), detail=report.summary()))
+        listener.sink(_event("reconciled", report.summary()))
         await listener.count_stale()
     except SmsctlError as exc:
-        listener.sink(
-            ListenerEvent("reconcile_failed", time.time(), reason=f"reconcile failed: {exc.message}")
-        )
+        listener.sink(_event("reconcile_failed", f"reconcile failed: {exc.message}"))
+    return True
+
+
+def _event(kind: str, detail: str) -> Any:
+    from smsctl.webhooks.server import ListenerEvent
+
+    return ListenerEvent(kind, time.time(), detail=detail)
 
 
 async def fill_in(settings: Settings, writer: StoreWriter, uuids: list[str]) -> ReconcileReport | None:

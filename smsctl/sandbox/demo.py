@@ -44,7 +44,9 @@ DEMO_MESSAGES = (
     DemoMessage("+14155550160", "Flight LH400 boards at gate B22"),
     DemoMessage("+14155550170", "Long message. " * 22),
     DemoMessage("+14155550180", "Payment of €42.00 received"),
+    DemoMessage("+14155550195", "Your verification code is 112358"),  # webhook lost: reconciled at the end
 )
+LOST = "+14155550195"
 
 
 def throwaway_settings(directory: Path, api_url: str = "http://127.0.0.1:1") -> Settings:
@@ -167,15 +169,35 @@ async def run_demo(
                             "forward_to": forward.status_url, "forward_inbound_to": forward.inbound_url},
                            listener.counters)  # fmt: skip
                 uuids = await _send_all(rt, listener.status_url, on_sent, pause=0.6 * time_scale)
+                lost = uuids[[m.to for m in DEMO_MESSAGES].index(LOST)]
                 await _text_in(sandbox.url)
                 deadline = time.monotonic() + bound
-                while time.monotonic() < deadline and not await _done(rt.writer, uuids, listener):
+                heard = [u for u in uuids if u != lost]
+                while time.monotonic() < deadline and not await _done(rt.writer, heard, listener):
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
+                await _reconcile(settings, rt.writer, lost, view)
         with contextlib.closing(open_store(settings.store)) as store:
             reports = [message_status(store, u) for u in uuids]
             inbound = next(iter(store.recent_inbound(1)), None)
     return DemoResult(reports, listener.counters.health(), len(your_app.received), your_app.verified, inbound)
+
+
+async def _reconcile(settings: Settings, writer: StoreWriter, lost: str, view: ListenerView) -> None:
+    """The message whose status webhook never came: the Reports API is asked (as `smsctl reconcile`
+    would), and its status reaches the live table like any other."""
+    from smsctl.messages.reconciling import ReconcileOptions, Reconciler, reports_client
+    from smsctl.webhooks.server import ListenerEvent
+
+    def shown(event: Any, applied: Any, received: float) -> None:
+        view.handle(ListenerEvent("reported", received, status_event=event, applied=applied))
+
+    async with reports_client(settings) as client:
+        report = await Reconciler(writer, client, ReconcileOptions(older_than=0.0), on_applied=shown).check(
+            [lost]
+        )
+    view.handle(ListenerEvent("reconciled", time.time(), detail=f"{lost[:8]}: its webhook never came; "
+                              + report.summary()))  # fmt: skip
 
 
 async def _done(writer: StoreWriter, uuids: list[str], listener: Listener) -> bool:

@@ -116,8 +116,11 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
     finals = {m["to"]: m["status"] for m in summary["messages"]}
     assert finals == {"+14155550101": "delivered", "+14155550110": "rejected", "+14155550120": "undeliverable",
                       "+14155550150": "delivered", "+14155550160": "delivered", "+14155550170": "delivered",
-                      "+14155550180": "delivered"}  # fmt: skip
+                      "+14155550180": "delivered", "+14155550195": "delivered"}  # fmt: skip
     assert all(m["final"] for m in summary["messages"])
+    lost = next(m for m in summary["messages"] if m["to"] == "+14155550195")
+    assert [e["source"] for e in lost["events"]] == ["reports"]  # its webhook never came: reconciled
+    assert any(line["event"] == "reconciled" and "1 now final" in line["detail"] for line in lines)
     assert summary["listener"]["duplicates"] >= 1 and summary["listener"]["rejected"] == {
         "missing_signature": 1
     }
@@ -137,6 +140,7 @@ def test_demo_human_summary(credentials: dict[str, str]) -> None:
     result = runner.invoke(app, ["demo", "--time-scale", "0.05"])
     assert result.exit_code == 0, result.output
     assert "demo summary" in result.stdout and "1 duplicate absorbed" in result.stdout
+    assert "webhook lost; from the Reports API" in result.stdout
     assert "missing_signature 1" in result.stdout
 
 

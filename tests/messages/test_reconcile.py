@@ -202,3 +202,90 @@ def test_messages_not_yet_final_stay_pending_and_exit_9(
     pending = stored(on_backend, lambda s: s.unresolved(time.time(), 10))
     assert len(pending) == 1
     assert stored(on_backend, lambda s: s.current_status(pending[0].message_uuid)).status == "submitted"
+
+
+def lost_sends(count: int) -> list[str]:
+    """Messages to the emulator's webhook-lost number: accepted, delivered, never reported by webhook."""
+    uuids = []
+    for _ in range(count):
+        code, sent, stderr = invoke("send", "+14155550195", "hello")
+        assert code == 0, stderr
+        uuids.append(sent["message_uuid"])
+    return uuids
+
+
+def test_stale_messages_show_in_log_status_batch_and_export(
+    credentials: dict[str, str],
+    lost_sandbox: BackgroundSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SMSCTL_STALE_AFTER", "1")  # seconds
+    csv = tmp_path / "lost.csv"
+    csv.write_text("to\n+14155550195\n+14155550101\n")
+    assert invoke("bulk", str(csv), "hello", "--rate", "0")[0] == 0
+    until(lambda: any(m["stale"] for m in invoke("log")[1]), "a message to turn stale", timeout=15)
+    rows = invoke("log")[1]
+    assert sorted((m["to"], m["stale"]) for m in rows) == [("+14155550101", True), ("+14155550195", True)]
+    shown = runner.invoke(app, ["log"])
+    assert "stale" in shown.stdout and "smsctl reconcile" in shown.stderr
+    report = invoke("status", rows[0]["message_uuid"])[1]
+    assert report["stale"] is True
+    batch = invoke("batch", rows[0]["batch_id"])[1]
+    assert batch["stale"] == 2 and {f["status"] for f in batch["failures"]} == {"stale"}
+    exported = [json.loads(line) for line in runner.invoke(app, ["export"]).stdout.splitlines()]
+    assert [m["stale"] for m in exported] == [True, True]
+    assert runner.invoke(app, ["export", "--format", "csv"]).stdout.splitlines()[0].endswith(",stale")
+
+    assert invoke("reconcile", "--older-than", "0s")[0] == 0
+    assert [m["stale"] for m in invoke("log")[1]] == [False, False]  # final now
+
+
+def test_wait_asks_the_reports_api_after_the_timeout(
+    credentials: dict[str, str], lost_sandbox: BackgroundSandbox
+) -> None:
+    code, result, stderr = invoke("send", "+14155550195", "hello", "--wait", "--timeout", "1")
+    assert code == 0, stderr
+    assert result["status"] == "delivered" and result["answered_by"] == "reports"
+    assert [e["source"] for e in result["events"]] == ["reports"]
+
+
+def test_wait_without_the_secret_still_times_out_with_exit_6(
+    credentials: dict[str, str], lost_sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VONAGE_API_SECRET")
+    code, _, stderr = invoke("send", "+14155550195", "hello", "--wait", "--timeout", "1")
+    assert code == 6 and "smsctl reconcile" in stderr
+
+
+def test_the_listener_reconciles_in_the_background_one_listener_at_a_time(
+    on_backend: StoreLocation, lost_sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import ListenProcess
+
+    monkeypatch.setenv("SMSCTL_STALE_AFTER", "1")
+    uuids = lost_sends(3)
+    until(lambda: stored(on_backend, lambda s: s.stale_count(time.time() - 1)) == 3, "three stale messages")
+    with ListenProcess("--reconcile-every", "1m") as a, ListenProcess("--reconcile-every", "1m") as b:
+        a.ready(), b.ready()
+        until(lambda: any(line["event"] == "reconciled" for line in a.lines + b.lines), "a reconcile round")
+        one, other = (a, b) if any(line["event"] == "reconciled" for line in a.lines) else (b, a)
+        done = next(line for line in one.lines if line["event"] == "reconciled")
+        assert "3 now final" in done["detail"]
+        reported = [line for line in one.lines if line["event"] == "reported"]
+        assert sorted(line["message_uuid"] for line in reported) == sorted(uuids)
+        assert {line["current_status"] for line in reported} == {"delivered"}
+        other.wait_for(lambda line: line["event"] == "reconcile_held")  # it tried, and was held off
+        assert one.stop() == 0 and other.stop() == 0
+        assert not [line for line in other.lines if line["event"] in ("reconciled", "reported")]  # held off
+        assert one.lines[-1]["event"] == "stopped" and one.lines[-1]["reconciled"] == 3
+    assert stored(on_backend, lambda s: s.stale_count(time.time())) == 0
+
+
+def test_reconcile_every_refuses_bad_intervals_and_missing_credentials(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = runner.invoke(app, ["listen", "--port", "0", "--reconcile-every", "5s", "--json"])
+    assert result.exit_code == 2 and "too often" in result.stderr
+    result = runner.invoke(app, ["listen", "--port", "0", "--reconcile-every", "10m", "--json"])
+    assert result.exit_code == 3 and "VONAGE_API_SECRET" in result.stderr
