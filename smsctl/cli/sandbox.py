@@ -24,6 +24,10 @@ def sandbox(
         float, typer.Option(min=0.0, help="Multiply every delay (webhook timing, retries) by this.")
     ] = 1.0,
     rate: Annotated[float, typer.Option(min=0.0, help="Requests per second before 429 (0: off).")] = 30.0,
+    reports_rate: Annotated[
+        float,
+        typer.Option(min=0.0, help="Reports API requests per second before 429 (0: off; Vonage's is 10)."),
+    ] = 10.0,
     drop_webhooks: Annotated[
         float,
         typer.Option(
@@ -62,7 +66,7 @@ def sandbox(
     with reporting(json_output, debug):
         settings = load_settings()
         config = config_from_settings(settings, status_url=status_url, time_scale=time_scale, rate=rate,
-                                      drop_webhooks=drop_webhooks)  # fmt: skip
+                                      drop_webhooks=drop_webhooks, reports_rate=reports_rate or None)  # fmt: skip
 
         interrupted: list[int] = []
 

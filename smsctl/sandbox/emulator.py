@@ -306,11 +306,11 @@ class Sandbox:
             return self._problem(500, "internal"), None
         if scenario.http_status == 402:
             return self._problem(402, "low_balance"), None
-        message_uuid = str(uuid.uuid4())
-        self.ledger.accepted(
-            message_uuid, body, scenario.segments or text_cost(body["text"]).segments, time.time()
-        )
-        self._schedule(message_uuid, body, scenario)
+        message_uuid, accepted_at = str(uuid.uuid4()), time.time()
+        scale = self.config.time_scale
+        self.ledger.accepted(message_uuid, body, scenario.segments or text_cost(body["text"]).segments, accepted_at,
+                             [(accepted_at + s.delay * scale, s.status, s.error_code) for s in scenario.steps])  # fmt: skip
+        self._schedule(message_uuid, body, scenario, accepted_at)
         return web.json_response({"message_uuid": message_uuid}, status=202,
                                  headers={"X-Request-Id": str(uuid.uuid4())}), message_uuid  # fmt: skip
 
@@ -444,33 +444,31 @@ class Sandbox:
 
     # --- the webhooks ------------------------------------------------------------------------------
 
-    def _schedule(self, message_uuid: str, body: dict[str, Any], scenario: Scenario) -> None:
-        """Run the message's scenario: its statuses happen (the Reports API sees each) and, unless they are
-        lost, each is delivered as a webhook. A message's own webhook_url wins; else the application's
-        status URL (as Vonage does)."""
+    def _schedule(
+        self, message_uuid: str, body: dict[str, Any], scenario: Scenario, accepted_at: float
+    ) -> None:
+        """Deliver the message's statuses as webhooks, unless they are lost (its Reports API record moves
+        on its own clock either way: sandbox/reports.Ledger). A message's own webhook_url wins; else the
+        application's status URL (as Vonage does)."""
         url = body.get("webhook_url") or self._messages_webhook("status_url") or self.config.status_url
         if not url:
             self.on_event(SandboxEvent(EventKind.NO_STATUS_URL, message_uuid))
         elif scenario.lost or self._dropper.random() * 100 < self.config.drop_webhooks:
             self.on_event(SandboxEvent(EventKind.DROPPED, message_uuid, to=body.get("to")))
-            url = None
-        task = asyncio.create_task(self._run_scenario(url, message_uuid, body, scenario))
+            return
+        if not url:
+            return
+        task = asyncio.create_task(self._run_scenario(url, message_uuid, body, scenario, accepted_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run_scenario(
-        self, url: str | None, message_uuid: str, sent: dict[str, Any], scenario: Scenario
+        self, url: str, message_uuid: str, sent: dict[str, Any], scenario: Scenario, accepted_wall: float
     ) -> None:
-        """The statuses happen on the scenario's clock (the Reports API's record moves with them) while
-        their webhooks go out in order, each retried as Vonage retries: a receiver that is down delays
+        """The webhooks go out in order, each retried as Vonage retries: a receiver that is down delays
         the webhooks, never the statuses. A step's webhook carries the time its status happened."""
-        accepted_at, accepted_wall = time.monotonic(), time.time()
+        accepted_at = time.monotonic() - (time.time() - accepted_wall)
         segments = scenario.segments or text_cost(sent["text"]).segments
-        ledger = asyncio.create_task(self._advance_ledger(message_uuid, scenario, accepted_at, accepted_wall))
-        self._tasks.add(ledger)
-        ledger.add_done_callback(self._tasks.discard)
-        if url is None:
-            return
         for step in scenario.steps:
             await asyncio.sleep(
                 max(0.0, accepted_at + step.delay * self.config.time_scale - time.monotonic())
@@ -481,15 +479,6 @@ class Sandbox:
             )
             for _ in range(step.copies):
                 await self._deliver(url, payload, message_uuid, step)
-
-    async def _advance_ledger(self, message_uuid: str, scenario: Scenario, accepted_at: float,
-                              accepted_wall: float) -> None:  # fmt: skip
-        for step in scenario.steps:
-            await asyncio.sleep(
-                max(0.0, accepted_at + step.delay * self.config.time_scale - time.monotonic())
-            )
-            at = accepted_wall + step.delay * self.config.time_scale
-            self.ledger.status(message_uuid, step.status, iso_time(at), step.error_code, at)
 
     async def _deliver(self, url: str, body: bytes, message_uuid: str, step: Step) -> None:
         assert self._session is not None
@@ -516,7 +505,7 @@ class Sandbox:
 
 
 def config_from_settings(settings: Settings, *, status_url: str | None, time_scale: float, rate: float | None,
-                         drop_webhooks: float = 0.0) -> SandboxConfig:  # fmt: skip
+                         drop_webhooks: float = 0.0, reports_rate: float | None = 10.0) -> SandboxConfig:  # fmt: skip
     """The emulator accepts the same credentials smsctl sends with, and signs with the same secret."""
     from smsctl.config import load_private_key
 
@@ -542,6 +531,7 @@ def config_from_settings(settings: Settings, *, status_url: str | None, time_sca
         time_scale=time_scale,
         rate=rate or None,
         drop_webhooks=drop_webhooks,
+        reports=ReportsSettings(rate=reports_rate),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import functools
 import json
 import math
 import secrets
@@ -48,53 +49,72 @@ class ReportsSettings:
 
 
 class Ledger:
-    """Every message the emulator accepted, as a Reports API record, in order of acceptance."""
+    """Every message the emulator accepted, as a Reports API record, in order of acceptance.
+
+    A record's status is worked out when it is read, from its scenario's steps (each with the time it
+    happens): no task or timer per message, so the emulator's send path pays only for an append."""
 
     def __init__(self) -> None:
         self._records: dict[str, dict[str, Any]] = {}
+        self._steps: dict[str, list[tuple[float, str, str | None]]] = {}  # (at, status, error code)
         self._times: list[float] = []  # acceptance times, ascending (the 202s are answered in order)
         self._order: list[str] = []
 
-    def accepted(self, message_uuid: str, body: dict[str, Any], segments: int, at: float) -> None:
-        country = _country(body["to"])
+    def accepted(self, message_uuid: str, body: dict[str, Any], segments: int, at: float,
+                 steps: list[tuple[float, str, str | None]] | None = None) -> None:  # fmt: skip
         price = f"{0.0057 * segments:.4f}"
         self._records[message_uuid] = {
             "account_id": None, "message_id": message_uuid, "client_ref": body.get("client_ref") or None,
-            "direction": "outbound", "from": body["from"], "to": body["to"], "country": country,
-            "network": "99999", "network_name": f"Sandbox {country or 'network'}", "provider": "sandbox",
+            "direction": "outbound", "from": body["from"], "to": body["to"], "country": None,
+            "network": "99999", "network_name": None, "provider": "sandbox",
             "status": "submitted", "error_code": "0", "provider_error_code": None,
             "date_received": iso(at), "date_finalized": None, "latency": None,
             "estimated_price": price, "total_price": price, "currency": "EUR", "product": "MESSAGES",
             "channel": "sms", "message_body": body.get("text"),
         }  # fmt: skip
+        self._steps[message_uuid] = list(steps or [])
         self._times.append(at)
         self._order.append(message_uuid)
 
-    def status(
-        self, message_uuid: str, status: str, timestamp: str, error_code: str | None, at: float
-    ) -> None:
-        """A scenario step happened (its webhook delivered or not): the record moves, never back from final."""
-        record = self._records.get(message_uuid)
-        if record is None or record["status"] in FINAL:
-            return
-        record["status"] = status
-        if status in FINAL:
-            record["date_finalized"] = timestamp  # the final webhook's own timestamp: the two agree
-            received = datetime.fromisoformat(record["date_received"].replace("Z", "+00:00")).timestamp()
-            record["latency"] = max(0, round((at - received) * 1000))
-            record["error_code"] = error_code or "0"
+    def status(self, message_uuid: str, status: str, error_code: str | None, at: float) -> None:
+        """One more step of a message's life, at `at` (tests add history this way)."""
+        self._steps[message_uuid].append((at, status, error_code))
 
-    def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
-        return [self._records[i] for i in ids if i in self._records]
+    def _as_of(self, message_uuid: str, now: float) -> dict[str, Any]:
+        """The record as it stands at `now`: the steps that happened by then, in time order; a final
+        status is never left (a late `submitted` changes nothing)."""
+        record = dict(self._records[message_uuid])
+        country = _country(record["to"])
+        record.update(country=country, network_name=f"Sandbox {country or 'network'}")
+        received = _epoch(record["date_received"])
+        for at, status, error_code in sorted(s for s in self._steps[message_uuid] if s[0] <= now):
+            if record["status"] in FINAL:
+                break
+            record["status"] = status
+            if status in FINAL:
+                record["date_finalized"] = iso(at)  # the final webhook's own timestamp: the two agree
+                record["latency"] = max(0, round((at - received) * 1000))
+                record["error_code"] = error_code or "0"
+        return record
 
-    def window(self, start: float, end: float) -> list[dict[str, Any]]:
+    def by_ids(self, ids: list[str], now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        return [self._as_of(i, now) for i in ids if i in self._records]
+
+    def window(self, start: float, end: float, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
         low, high = bisect.bisect_left(self._times, start), bisect.bisect_left(self._times, end)
-        return [self._records[u] for u in self._order[low:high]]
+        return [self._as_of(u, now) for u in self._order[low:high]]
 
     def __len__(self) -> int:
         return len(self._records)
 
 
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@functools.lru_cache(maxsize=4096)
 def _country(number: str) -> str | None:
     import phonenumbers
 

@@ -137,10 +137,7 @@ def test_since_walks_day_windows_and_pages_and_adds_messages_sent_elsewhere(
     for i in range(30):  # sent by another machine over the last three days
         at = now - 3 * 86400 + i * 8000
         body = {"to": "447700900123", "from": "14155550199", "text": "hi", "client_ref": f"other-{i}"}
-        ledger.accepted(f"00000000-0000-4000-8000-{i:012d}", body, 1, at)
-        ledger.status(
-            f"00000000-0000-4000-8000-{i:012d}", "delivered", "2026-01-01T00:00:00.000Z", None, at + 2
-        )
+        ledger.accepted(f"00000000-0000-4000-8000-{i:012d}", body, 1, at, [(at + 2, "delivered", None)])
 
     dry = invoke("reconcile", "--since", "4d", "--dry-run")
     assert dry[0] == 0 and dry[1]["discovered"] == 30 and dry[1]["dry_run"]
