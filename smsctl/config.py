@@ -69,6 +69,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("SMSCTL_RECORD_RETRY", "30", False, "seconds to keep retrying to record an accepted send"),
     Variable(
+        "SMSCTL_REPORTS_RATE",
+        "9",
+        False,
+        "Reports API requests per second (`reconcile`): the API allows 10; lower it if others share the account",
+    ),
+    Variable(
         "SMSCTL_STALE_AFTER",
         "15m",
         False,
@@ -216,6 +222,11 @@ class Settings:
     def record_retry(self) -> float:
         """Seconds to keep trying to record a send the API accepted, before spooling it."""
         return _parse_number("SMSCTL_RECORD_RETRY", self._get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
+
+    @property
+    def reports_rate(self) -> float:
+        """Requests per second `reconcile` sends to the Reports API (it allows 10)."""
+        return _parse_number("SMSCTL_REPORTS_RATE", self._get("SMSCTL_REPORTS_RATE") or "9", float, 0.1, 1000)
 
     @property
     def stale_after(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 
 class RateLimiter:
@@ -13,8 +14,10 @@ class RateLimiter:
     throttled: the account limit is shared, so the whole batch must slow down.
     """
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:  # fmt: skip
         self.interval = 1.0 / rate if rate else 0.0
+        self._clock, self._sleep = clock, sleep
         self._next_start = 0.0
         self._paused_until = 0.0
         self.pauses = 0
@@ -22,7 +25,7 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Wait for this request's slot."""
         while True:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next_start, self._paused_until)
             if start <= now:
                 self._next_start = now + self.interval
@@ -30,13 +33,13 @@ class RateLimiter:
             if self._paused_until <= now:
                 # Reserve the slot now so concurrent waiters queue behind it instead of racing.
                 self._next_start = start + self.interval
-                await asyncio.sleep(start - now)
-                if time.monotonic() >= self._paused_until:
+                await self._sleep(start - now)
+                if self._clock() >= self._paused_until:
                     return
             else:
-                await asyncio.sleep(start - now)
+                await self._sleep(start - now)
 
     def pause(self, seconds: float) -> None:
         """Hold back every sender for `seconds` (from a 429's Retry-After)."""
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
         self.pauses += 1

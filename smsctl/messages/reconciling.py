@@ -114,7 +114,9 @@ def reports_client(settings: Settings) -> ReportsClient:
     why = "for the Reports API (`smsctl reconcile`), which takes the account's key and secret"
     key = settings.require("VONAGE_API_KEY", why)
     secret = settings.require("VONAGE_API_SECRET", why)
-    return ReportsClient(settings.api_url, key, secret, timeout=settings.http_timeout)
+    return ReportsClient(
+        settings.api_url, key, secret, timeout=settings.http_timeout, rate=settings.reports_rate
+    )
 
 
 def event_of(record: Record) -> tuple[StatusEvent, ReportDetails]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ RECORDS_PATH = "/v2/reports/records"
 RATE_LIMIT = 10.0  # requests per second, the synchronous endpoint's documented limit
 # Paced a tenth below it: at exactly 10/s, jitter puts an 11th request in some one-second window, and each
 # 429 then holds every request back for a whole Retry-After (bench/reconcile.py: 4 of 54 requests, 536/s).
-PACE = 9.0
+PACE = 9.0  # the default of SMSCTL_REPORTS_RATE
 IDS_PER_REQUEST = 100  # the facts name no limit; 100 UUIDs keep the URL under 4 KB
 WINDOW = 24 * 3600.0  # the synchronous endpoint's longest date window
 RETRIES = 5
@@ -122,7 +123,8 @@ class ReportsClient:
     """`async with ReportsClient(base_url, key, secret) as reports:`; one session, paced requests."""
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout: float = 15.0,
-                 rate: float | None = PACE, sleep: Sleep = asyncio.sleep) -> None:  # fmt: skip
+                 rate: float | None = PACE, sleep: Sleep = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         import base64
 
         self.base_url = base_url.rstrip("/")
@@ -130,7 +132,7 @@ class ReportsClient:
         self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
         self._timeout = timeout
         self._sleep = sleep
-        self.limiter = RateLimiter(rate)
+        self.limiter = RateLimiter(rate, clock=clock, sleep=sleep)
         self.requests = 0
         self.retries = 0
         self._session: aiohttp.ClientSession | None = None
@@ -215,11 +217,11 @@ class ReportsClient:
             if attempt == RETRIES or not (status == 0 or status == 429 or status >= 500):
                 raise _failure(status, raw)
             self.retries += 1
-            wait = min(_retry_after(headers), MAX_RETRY_AFTER) if status == 429 else delay
-            if status == 429:
-                self.limiter.pause(wait)
-            await self._sleep(wait)
-            delay = min(delay * 2, 30.0)
+            if status == 429:  # every request waits for Retry-After: the limit is the account's
+                self.limiter.pause(min(_retry_after(headers), MAX_RETRY_AFTER))
+            else:
+                await self._sleep(delay)
+                delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
 

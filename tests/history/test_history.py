@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -15,28 +16,50 @@ from tests.helpers import BackgroundSandbox
 runner = CliRunner()
 
 
+_BUILT: dict[str, Any] = {}  # per test process: the uuids and a copy of the store they are in
+
+
 @pytest.fixture
-def history(sandbox: BackgroundSandbox, db_path: Path) -> dict[str, str]:
+def history(credentials: dict[str, str], db_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Three messages sent and tracked to their final status through the emulator, by a running
-    `smsctl listen` (so the duplicate that arrives after `--wait` has returned is stored too)."""
+    `smsctl listen` (so the duplicate that arrives after `--wait` has returned is stored too).
+
+    Built once per test process (a listener, an emulator and three waits: ~1.5 s of CPU) and copied
+    into each test's own store directory, so a test that writes changes only its copy."""
+    import shutil
+    import tempfile
+
+    if "uuids" not in _BUILT:
+        _BUILT["uuids"] = _send_three(db_path, monkeypatch)
+        template = Path(tempfile.mkdtemp(prefix="smsctl-history-")) / "store"
+        shutil.copytree(db_path.parent, template)
+        _BUILT["template"] = template
+    else:
+        shutil.copytree(_BUILT["template"], db_path.parent)
+    return dict(_BUILT["uuids"])
+
+
+def _send_three(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     from tests.helpers import ListenProcess, stored
 
     uuids = {}
-    with ListenProcess() as listener:
-        listener.ready()
-        for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1"), ("+14155550150", "dup-1")):
-            result = runner.invoke(
-                app, ["send", to, "history", "--client-ref", ref, "--wait", "--timeout", "30"]
-            )
-            assert result.exit_code in (0, 1), result.output
-            uuids[ref] = result.stdout.split()[0]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # polling the store, with a deadline, for the re-delivery
-            current = stored(db_path, lambda s: s.current_status(uuids["dup-1"]))
-            if current is not None and current.duplicates:
-                break
-            time.sleep(0.02)
-        assert listener.stop() == 0
+    with BackgroundSandbox.from_environment(time_scale=0.01) as emulator:
+        monkeypatch.setenv("VONAGE_API_URL", emulator.url)
+        with ListenProcess() as listener:
+            listener.ready()
+            for to, ref in (("+14155550101", "ok-1"), ("+14155550110", "no-1"), ("+14155550150", "dup-1")):
+                result = runner.invoke(
+                    app, ["send", to, "history", "--client-ref", ref, "--wait", "--timeout", "30"]
+                )
+                assert result.exit_code in (0, 1), result.output
+                uuids[ref] = result.stdout.split()[0]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # polling the store, with a deadline, for the re-delivery
+                current = stored(db_path, lambda s: s.current_status(uuids["dup-1"]))
+                if current is not None and current.duplicates:
+                    break
+                time.sleep(0.02)
+            assert listener.stop() == 0
     return uuids
 
 

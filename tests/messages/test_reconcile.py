@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreLocation
+from smsctl.errors import ApiUnavailable
 from smsctl.history.events import parse_status
 from smsctl.history.interface import HistoryStore
 from tests.cli.test_json_contract import valid
@@ -37,10 +38,17 @@ def closed_port() -> int:
 
 @pytest.fixture
 def lost_sandbox(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundSandbox]:
-    """The emulator with Basic credentials (the Reports API's), reporting to a listener that is down."""
+    """The emulator with Basic credentials (the Reports API's), losing every status webhook (as
+    `--drop-webhooks 100`: the statuses happen, no webhook is sent). A listener that is down, its
+    webhooks retried into a closed port, is the test after the next."""
+    from smsctl.config import load_settings
+    from smsctl.sandbox.emulator import config_from_settings
+
     monkeypatch.setenv("VONAGE_API_SECRET", API_SECRET)
-    dead = f"http://127.0.0.1:{closed_port()}/webhooks/status"
-    with BackgroundSandbox.from_environment(time_scale=0.01, rate=None, status_url=dead) as running:
+    monkeypatch.setenv("SMSCTL_REPORTS_RATE", "1000")  # the pacing itself is tested with an injected clock
+    config = config_from_settings(load_settings(), status_url=f"http://127.0.0.1:{closed_port()}/webhooks/status",
+                                  time_scale=0.01, rate=None, drop_webhooks=100, reports_rate=None)  # fmt: skip
+    with BackgroundSandbox(config) as running:
         monkeypatch.setenv("VONAGE_API_URL", running.url)
         yield running
 
@@ -77,7 +85,7 @@ def test_a_thousand_messages_whose_webhooks_were_missed_become_final_once(
 ) -> None:
     bulk_send(tmp_path, 1000)
     until(lambda: all_final(lost_sandbox, 1000), "the emulator to finish 1,000 messages")
-    assert not [w for w in lost_sandbox.webhooks if w.response is not None]  # none reached a listener
+    assert not lost_sandbox.webhooks  # no status webhook was sent
     assert stored(on_backend, finals) == []
 
     code, report, stderr = invoke("reconcile", "--older-than", "0s")
@@ -102,6 +110,31 @@ def test_a_thousand_messages_whose_webhooks_were_missed_become_final_once(
         len(stored(on_backend, lambda s: s.events_of([m.message_uuid for m in messages if m.message_uuid])))
         == 1000
     )
+
+
+def test_a_listener_stopped_while_messages_finish_then_reconcile(
+    on_backend: StoreLocation, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The whole story: statuses reach a running listener; it stops; the emulator retries the next
+    messages' webhooks into a closed port, as Vonage would; reconcile fills in what they carried."""
+    from tests.helpers import ListenProcess
+
+    monkeypatch.setenv("VONAGE_API_SECRET", API_SECRET)
+    monkeypatch.setenv("SMSCTL_REPORTS_RATE", "1000")
+    with ListenProcess() as listener:
+        url = listener.ready()["status_url"]
+        with BackgroundSandbox.from_environment(time_scale=0.01, rate=None, status_url=url) as emulator:
+            monkeypatch.setenv("VONAGE_API_URL", emulator.url)
+            bulk_send(tmp_path, 20)
+            until(lambda: len(stored(on_backend, finals)) == 20, "the first 20 finals through the listener")
+            assert listener.stop() == 0
+            bulk_send(tmp_path, 50)
+            until(lambda: all_final(emulator, 70), "the emulator to finish all 70")
+            assert any(w.response is None for w in emulator.webhooks)  # retried into the closed port
+            code, report, stderr = invoke("reconcile", "--older-than", "0s")
+    assert code == 0, stderr
+    assert report["checked"] == 50 and report["updated"] == 50 and report["unresolved"] == 0
+    assert len(stored(on_backend, finals)) == 70
 
 
 def test_a_record_that_disagrees_with_a_stored_final_is_flagged_not_applied(
@@ -163,10 +196,45 @@ def test_429_and_5xx_are_retried(
 ) -> None:
     bulk_send(tmp_path, 5)
     until(lambda: all_final(lost_sandbox, 5), "five finals")
-    lost_sandbox.sandbox.config.reports.faults.extend([503, 500, 429])
+    lost_sandbox.sandbox.config.reports.faults.extend([503])  # the waits themselves: the next test
     code, report, stderr = invoke("reconcile", "--older-than", "0s")
     assert code == 0, stderr
-    assert report["updated"] == 5 and report["retries"] == 3 and report["requests"] == 4
+    assert report["updated"] == 5 and report["retries"] == 1 and report["requests"] == 2
+
+
+async def test_retries_back_off_and_honour_retry_after(
+    credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waits between retries, with the clock injected: 0.5 s, then 1 s after 5xx; Retry-After's 1 s
+    after a 429; a request never starts sooner than the pace allows."""
+    from smsctl.config import load_settings
+    from smsctl.messages.reports import ReportsClient
+    from smsctl.sandbox.emulator import Sandbox, config_from_settings
+
+    settings = load_settings({"VONAGE_API_SECRET": API_SECRET})
+    waits: list[float] = []
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 3))
+        now[0] += seconds
+
+    async with Sandbox(
+        config_from_settings(settings, status_url=None, time_scale=0.01, rate=None)
+    ) as emulator:
+        emulator.config.reports.faults.extend([503, 500, 429])
+        async with ReportsClient(emulator.url, "abcd1234", API_SECRET, rate=4.0, sleep=sleep,
+                                 clock=lambda: now[0]) as client:  # fmt: skip
+            assert await client.by_ids(["nothing-known"]) == []
+            # 503: 0.5 s; 500: 1 s; 429: Retry-After's 1 s for every request (the pacer is paused)
+            assert waits == [0.5, 1.0, 1.0] and client.retries == 3
+            waits.clear()
+            for _ in range(3):
+                await client.by_ids(["x"])
+            assert waits == [0.25, 0.25, 0.25]  # 4 a second, evenly
+            emulator.config.reports.faults.extend([502] * 6)
+            with pytest.raises(ApiUnavailable, match="kept failing after 5 retries"):
+                await client.by_ids(["x"])
 
 
 def test_a_wrong_secret_says_which_credential(
