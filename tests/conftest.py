@@ -126,7 +126,8 @@ def on_backend(
 
 # A test that asks for one of these starts a server, a process or a database: integration.
 INTEGRATION_FIXTURES = frozenset({"sandbox", "emulator", "pg_cluster", "pg_url", "store_at", "on_backend",
-                                  "aiohttp_client", "aiohttp_server", "client", "history", "writer"})  # fmt: skip
+                                  "aiohttp_client", "aiohttp_server", "client", "history", "writer",
+                                  "lost_sandbox", "reports_emulator"})  # fmt: skip
 UNIT_TIER = os.environ.get("SMSCTL_TEST_TIER") == "unit"
 
 

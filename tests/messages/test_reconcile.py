@@ -202,6 +202,7 @@ def test_429_and_5xx_are_retried(
     assert report["updated"] == 5 and report["retries"] == 1 and report["requests"] == 2
 
 
+@pytest.mark.integration
 async def test_retries_back_off_and_honour_retry_after(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

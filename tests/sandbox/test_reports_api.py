@@ -32,7 +32,7 @@ def conforms(body: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-async def reports(credentials: dict[str, str]) -> AsyncIterator[Sandbox]:
+async def reports_emulator(credentials: dict[str, str]) -> AsyncIterator[Sandbox]:
     settings = load_settings({"VONAGE_API_SECRET": "s3cret"})
     config = config_from_settings(settings, status_url=None, time_scale=0.001, rate=None)
     async with Sandbox(config) as sandbox:
@@ -61,28 +61,29 @@ async def send(sandbox: Sandbox, count: int, to: str = "14155550101") -> list[st
     return uuids
 
 
-async def test_records_by_id_conform_and_follow_the_message(reports: Sandbox) -> None:
-    uuids = await send(reports, 3)
-    status, body = await get(reports, id=",".join(uuids))
+async def test_records_by_id_conform_and_follow_the_message(reports_emulator: Sandbox) -> None:
+    uuids = await send(reports_emulator, 3)
+    status, body = await get(reports_emulator, id=",".join(uuids))
     assert status == 200
     conforms(body)
     assert [r["message_id"] for r in body["records"]] == uuids and body["request_status"] == "SUCCESS"
     assert "message_body" not in body["records"][0]  # only with include_message=true
     assert (
-        reports.ledger.by_ids(uuids, now=time.time() + 60)[0]["status"] == "delivered"
+        reports_emulator.ledger.by_ids(uuids, now=time.time() + 60)[0]["status"] == "delivered"
     )  # its scenario's end
-    status, body = await get(reports, id=uuids[0], include_message="true")
+    status, body = await get(reports_emulator, id=uuids[0], include_message="true")
     deadline = time.monotonic() + 10
     while body["records"][0]["status"] != "delivered":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
-        status, body = await get(reports, id=uuids[0], include_message="true")
+        status, body = await get(reports_emulator, id=uuids[0], include_message="true")
     conforms(body)
     record = body["records"][0]
     assert record["status"] == "delivered" and record["date_finalized"] and record["latency"] >= 0
     assert record["message_body"] == "hi" and record["country"] == "US" and record["client_ref"] == "ref-0"
 
 
+@pytest.mark.integration
 async def test_a_lost_webhook_is_still_in_the_records(credentials: dict[str, str]) -> None:
     settings = load_settings({"VONAGE_API_SECRET": "s3cret"})
     config = config_from_settings(
@@ -99,14 +100,14 @@ async def test_a_lost_webhook_is_still_in_the_records(credentials: dict[str, str
         assert not sandbox.stats.webhooks  # nothing was ever POSTed
 
 
-async def test_date_windows_page_with_cursor_and_iv(reports: Sandbox) -> None:
-    reports.reports.settings.page_size = 4
-    await send(reports, 10)
+async def test_date_windows_page_with_cursor_and_iv(reports_emulator: Sandbox) -> None:
+    reports_emulator.reports_emulator.settings.page_size = 4
+    await send(reports_emulator, 10)
     now = time.time()
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
     end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60))
     seen: list[str] = []
-    status, body = await get(reports, date_start=start, date_end=end)
+    status, body = await get(reports_emulator, date_start=start, date_end=end)
     while True:
         assert status == 200
         conforms(body)
@@ -127,30 +128,36 @@ async def test_date_windows_page_with_cursor_and_iv(reports: Sandbox) -> None:
     ({"id": "x", "account_id": "someone-else"}, "account_id"),
     ({"id": "x", "product": "VOICE"}, "product"),
 ])  # fmt: skip
-async def test_bad_queries_are_400_problems(reports: Sandbox, params: dict[str, str], name: str) -> None:
-    status, body = await get(reports, **params)
+async def test_bad_queries_are_400_problems(
+    reports_emulator: Sandbox, params: dict[str, str], name: str
+) -> None:
+    status, body = await get(reports_emulator, **params)
     assert status == 400 and body["type"].startswith("https://") and body["title"]
     assert name in [p["name"] for p in body["invalid_parameters"]]
 
 
-async def test_only_basic_auth_and_a_tampered_cursor_is_refused(reports: Sandbox) -> None:
-    assert (await get(reports, auth=None, id="x"))[0] == 401
-    assert (await get(reports, auth="Bearer eyJhbGciOiJSUzI1NiJ9.e30.x", id="x"))[0] == 401
-    status, body = await get(reports, auth="Basic " + base64.b64encode(b"abcd1234:nope").decode(), id="x")
+async def test_only_basic_auth_and_a_tampered_cursor_is_refused(reports_emulator: Sandbox) -> None:
+    assert (await get(reports_emulator, auth=None, id="x"))[0] == 401
+    assert (await get(reports_emulator, auth="Bearer eyJhbGciOiJSUzI1NiJ9.e30.x", id="x"))[0] == 401
+    status, body = await get(
+        reports_emulator, auth="Basic " + base64.b64encode(b"abcd1234:nope").decode(), id="x"
+    )
     assert status == 401 and body["title"] == "Unauthorized"
-    assert (await get(reports, id="x", cursor=base64.urlsafe_b64encode(b"5:0000").decode(), iv="y"))[0] == 400
+    assert (await get(reports_emulator, id="x", cursor=base64.urlsafe_b64encode(b"5:0000").decode(), iv="y"))[
+        0
+    ] == 400
 
 
-async def test_more_than_ten_requests_a_second_get_429(reports: Sandbox) -> None:
-    statuses = [(await get(reports, id="x"))[0] for _ in range(12)]
+async def test_more_than_ten_requests_a_second_get_429(reports_emulator: Sandbox) -> None:
+    statuses = [(await get(reports_emulator, id="x"))[0] for _ in range(12)]
     assert statuses[:10] == [200] * 10 and 429 in statuses[10:]
 
 
-async def test_the_client_refuses_a_next_link_to_another_host(reports: Sandbox) -> None:
-    async with ReportsClient(reports.url, "abcd1234", "s3cret") as client:
+async def test_the_client_refuses_a_next_link_to_another_host(reports_emulator: Sandbox) -> None:
+    async with ReportsClient(reports_emulator.url, "abcd1234", "s3cret") as client:
         with pytest.raises(ApiUnavailable, match="another host"):
             client._same_origin("https://attacker.example/v2/reports/records?cursor=a&iv=b")
-        assert client._same_origin("/v2/reports/records?cursor=a").startswith(reports.url)
+        assert client._same_origin("/v2/reports/records?cursor=a").startswith(reports_emulator.url)
 
 
 @pytest.mark.parametrize(("raw", "ours"), [
