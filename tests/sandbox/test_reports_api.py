@@ -101,7 +101,7 @@ async def test_a_lost_webhook_is_still_in_the_records(credentials: dict[str, str
 
 
 async def test_date_windows_page_with_cursor_and_iv(reports_emulator: Sandbox) -> None:
-    reports_emulator.reports_emulator.settings.page_size = 4
+    reports_emulator.reports.settings.page_size = 4
     await send(reports_emulator, 10)
     now = time.time()
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
