@@ -216,7 +216,10 @@ class Reconciler:
             return
         if final:
             report.updated += 1
-            report.changes.append(Change(record.message_uuid, stored[0] if stored else None, record.status))
+            before = (
+                stored[0] if stored else ("accepted" if asked else None)
+            )  # asked: a send with no status yet
+            report.changes.append(Change(record.message_uuid, before, record.status))
         elif asked:
             report.still_pending += 1
 
