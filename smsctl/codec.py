@@ -88,3 +88,16 @@ def count(value: int | str | None) -> int | None:
     if isinstance(value, int):
         return value
     return int(value) if value and value.isdigit() else None
+
+
+def json_object(raw: bytes, api: str) -> dict[str, Any]:
+    """An API's answer that must be a JSON object; ApiUnavailable naming the API otherwise."""
+    from smsctl.errors import ApiUnavailable
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiUnavailable(f"the {api} answered with something that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiUnavailable(f"the {api} answered with JSON that is not an object")
+    return data

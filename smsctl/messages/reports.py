@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from smsctl.codec import json_object
 from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError, Problem
 from smsctl.messages.client import MAX_RETRY_AFTER, USER_AGENT, _retry_after
 from smsctl.messages.ratelimit import RateLimiter
@@ -213,7 +214,7 @@ class ReportsClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status, raw = 0, str(exc).encode()
             if status == 200:
-                return _json_object(raw)
+                return json_object(raw, "Reports API")
             if attempt == RETRIES or not (status == 0 or status == 429 or status >= 500):
                 raise _failure(status, raw)
             self.retries += 1
@@ -230,16 +231,6 @@ def _next_link(data: dict[str, Any]) -> str | None:
     following = links.get("next") if isinstance(links, dict) else None
     href = following.get("href") if isinstance(following, dict) else None
     return href if isinstance(href, str) and href else None
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ApiUnavailable("the Reports API answered with something that is not JSON") from None
-    if not isinstance(data, dict):
-        raise ApiUnavailable("the Reports API answered with JSON that is not an object")
-    return data
 
 
 def _failure(status: int, raw: bytes) -> Exception:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import hmac
 import json
 import math
@@ -36,6 +35,7 @@ from smsctl.messages.numbers import ALPHANUMERIC_SENDER, NUMERIC_SENDER
 from smsctl.sandbox.application import absolute_http_url, initial_application, invalid_application
 from smsctl.sandbox.reports import Ledger, ReportsApi, ReportsSettings
 from smsctl.sandbox.reports import iso as iso_time
+from smsctl.sandbox.throttle import SlidingWindow
 from smsctl.webhooks.server import start_serving
 from smsctl.webhooks.signing import sign
 
@@ -205,7 +205,7 @@ class Sandbox:
         self.stats = SandboxStats()
         self.url = ""
         self._errors = _load_errors()
-        self._recent: collections.deque[float] = collections.deque()
+        self._window = SlidingWindow(config.rate)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
@@ -333,19 +333,12 @@ class Sandbox:
         return None
 
     def _throttle(self) -> web.Response | None:
-        rate = self.config.rate
-        if not rate:
+        reset = self._window.take()
+        if reset is None:
             return None
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - 1.0:
-            self._recent.popleft()
-        if len(self._recent) < rate:
-            self._recent.append(now)
-            return None
-        reset = self._recent[0] + 1.0 - now
         return self._problem(429, "throttled", headers={
             "Retry-After": str(max(1, math.ceil(reset))),
-            "X-RateLimit-Limit": str(int(rate)),
+            "X-RateLimit-Limit": str(int(self.config.rate or 0)),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": str(int(time.time() + reset)),
         })  # fmt: skip

@@ -29,6 +29,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from smsctl.sandbox.throttle import SlidingWindow
+
 RATE = 10.0  # requests per second, as the real synchronous endpoint
 PAGE_SIZE = 1000  # records per page, as the real endpoint
 MAX_WINDOW = 24 * 3600.0
@@ -135,7 +137,7 @@ class ReportsApi:
         self.ledger, self.api_key, self.authenticate = ledger, api_key, authenticate
         self.settings = settings or ReportsSettings()
         self.requests = 0
-        self._recent: collections.deque[float] = collections.deque()
+        self._window = SlidingWindow(self.settings.rate)
         self._cursor_key = secrets.token_bytes(16)
 
     def add_to(self, app: web.Application) -> None:
@@ -233,18 +235,13 @@ class ReportsApi:
         return offset if valid else None
 
     def _throttle(self) -> web.Response | None:
-        rate = self.settings.rate
-        if not rate:
+        if self._window.rate != self.settings.rate:  # tests and `--reports-rate` may change it
+            self._window = SlidingWindow(self.settings.rate)
+        reset = self._window.take()
+        if reset is None:
             return None
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - 1.0:
-            self._recent.popleft()
-        if len(self._recent) < rate:
-            self._recent.append(now)
-            return None
-        reset = self._recent[0] + 1.0 - now
-        return _problem(429, "Too Many Requests", f"the synchronous Reports API allows {rate:g} requests a second",
-                        {"Retry-After": str(max(1, math.ceil(reset)))})  # fmt: skip
+        return _problem(429, "Too Many Requests", f"the synchronous Reports API allows {self.settings.rate:g} "
+                        "requests a second", {"Retry-After": str(max(1, math.ceil(reset)))})  # fmt: skip
 
 
 def _shown(record: dict[str, Any], account_id: str | None, include_message: bool) -> dict[str, Any]:

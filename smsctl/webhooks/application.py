@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from smsctl.codec import json_object
 from smsctl.config import Settings
 from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError, Problem
 from smsctl.history.interface import AppUrls
@@ -109,13 +110,7 @@ class ApplicationApi:
             raise ApiUnavailable(
                 f"the Application API failed: {Problem.from_response(status, raw).describe()}"
             )
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise ApiUnavailable("the Application API answered something that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise ApiUnavailable("the Application API answered something that is not an application")
-        return answer
+        return json_object(raw, "Application API")
 
 
 @dataclass(frozen=True)
