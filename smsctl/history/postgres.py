@@ -56,7 +56,7 @@ from smsctl.history.interface import (
 )
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
-from smsctl.history.reconciliation import Reconciliation
+from smsctl.history.reconciliation import AdvisoryLease, Reconciliation
 
 if TYPE_CHECKING:
     from smsctl.config import StoreLocation
@@ -126,7 +126,7 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox, Reconciliation):
+class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or
@@ -200,22 +200,6 @@ class PgStore(PostgresOutbox, Reconciliation):
 
     def classify(self, exc: BaseException) -> StoreUnavailable | StoreBug:
         return classify(exc)
-
-    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
-        """A session-level advisory lock on this connection instead of a lease row: PostgreSQL frees it
-        the moment the holder's connection ends (a crash included), so no lease has to run out first.
-        Taken once per connection: a reopened connection (the server restarted) takes it again."""
-        if self._locks.get(name) is self._conn and self._conn is not None and not self._conn.closed:
-            return True
-        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(name),)).fetchone()
-        if row is not None and row[0]:
-            self._locks[name] = self._conn
-            return True
-        return False
-
-    def release_lease(self, name: str, holder: str) -> None:
-        if self._locks.pop(name, None) is self._conn and self._conn is not None and not self._conn.closed:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(name),))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -552,14 +536,6 @@ class PgStore(PostgresOutbox, Reconciliation):
         if table == "message_status" and new:
             self._notify = True
         return new
-
-
-def _lock_key(name: str) -> int:
-    """An advisory lock's 64-bit key for a lease name: "smsctl" in the high bits, so other programs'
-    keys on a shared database are unlikely to collide."""
-    import zlib
-
-    return (0x736D7363 << 32) | zlib.crc32(name.encode())
 
 
 _SENT_COLUMNS = ("id", "client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",

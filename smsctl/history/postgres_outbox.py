@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from smsctl.history.app_urls import app_urls, remember_app_urls
 from smsctl.history.interface import (
     AppUrls,
     Forward,
@@ -16,9 +17,7 @@ from smsctl.history.interface import (
     NewForward,
     Outcome,
     Retried,
-    app_urls,
     forward_from,
-    remember_app_urls,
 )
 
 Row = tuple[Any, ...]

@@ -100,3 +100,35 @@ class Reconciliation:
 
     def release_lease(self, name: str, holder: str) -> None:
         self._run("DELETE FROM leases WHERE name = {m} AND holder = {m}", (name, holder))
+
+
+class AdvisoryLease:
+    """PostgreSQL's lease (mixed into PgStore before Reconciliation): a session-level advisory lock."""
+
+    _conn: Any
+    conn: Any
+    _locks: dict[str, Any]
+
+    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """A session-level advisory lock on this connection instead of a lease row: PostgreSQL frees it
+        the moment the holder's connection ends (a crash included), so no lease has to run out first.
+        Taken once per connection: a reopened connection (the server restarted) takes it again."""
+        if self._locks.get(name) is self._conn and self._conn is not None and not self._conn.closed:
+            return True
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(name),)).fetchone()
+        if row is not None and row[0]:
+            self._locks[name] = self._conn
+            return True
+        return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        if self._locks.pop(name, None) is self._conn and self._conn is not None and not self._conn.closed:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(name),))
+
+
+def _lock_key(name: str) -> int:
+    """An advisory lock's 64-bit key for a lease name: "smsctl" in the high bits, so other programs'
+    keys on a shared database are unlikely to collide."""
+    import zlib
+
+    return (0x736D7363 << 32) | zlib.crc32(name.encode())

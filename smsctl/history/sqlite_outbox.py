@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from smsctl.history.app_urls import app_urls, remember_app_urls
 from smsctl.history.events import FINAL_STATUSES
 from smsctl.history.interface import (
     BOOL_COLUMNS,
@@ -21,11 +22,9 @@ from smsctl.history.interface import (
     Retried,
     SentMessage,
     StoredEvent,
-    app_urls,
     event_from,
     forward_from,
     hook_page,
-    remember_app_urls,
     sent_page,
 )
 
