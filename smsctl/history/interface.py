@@ -454,8 +454,10 @@ COPY_TABLES: dict[str, tuple[str, ...]] = {
     "messages": ("client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",
                  "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at"),
     "events": ("message_uuid", "status", "timestamp", "received_at", "to_number", "from_number", "client_ref",
-               "error_code", "error_detail", "price", "currency", "segments", "anomaly", "body"),
-    "message_status": ("message_uuid", "status", "final", "conflict", "duplicates", "first_seen", "updated_at"),
+               "error_code", "error_detail", "price", "currency", "segments", "anomaly", "body",
+               "source", "network", "country", "latency_ms"),
+    "message_status": ("message_uuid", "status", "final", "conflict", "duplicates", "first_seen", "updated_at",
+                       "via"),
     "inbound": ("message_uuid", "from_number", "to_number", "text", "timestamp", "received_at", "body"),
     "dead_letters": ("received_at", "route", "reason", "body"),
 }  # fmt: skip

@@ -25,6 +25,7 @@ from smsctl.cli import app
 from smsctl.config import StoreKind, StoreLocation
 from smsctl.history.backends import open_store
 from smsctl.history.events import parse_status
+from smsctl.history.interface import ReportDetails
 from smsctl.history.writer import StoreWriter
 from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
@@ -349,6 +350,8 @@ def _fill(where: StoreLocation | Path, messages: int) -> None:
                        "timestamp": "2025-01-01T00:00:04Z", "channel": "sms", "message_type": "text"}  # fmt: skip
             store.add_inbound(parse_inbound(json.dumps(inbound).encode()), time.time())
             store.add_dead_letter("/webhooks/status", "not_json", b"\xff\xfe", time.time())
+            record = status("11111111-cccc-4ddd-8eee-000000000000", "delivered", "2025-01-01T00:00:05Z")
+            store.apply_report(parse_status(record), time.time(), ReportDetails("Sandbox US", "US", 1234.0))
     finally:
         store.close()
 
@@ -379,6 +382,16 @@ def test_db_copy_sqlite_to_postgresql_and_back_is_whole_and_idempotent(pg_url: s
     assert conflicted is not None and conflicted.conflict and conflicted.status == "delivered"
     dead = stored(pg(pg_url), lambda s: s.export_rows("dead_letters", 0, 10))
     assert dead[0][1][3] == b"\xff\xfe"
+    for where in (pg(pg_url), back):  # a status from the Reports API stays one, with what it told
+        [event] = stored(where, lambda s: s.events_of(["11111111-cccc-4ddd-8eee-000000000000"]))
+        assert (event.source, event.network, event.country, event.latency_ms) == (
+            "reports",
+            "Sandbox US",
+            "US",
+            1234.0,
+        )
+        found = stored(where, lambda s: s.find_message("11111111-cccc-4ddd-8eee-000000000000"))
+        assert found is not None and found.via == "reports"
 
 
 def test_db_copy_from_nothing_is_a_clear_error_and_creates_nothing(pg_url: str, tmp_path: Path) -> None:
