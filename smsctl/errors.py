@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 7
     SENT_NOT_RECORDED = 8
     UNRESOLVED = 9
+    OPTED_OUT = 10
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -40,6 +41,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.SENT_NOT_RECORDED: "sent, not recorded: the API accepted it, the store could not record it (do not resend)",
     ExitCode.UNRESOLVED: "reconcile: messages past the grace period are still without a final status, or a record "
     "disagrees with a stored final status",
+    ExitCode.OPTED_OUT: "the recipient opted out (the opt-out ledger): nothing was sent",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM): stopped cleanly, as for Ctrl-C",
 }
@@ -64,6 +66,24 @@ class UsageError(SmsctlError):
     """A bad argument (number, text, option value); nothing was sent."""
 
     exit_code = ExitCode.USAGE
+
+
+class OptedOut(SmsctlError):
+    """The recipient opted out of this sender (or of all): the send was refused before any request."""
+
+    exit_code = ExitCode.OPTED_OUT
+
+    def __init__(self, number: str, sender: str, source: str, since: float) -> None:
+        import time
+
+        whom = "every sender" if sender == "*" else f"sender {sender}"
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(since))
+        super().__init__(
+            f"+{number} opted out of {whom} ({source}, {when}); nothing was sent",
+            hint=f"`smsctl optout show +{number}` shows its history; only for a documented transactional "
+            "exception (an OTP the user asked for, say): send --ignore-optout",
+        )
+        self.number = number
 
 
 class ConfigError(SmsctlError):

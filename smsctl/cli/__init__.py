@@ -23,6 +23,7 @@ from smsctl.cli import (
     history,
     init,
     listen,
+    optout,
     reconcile,
     replay,
     sandbox,
@@ -120,6 +121,7 @@ app.command("reconcile")(reconcile.reconcile)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 app.add_typer(app_cmd.app_app, name="app")
+app.add_typer(optout.optout_app, name="optout")
 
 
 def main() -> None:

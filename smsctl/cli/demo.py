@@ -104,6 +104,8 @@ def _render_summary(result: DemoResult) -> None:
                 f"rejected: {rejected} (an unsigned callback gets 503, so it comes back signed)")  # fmt: skip
     if result.inbound is not None:
         out().print(f"inbound: {result.inbound.text!r} from +{result.inbound.from_}, stored and forwarded")
+    if result.refused_after_stop:
+        out().print(f"opt-out: the next send was refused before any request: {result.refused_after_stop}")
     out().print(f"your app (a small server the demo started): {_plural(result.app_received, 'forwarded webhook')}, "
                 f"{result.app_verified} with a signature it verified, as Vonage's own would be")  # fmt: skip
     out().print("Run it for real: `smsctl init` writes a .env to fill in, then `smsctl listen` and "

@@ -49,6 +49,14 @@ def send(
     public_url: Annotated[
         str | None, typer.Option(help="With --wait: public URL of the listener [env BASE_URL, else ngrok's].")
     ] = None,
+    ignore_optout: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-optout",
+            help="Send even though the recipient opted out: only for a documented "
+            "transactional exception (recorded on the message).",
+        ),
+    ] = False,
     no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -67,7 +75,7 @@ def send(
         from smsctl.messages.sending import SendRequest, preflight, prepare, send_one
 
         settings = sender_settings(sender, port, public_url, no_store_text)
-        request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding)
+        request = SendRequest(to, _text(text), sender, client_ref, webhook_url, ttl, encoding, ignore_optout)
         prepare(
             request, settings, check_sender=False
         )  # bad input: refused before the HTTP client is imported

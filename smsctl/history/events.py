@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from smsctl.codec import loads
@@ -80,6 +81,7 @@ class InboundMessage:
     text: str | None
     timestamp: str | None
     body: str
+    keyword: OptKeyword | None = None  # an opt-out or opt-in keyword, read before any text is dropped
 
     def without_text(self) -> InboundMessage:
         """The message as kept with SMSCTL_STORE_TEXT=false: no text, not even in the raw body."""
@@ -215,7 +217,33 @@ def parse_inbound(raw: bytes) -> InboundMessage:
         text=_text(data, "message", "content", "text") if legacy else _text(data, "text"),
         timestamp=_text(data, "timestamp"),
         body=raw.decode("utf-8"),
+        keyword=opt_keyword(_text(data, "message", "content", "text") if legacy else _text(data, "text")),
     )
+
+
+class OptKeyword(StrEnum):
+    STOP = "stop"  # opt out of the number it was sent to
+    STOP_ALL = "stop_all"  # opt out of every sender
+    START = "start"  # opt back in
+
+
+# Short-code and 10DLC opt-out keywords (shared/vonage/reports-api.md, "Opt-out facts"), matched on the
+# whole text, case- and space-insensitive: "stop", " Stop ", "S T O P" all count; "stop it" does not.
+OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_OUT_ALL_WORDS = frozenset({"STOPALL"})
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
+
+
+def opt_keyword(text: str | None) -> OptKeyword | None:
+    """The opt-out or opt-in keyword an inbound text is, if it is one."""
+    if not text or len(text) > 40:
+        return None
+    word = "".join(text.split()).upper().strip(".!")
+    if word in OPT_OUT_WORDS:
+        return OptKeyword.STOP
+    if word in OPT_OUT_ALL_WORDS:
+        return OptKeyword.STOP_ALL
+    return OptKeyword.START if word in OPT_IN_WORDS else None
 
 
 def error_meaning(code: str | None) -> str | None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from smsctl.errors import StoreBug, StoreUnavailable
     from smsctl.history.events import InboundMessage, StatusEvent
+    from smsctl.history.optouts import OptoutChange, OptoutState
 
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class LocalState(StrEnum):
     REFUSED = "refused"
     UNSENT = "unsent"  # provably never reached the API
     UNKNOWN = "unknown"  # went out, no usable answer: it may exist
+    SUPPRESSED = "suppressed"  # never sent: the recipient opted out (the opt-out ledger)
 
 
 class StatusFilter(StrEnum):
@@ -48,6 +50,7 @@ class StatusFilter(StrEnum):
     REFUSED = "refused"
     UNSENT = "unsent"
     UNKNOWN = "unknown"
+    SUPPRESSED = "suppressed"
 
 
 class Source(StrEnum):
@@ -70,6 +73,7 @@ class Attempt:
     segments: int
     batch_id: str | None = None
     batch_row: int | None = None
+    optout_ignored: bool = False  # sent with --ignore-optout (a documented transactional exception)
 
 
 @dataclass(frozen=True)
@@ -538,6 +542,12 @@ class HistoryStore(Protocol):
     ) -> ReportApplied: ...
     def known(self, uuids: list[str]) -> set[str]: ...
     def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
+
+    # the opt-out ledger (issue 23): history/optouts.py
+    def change_optout(self, change: OptoutChange) -> bool: ...
+    def optout_of(self, number: str, sender: str) -> OptoutState | None: ...
+    def optouts(self, limit: int, include_opted_in: bool = False) -> list[OptoutState]: ...
+    def optout_history(self, number: str) -> list[OptoutState]: ...
     def release_lease(self, name: str, holder: str) -> None: ...
 
     # forwarding (`listen --forward-to`): an outbox, claimed with a lease so listeners never share a delivery

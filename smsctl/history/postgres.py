@@ -54,6 +54,7 @@ from smsctl.history.interface import (
     hook_page,
     sent_page,
 )
+from smsctl.history.optouts import Optouts
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
 from smsctl.history.reconciliation import AdvisoryLease, Reconciliation
@@ -126,7 +127,7 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation):
+class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or
@@ -134,7 +135,7 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation):
     `PgStore.reader(location)` never creates or migrates anything.
     """
 
-    _mark, _false = "%s", "false"  # for Reconciliation's SQL
+    _mark, _false, _true = "%s", "false", "true"  # the dialect of the shared SQL (history/dialect.py)
     _event_key = "message_uuid = %s AND status = %s AND timestamp = %s"
 
     def __init__(self, location: StoreLocation, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:
@@ -238,10 +239,10 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation):
         now = time.time()
         row = self._one(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
-                   batch_id, batch_row, state, created_at, updated_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s) RETURNING id""",
+                   batch_id, batch_row, state, created_at, updated_at, optout_ignored)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING id""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
-             attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored),
         )  # fmt: skip
         assert row is not None
         return int(row[0])

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, RECONCILE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE
 
 if TYPE_CHECKING:
     import psycopg
@@ -217,6 +217,13 @@ def m006_reconcile(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute(RECONCILE.format(real="DOUBLE PRECISION", false="false"))
 
 
+def m007_optouts(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The opt-out ledger (as SQLite's m011)."""
+    conn.execute(
+        OPTOUTS.format(bool="BOOLEAN", real="DOUBLE PRECISION", id="BIGSERIAL PRIMARY KEY", false="false")
+    )
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
@@ -224,6 +231,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m004_forward_routes,
     m005_app_urls,
     m006_reconcile,
+    m007_optouts,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smsctl.history.dialect import DialectSql
 from smsctl.history.events import StatusEvent
 from smsctl.history.interface import Applied, ReportApplied, ReportDetails, Source, Unresolved
 
@@ -22,19 +23,14 @@ _OPEN_STATUSES = """
     FROM message_status s WHERE s.final = {false} AND s.first_seen < {m}"""
 
 
-class Reconciliation:
-    """The mixin. A backend sets `_mark` (its parameter mark), `_false` (its false literal) and
-    `_event_key` (SQL naming one event by message uuid, status and timestamp, in that order)."""
+class Reconciliation(DialectSql):
+    """The mixin. A backend sets its dialect (history/dialect.py) and `_event_key` (SQL naming one event
+    by message uuid, status and timestamp, in that order)."""
 
-    _mark: str
-    _false: str
     _event_key: str
 
     def apply_status(self, event: StatusEvent, received_at: float, token: str | None = None) -> Applied:
         raise NotImplementedError  # the backend's
-
-    def _run(self, sql: str, params: tuple[object, ...] | list[object]) -> Any:
-        return self.conn.execute(sql.format(m=self._mark, false=self._false), params)  # type: ignore[attr-defined]
 
     def unresolved(self, cutoff: float, limit: int) -> list[Unresolved]:
         """Messages sent or first heard of before `cutoff` that have no final status, oldest first."""

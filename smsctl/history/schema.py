@@ -83,3 +83,30 @@ RECONCILE = """
             until {real} NOT NULL
         );
 """
+
+
+# The opt-out ledger (issue 23): each (number, sender) pair's current state, and every change with its
+# source, never overwritten. `sender` is the number or sender ID the recipient opted out of; `*` is all
+# of them (STOPALL, or `optout add` without --sender). A send records whether it overrode the ledger.
+OPTOUTS = """
+        CREATE TABLE optouts (
+            number TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            opted_out {bool} NOT NULL,
+            source TEXT NOT NULL,              -- inbound | manual | import | carrier
+            reference TEXT,                    -- the inbound SMS, the rejected message, the file
+            changed_at {real} NOT NULL,
+            PRIMARY KEY (number, sender)
+        );
+        CREATE TABLE optout_events (
+            id {id},
+            number TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            opted_out {bool} NOT NULL,
+            source TEXT NOT NULL,
+            reference TEXT,
+            at {real} NOT NULL
+        );
+        CREATE INDEX optout_events_number ON optout_events (number, id);
+        ALTER TABLE messages ADD COLUMN optout_ignored {bool} NOT NULL DEFAULT {false};
+"""

@@ -38,6 +38,7 @@ from smsctl.history.interface import (
     event_from,
     found,
 )
+from smsctl.history.optouts import Optouts
 from smsctl.history.reconciliation import Reconciliation
 from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.sqlite_outbox import SqliteOutbox, SqliteTransfer, sent_message
@@ -126,7 +127,7 @@ def _refuse_foreign(db: Path) -> None:
         probe.close()
 
 
-class Store(SqliteOutbox, SqliteTransfer, Reconciliation):
+class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts):
     """A connection to the store. Not thread-safe: one per thread.
 
     `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files
@@ -135,7 +136,7 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation):
     so `log` and `status` work on a store they cannot write.
     """
 
-    _mark, _false = "?", "0"  # for Reconciliation's SQL
+    _mark, _false, _true = "?", "0", "1"  # the dialect of the shared SQL (history/dialect.py)
     _event_key = (
         "msg_id = (SELECT id FROM message_status WHERE message_uuid = ?) AND status = ? AND timestamp = ?"
     )
@@ -249,10 +250,10 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation):
         now = time.time()
         cursor = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
-                   batch_id, batch_row, state, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
+                   batch_id, batch_row, state, created_at, updated_at, optout_ignored)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
-             attempt.segments, attempt.batch_id, attempt.batch_row, now, now),
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored),
         )  # fmt: skip
         return int(cursor.lastrowid or 0)
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from smsctl.history.events import FINAL_STATUSES
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, RECONCILE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE
 
 log = logging.getLogger("smsctl.history.sqlite")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -267,6 +267,11 @@ def m010_reconcile(conn: sqlite3.Connection) -> None:
     _run_script(conn, RECONCILE.format(real="REAL", false="0"))
 
 
+def m011_optouts(conn: sqlite3.Connection) -> None:
+    """The opt-out ledger and its history; a send's override of it (schema.OPTOUTS)."""
+    _run_script(conn, OPTOUTS.format(bool="INTEGER", real="REAL", id="INTEGER PRIMARY KEY", false="0"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -278,6 +283,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m008_forward_routes,
     m009_app_urls,
     m010_reconcile,
+    m011_optouts,
 ]
 
 

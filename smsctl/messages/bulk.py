@@ -25,6 +25,7 @@ from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
     MessageFailed,
+    OptedOut,
     RowsRefused,
     SentNotRecorded,
     SmsctlError,
@@ -123,7 +124,7 @@ class RowOutcome:
     line: int
     to: str
     client_ref: str
-    state: str  # accepted | already_sent | refused | unsent | unknown | skipped_unknown | not_recorded
+    state: str  # accepted | already_sent | suppressed | refused | unsent | unknown | skipped_unknown | not_recorded
     message_uuid: str | None = None
     error: str | None = None
     store_error: str | None = None  # the store could not record: the batch stops
@@ -223,6 +224,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
         outcome.store_error = exc.message
     except StoreUnavailable as exc:  # could not record the attempt, so it was not sent
         outcome.state, outcome.error, outcome.store_error = "unsent", exc.message, exc.reason
+    except OptedOut as exc:  # recorded as suppressed; the batch goes on
+        outcome.state, outcome.error = "suppressed", exc.message
     except (ApiRefused, ApiUnavailable) as exc:
         outcome.state, outcome.error = failure_state(exc), exc.message
     return outcome

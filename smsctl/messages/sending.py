@@ -20,7 +20,7 @@ from smsctl.errors import (
     StoreUnavailable,
     UsageError,
 )
-from smsctl.history.interface import Attempt, LocalState
+from smsctl.history.interface import Attempt, HistoryStore, LocalState
 from smsctl.messages.numbers import parse_recipient, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
@@ -42,6 +42,7 @@ class SendRequest:
     webhook_url: str | None = None
     ttl: int | None = None
     encoding: EncodingChoice = EncodingChoice.AUTO
+    ignore_optout: bool = False  # --ignore-optout: send to an opted-out number, recorded on the message
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] 
     body = build_body(to, sender, request, client_ref, request.webhook_url or default_webhook_url(settings))
     attempt = Attempt(
         client_ref, to, sender, request.text if settings.store_text else None, cost.encoding, cost.segments,
-        batch[0] if batch else None, batch[1] if batch else None,
+        batch[0] if batch else None, batch[1] if batch else None, request.ignore_optout,
     )  # fmt: skip
     return Prepared(body, attempt, cost)
 
@@ -195,6 +196,8 @@ async def send_prepared(
     """
     attempt = prepared.attempt
     row: int | None = local_id
+    if not attempt.optout_ignored:
+        await refuse_opted_out(writer, attempt, local_id)
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
         nonlocal row
@@ -221,6 +224,23 @@ async def send_prepared(
         accepted.message_uuid, "+" + attempt.to,
         attempt.from_, attempt.client_ref, attempt.segments, attempt.encoding, "accepted", repeated,
     )  # fmt: skip
+
+
+async def refuse_opted_out(writer: StoreWriter, attempt: Attempt, local_id: int | None) -> None:
+    """Every send obeys the opt-out ledger: an opted-out recipient is recorded as `suppressed` (so
+    `batch` and `export` show it) and OptedOut is raised, before any request is made."""
+    from smsctl.errors import OptedOut
+
+    def check(store: HistoryStore) -> Any:
+        optout = store.optout_of(attempt.to, attempt.from_)
+        if optout is not None:
+            row = local_id if local_id is not None else store.record_attempt(attempt)
+            store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
+        return optout
+
+    optout = await writer.run(check)
+    if optout is not None:
+        raise OptedOut(attempt.to, optout.sender, optout.source, optout.changed_at)
 
 
 async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:

@@ -125,6 +125,7 @@ class DemoResult:
     app_received: int
     app_verified: int
     inbound: InboundRecord | None
+    refused_after_stop: str | None = None  # why the send after the STOP was refused locally
 
     def to_json(self) -> dict[str, Any]:
         inbound = None
@@ -135,7 +136,8 @@ class DemoResult:
                 "text": self.inbound.text,
             }
         return {"event": "summary", "messages": [m.to_json() for m in self.messages], "listener": self.listener,
-                "app": {"received": self.app_received, "verified": self.app_verified}, "inbound": inbound}  # fmt: skip
+                "app": {"received": self.app_received, "verified": self.app_verified}, "inbound": inbound,
+                "refused_after_stop": self.refused_after_stop}  # fmt: skip
 
 
 async def run_demo(
@@ -177,10 +179,12 @@ async def run_demo(
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(0.5 * time_scale)  # let a late duplicate or straggler show
                 await _reconcile(settings, rt.writer, lost, view)
+                refused = await _send_after_stop(rt, listener.status_url, view)
         with contextlib.closing(open_store(settings.store)) as store:
             reports = [message_status(store, u) for u in uuids]
             inbound = next(iter(store.recent_inbound(1)), None)
-    return DemoResult(reports, listener.counters.health(), len(your_app.received), your_app.verified, inbound)
+    return DemoResult(reports, listener.counters.health(), len(your_app.received), your_app.verified, inbound,
+                      refused)  # fmt: skip
 
 
 async def _reconcile(settings: Settings, writer: StoreWriter, lost: str, view: ListenerView) -> None:
@@ -198,6 +202,21 @@ async def _reconcile(settings: Settings, writer: StoreWriter, lost: str, view: L
         )
     view.handle(ListenerEvent("reconciled", time.time(), detail=f"{lost[:8]}: its webhook never came; "
                               + report.summary()))  # fmt: skip
+
+
+async def _send_after_stop(rt: Runtime, status_url: str, view: ListenerView) -> str | None:
+    """The person who texted STOP is sent one more message: the opt-out ledger refuses it before any
+    request (what every send does), and the demo says so."""
+    from smsctl.errors import OptedOut
+    from smsctl.webhooks.server import ListenerEvent
+
+    request = SendRequest(INBOUND_FROM, "One more offer!", webhook_url=status_url)
+    try:
+        await send_prepared(await rt.client(), rt.writer, prepare(request, rt.settings))
+    except OptedOut as exc:
+        view.handle(ListenerEvent("optout_refused", time.time(), detail=exc.message))
+        return exc.message
+    return None
 
 
 async def _done(writer: StoreWriter, uuids: list[str], listener: Listener) -> bool:

@@ -87,6 +87,8 @@ SCENARIOS: dict[str, Scenario] = {
                             "(the Reports API knows: `smsctl reconcile`)", _DELIVERED, lost=True),
 }  # fmt: skip
 DEFAULT_SCENARIO = SCENARIOS["14155550100"]
+OPTED_OUT = Scenario("opted-out", "a number that texted STOP: submitted, then rejected with 1240",
+                     (Step(0.2, "submitted"), Step(1.0, "rejected", "1240")))  # fmt: skip
 
 
 ENCODING_TYPES = ("text", "unicode", "auto")
@@ -212,6 +214,7 @@ class Sandbox:
         self._server: asyncio.Task[None] | None = None
         self.application = initial_application(config)
         self.ledger = Ledger()
+        self.opted_out: set[tuple[str, str]] = set()  # (number, our sender or "*"): after STOP, until START
         self.reports = ReportsApi(self.ledger, config.api_key, self._authenticate, config.reports)
         self._dropper = random.Random(config.drop_seed)
 
@@ -300,6 +303,8 @@ class Sandbox:
         if invalid := self._validate(body):
             return invalid, None
         scenario = SCENARIOS.get(body["to"], DEFAULT_SCENARIO)
+        if {(body["to"], body["from"]), (body["to"], "*")} & self.opted_out:
+            scenario = OPTED_OUT  # as the network does after a STOP: accepted, then rejected with 1240
         if scenario.http_status == 0:
             await asyncio.sleep(HANG_SECONDS)
         if scenario.http_status == 500:
@@ -427,13 +432,24 @@ class Sandbox:
             return self._app_problem(409, "Conflict", "the application has no Messages inbound URL: set one "
                                      "(smsctl listen --update-app) first")  # fmt: skip
         message_uuid = str(uuid.uuid4())
-        payload = inbound_body(
-            message_uuid, sender, str(body.get("to") or self.config.sender or "14155550199"), text
-        )
+        ours = str(body.get("to") or self.config.sender or "14155550199")
+        self._opt(sender.lstrip("+"), ours.lstrip("+"), text)
+        payload = inbound_body(message_uuid, sender, ours, text)
         task = asyncio.create_task(self._deliver(url, payload, message_uuid, Step(0, "inbound")))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return web.json_response({"message_uuid": message_uuid, "inbound_url": url}, status=202)
+
+    def _opt(self, number: str, ours: str, text: str) -> None:
+        """STOP (or STOPALL) makes later sends to `number` rejected with 1240, START undoes it: the network's
+        own list, which smsctl's ledger mirrors (history/optouts.py)."""
+        from smsctl.history.events import OptKeyword, opt_keyword
+
+        keyword = opt_keyword(text)
+        if keyword is OptKeyword.START:
+            self.opted_out -= {(number, ours), (number, "*")}
+        elif keyword is not None:
+            self.opted_out.add((number, "*" if keyword is OptKeyword.STOP_ALL else ours))
 
     # --- the webhooks ------------------------------------------------------------------------------
 

@@ -185,6 +185,10 @@ class MalformedHttpDigest(logging.Filter):
         return True
 
 
+# Illegal Number: the recipient opted out at the network (shared/vonage/reports-api.md, "Opt-out facts")
+CARRIER_OPTOUT = "1240"
+
+
 @dataclass(frozen=True)
 class ListenerEvent:
     """Something the listener did, for the view: accepted, duplicate, rejected, dead_letter, inbound."""
@@ -303,14 +307,35 @@ class WebhookApp:
         else:
             self.counters.count_accepted(event.status)
         kind = "duplicate" if applied.duplicate else "accepted"
+        if (
+            not applied.duplicate
+            and event.status == "rejected"
+            and event.error_code == CARRIER_OPTOUT
+            and event.to
+        ):
+            await self._carrier_optout(event, received_at)
         self._notify(ListenerEvent(kind, received_at, status_event=event, applied=applied))
         return web.Response(status=200)
+
+    async def _carrier_optout(self, event: StatusEvent, at: float) -> None:
+        """A 1240 (Illegal Number) rejection: the network holds the number as opted out, so the ledger does
+        too (source `carrier`). The status is stored either way; a store failure here is only logged."""
+        from smsctl.history.optouts import ALL_SENDERS, OptoutChange, OptoutSource
+
+        assert event.to is not None
+        change = OptoutChange(
+            event.to, event.from_ or ALL_SENDERS, True, OptoutSource.CARRIER, event.message_uuid, at
+        )
+        try:
+            await self.writer.run(lambda s: s.change_optout(change))
+        except StoreError as exc:
+            log.warning("could not add %s to the opt-out ledger: %s", event.to, exc)
 
     async def handle_inbound(self, request: web.BaseRequest) -> web.Response:
         """POST /webhooks/inbound: an SMS sent to your Vonage number."""
         parse = parse_inbound if self.store_text else _parse_inbound_without_text
         outcome = await self._receive(request, Route.INBOUND, parse,
-                                      lambda s, message, at, token: Deferred.ready(s.add_inbound(message, at, token)),
+                                      lambda s, message, at, token: Deferred.ready(_store_inbound(s, message, at, token)),
                                       lambda new: new, lambda message: message.message_uuid)  # fmt: skip
         if isinstance(outcome, web.Response):
             return outcome
@@ -460,6 +485,16 @@ class WebhookApp:
         self.counters.store_unavailable += 1
         self.counters.store_ok = False
         return web.Response(status=503, text="store unavailable\n", headers={"Retry-After": RETRY_AFTER})
+
+
+def _store_inbound(store: HistoryStore, message: InboundMessage, at: float, token: str | None) -> bool:
+    """Store an inbound SMS and, in the same transaction, the opt-out (or opt-in) its keyword asks for."""
+    from smsctl.history.optouts import from_inbound
+
+    new = store.add_inbound(message, at, token)
+    if new and (change := from_inbound(message, at)) is not None:
+        store.change_optout(change)
+    return new
 
 
 def _parse_inbound_without_text(raw: bytes) -> InboundMessage:

@@ -240,7 +240,7 @@ class LiveView:
             self.inbound.insert(0, InboundRow(event.received_at, message.message_uuid, message.from_ or "?",
                                               message.text or ""))  # fmt: skip
             del self.inbound[10:]
-        elif event.kind in ("reconciled", "reconcile_failed", "reconcile_held"):
+        elif event.kind in ("reconciled", "reconcile_failed", "reconcile_held", "optout_refused"):
             self.notices.insert(0, f"{clock(event.received_at)} {event.detail or event.reason}")
             del self.notices[5:]
         elif event.kind in ("rejected", "dead_letter"):

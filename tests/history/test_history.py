@@ -149,6 +149,9 @@ def test_demo_runs_to_completion_offline(credentials: dict[str, str], db_path: P
     }
     assert any(line.get("anomaly") == "late" for line in lines)
     assert summary["inbound"]["text"] == "STOP" and summary["inbound"]["from"] == "14155550123"
+    assert (
+        "+14155550123 opted out of" in summary["refused_after_stop"]
+    )  # STOP → the next send refused locally
     stored_events = summary["listener"]["accepted"] + summary["listener"]["inbound"]
     assert summary["app"] == {"received": stored_events, "verified": stored_events}, (
         "every event forwarded, verified"

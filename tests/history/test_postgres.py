@@ -108,6 +108,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
         "m004_forward_routes",
         "m005_app_urls",
         "m006_reconcile",
+        "m007_optouts",
     ]
 
 
@@ -411,6 +412,7 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
         "m004_forward_routes",
         "m005_app_urls",
         "m006_reconcile",
+        "m007_optouts",
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout

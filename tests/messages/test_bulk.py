@@ -47,16 +47,23 @@ def test_a_thousand_mixed_rows_to_their_final_status(on_backend: object, sandbox
     )
     assert code == 1, stderr  # some messages are rejected or undeliverable by design
     rows = [line for line in lines if line["event"] == "row"]
-    assert len(rows) == 1000 and {r["state"] for r in rows} == {"accepted"}
+    # Once the first 1240 (Illegal Number) has come back, +14155550110 is in the opt-out ledger and the
+    # rest of its rows are suppressed, never sent (issue 23): how many depends on when it came back.
+    suppressed = [r for r in rows if r["state"] == "suppressed"]
+    assert len(rows) == 1000 and {r["state"] for r in rows} <= {"accepted", "suppressed"}
+    assert {r["to"] for r in suppressed} <= {"+14155550110"}
     summary = lines[-1]
-    assert summary["counts"] == {"accepted": 1000}
-    assert summary["final"] == {"delivered": 600, "rejected": 200, "undeliverable": 200}
+    assert summary["counts"] == {"accepted": 1000 - len(suppressed)} | (
+        {"suppressed": len(suppressed)} if suppressed else {}
+    )
+    assert summary["final"] == {"delivered": 600, "rejected": 200 - len(suppressed), "undeliverable": 200}
     per_ref = accepted_per_ref(sandbox)
-    assert len(per_ref) == 1000 and set(per_ref.values()) == {1}
+    assert len(per_ref) == 1000 - len(suppressed) and set(per_ref.values()) == {1}
     assert sandbox.requests[0].body["text"].startswith("Hi Person ")
     batch = json.loads(runner.invoke(app, ["batch", summary["batch_id"], "--json"]).stdout)
-    assert batch["counts"] == {"delivered": 600, "rejected": 200, "undeliverable": 200}
-    assert {f["error_code"] for f in batch["failures"]} == {"1240", "1260"}
+    assert batch["counts"] == {"delivered": 600, "rejected": 200 - len(suppressed), "undeliverable": 200} | (
+        {"suppressed": len(suppressed)} if suppressed else {})  # fmt: skip
+    assert {f["error_code"] for f in batch["failures"] if f["error_code"]} == {"1240", "1260"}
 
 
 def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
@@ -298,13 +305,16 @@ def test_without_wait_a_running_listener_gets_the_emulators_statuses(
         csv = write_csv(tmp_path / "list.csv", 40, ["+14155550101", "+14155550110"])
         code, lines, stderr = bulk(str(csv), "no wait")
         assert code == 0, stderr
+        accepted = sum(
+            1 for line in lines if line.get("state") == "accepted"
+        )  # after a 1240, the rest suppressed
         sent = runner.invoke(app, ["send", "+14155550101", "one more"])
         assert sent.exit_code == 0, sent.output
 
         def finals() -> int:
             return sum(1 for m in stored(db_path, lambda s: s.recent_messages(100)) if m.final)
 
-        until(finals_reach(finals, 41), "every message's final status through the running listener")
+        until(finals_reach(finals, accepted + 1), "every message's final status through the running listener")
         listener.stop()
     assert all(r.body.get("webhook_url", "").endswith("/webhooks/status") for r in emulator.requests)
 

@@ -1,0 +1,117 @@
+"""The opt-out ledger's store side, for both backends: who opted out of which sender, and every change.
+
+A recipient opts out of one of our numbers or sender IDs (`sender`), or of all of them (`*`). The
+current state of each pair is one row; each change appends an event with its source, so nothing is
+ever silently overwritten (`optout_history`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from smsctl.history.dialect import DialectSql
+
+if TYPE_CHECKING:
+    from smsctl.history.events import InboundMessage
+
+ALL_SENDERS = "*"
+
+
+class OptoutSource(StrEnum):
+    INBOUND = "inbound"  # an inbound SMS with an opt-out (or opt-in) keyword
+    MANUAL = "manual"  # `smsctl optout add` / `remove`
+    IMPORT = "import"  # `smsctl optout import FILE`
+    CARRIER = "carrier"  # a send rejected with 1240 (Illegal Number: the network's own list)
+
+
+@dataclass(frozen=True)
+class OptoutChange:
+    number: str  # digits, no +
+    sender: str  # digits or a sender ID; ALL_SENDERS for all
+    opted_out: bool
+    source: OptoutSource
+    reference: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class OptoutState:
+    """A pair's current state (and what last changed it)."""
+
+    number: str
+    sender: str
+    opted_out: bool
+    source: str
+    reference: str | None
+    changed_at: float
+
+
+class Optouts(DialectSql):
+    """The mixin (history/sqlite.py `Store`, history/postgres.py `PgStore`)."""
+
+    def change_optout(self, change: OptoutChange) -> bool:
+        """Record a change (always, as an event); True when it changed the pair's state."""
+        self._run(
+            "INSERT INTO optout_events (number, sender, opted_out, source, reference, at)"
+            " VALUES ({m}, {m}, {m}, {m}, {m}, {m})",
+            (change.number, change.sender, change.opted_out, change.source, change.reference, change.at),
+        )
+        before = self._run(
+            "SELECT opted_out FROM optouts WHERE number = {m} AND sender = {m}",
+            (change.number, change.sender),
+        ).fetchone()
+        self._run(
+            "INSERT INTO optouts (number, sender, opted_out, source, reference, changed_at)"
+            " VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (number, sender) DO UPDATE SET"
+            " opted_out = excluded.opted_out, source = excluded.source, reference = excluded.reference,"
+            " changed_at = excluded.changed_at",
+            (change.number, change.sender, change.opted_out, change.source, change.reference, change.at),
+        )
+        return (
+            before is None and change.opted_out or before is not None and bool(before[0]) != change.opted_out
+        )
+
+    def optout_of(self, number: str, sender: str) -> OptoutState | None:
+        """The opt-out that stops a send from `sender` to `number`, if any (of that sender, or of all)."""
+        row = self._run(
+            "SELECT number, sender, opted_out, source, reference, changed_at FROM optouts"
+            " WHERE number = {m} AND sender IN ({m}, {m}) AND opted_out = {true} ORDER BY changed_at DESC",
+            (number, sender, ALL_SENDERS),
+        ).fetchone()
+        return _state(row) if row else None
+
+    def optouts(self, limit: int, include_opted_in: bool = False) -> list[OptoutState]:
+        """The ledger's pairs, most recently changed first."""
+        where = "" if include_opted_in else " WHERE opted_out = {true}"
+        rows = self._run(
+            "SELECT number, sender, opted_out, source, reference, changed_at FROM optouts"
+            + where + " ORDER BY changed_at DESC, number LIMIT {m}", (limit,)
+        ).fetchall()  # fmt: skip
+        return [_state(r) for r in rows]
+
+    def optout_history(self, number: str) -> list[OptoutState]:
+        """Every change for a number, oldest first."""
+        rows = self._run(
+            "SELECT number, sender, opted_out, source, reference, at FROM optout_events WHERE number = {m}"
+            " ORDER BY id", (number,)
+        ).fetchall()  # fmt: skip
+        return [_state(r) for r in rows]
+
+
+def _state(row: Any) -> OptoutState:
+    return OptoutState(str(row[0]), str(row[1]), bool(row[2]), str(row[3]), row[4], float(row[5]))
+
+
+def from_inbound(message: InboundMessage, at: float) -> OptoutChange | None:
+    """The ledger change an inbound SMS asks for: STOP (of the number it was sent to), STOPALL, START."""
+    from smsctl.history.events import OptKeyword
+
+    if message.keyword is None or not message.from_:
+        return None
+    sender = ALL_SENDERS if message.keyword is OptKeyword.STOP_ALL or not message.to else message.to
+    if message.keyword is OptKeyword.START:  # opting in again undoes what they opted out of
+        sender = message.to or ALL_SENDERS
+    return OptoutChange(message.from_, sender, message.keyword is not OptKeyword.START, OptoutSource.INBOUND,
+                        message.message_uuid, at)  # fmt: skip
