@@ -5,6 +5,10 @@ sender runs on CPU 1. Client CPU is the sender process's user + system time, sta
 
     python bench/sender.py            # 10,000 messages with smsctl, 300 with the SDK loop
     python bench/sender.py --quick    # 500 and 20: a smoke run for CI, speed not judged
+
+Then the opt-out ledger's cost (issue 23): the same bulk run into a store whose ledger holds 1,000,000
+numbers (10,000 with --quick), none of them the recipient, against an empty ledger, interleaved twice:
+every send checks the ledger before its request.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main() -> int:
             assert summary["counts"] == {"accepted": messages}, summary
             sdk_wall, sdk_cpu, _ = timed([PYTHON, str(Path(__file__).with_name("sdk_loop.py")), str(sdk_messages),
                                           url.removeprefix("https://")], env)  # fmt: skip
+            ledger = ledger_cost(env, directory, recipients, messages, 10_000 if args.quick else 1_000_000)
         finally:
             stop(sandbox)  # type: ignore[arg-type]
     ours, sdk = messages / wall, sdk_messages / sdk_wall
@@ -74,7 +79,46 @@ def main() -> int:
     print(table(["sender", "messages", "wall s", "msg/s", "client CPU ms/msg", "× SDK"], rows_out))
     print(f"smsctl sending phase alone: {summary['counts']['accepted'] / summary['elapsed']:,.0f} msg/s "
           f"({summary['elapsed']:.2f} s; the rest is start-up and validation)")  # fmt: skip
+    print(ledger)
     return 0
+
+
+def seeded(path: Path, numbers: int) -> Path:
+    """A store whose opt-out ledger holds `numbers` numbers (none of them the benchmark's recipient)."""
+    import sqlite3
+
+    from smsctl.history.backends import open_store
+
+    open_store(path).close()  # created and migrated by smsctl itself
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany("INSERT INTO optouts VALUES (?, '*', 1, 'import', NULL, 0)",
+                         ((f"44{n:010d}",) for n in range(numbers)))  # fmt: skip
+    conn.close()
+    return path
+
+
+def ledger_cost(env: dict[str, str], directory: Path, recipients: Path, messages: int, numbers: int) -> str:
+    """Client CPU per message with an empty ledger and with `numbers` in it, interleaved, two rounds."""
+    import statistics
+
+    template = seeded(directory / "ledger-template.db", numbers)
+    cpu: dict[str, list[float]] = {"empty": [], "full": []}
+    for round_ in range(2):
+        for kind in ("empty", "full"):
+            store = directory / f"{kind}-{round_}.db"
+            if kind == "full":
+                store.write_bytes(template.read_bytes())
+            _, used, stdout = timed([*SMSCTL, "bulk", str(recipients), "Hello {n}", "--rate", "0",
+                                     "--concurrency", "32", "--json"], {**env, "SMSCTL_DB": str(store)})  # fmt: skip
+            assert json.loads(stdout.splitlines()[-1])["counts"] == {"accepted": messages}
+            cpu[kind].append(used / messages * 1000)
+    empty, full = statistics.median(cpu["empty"]), statistics.median(cpu["full"])
+    rounds = "  ".join(f"{e:.3f}/{f:.3f}" for e, f in zip(cpu["empty"], cpu["full"], strict=True))
+    return (
+        f"opt-out ledger: client CPU {full:.3f} ms/msg with {numbers:,} numbers against {empty:.3f} with none "
+        f"(rounds, empty/full: {rounds}): {full / empty:.3f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
     ConfigError,
+    OptedOut,
     OutcomeUnknown,
     SentNotRecorded,
     StoreBug,
@@ -21,6 +22,7 @@ from smsctl.errors import (
     UsageError,
 )
 from smsctl.history.interface import Attempt, HistoryStore, LocalState
+from smsctl.history.optouts import OptoutState
 from smsctl.messages.numbers import parse_recipient, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
@@ -196,16 +198,12 @@ async def send_prepared(
     """
     attempt = prepared.attempt
     row: int | None = local_id
-    if not attempt.optout_ignored:
-        await refuse_opted_out(writer, attempt, local_id)
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
         nonlocal row
-        if row is None:
-            row = await writer.run(lambda store: store.record_attempt(attempt))
-        else:
-            known = row
-            await writer.run(lambda store: store.mark_pending(known))
+        row, optout = await writer.run(lambda store: first_write(store, attempt, row))
+        if optout is not None:
+            raise OptedOut(attempt.to, optout.sender, optout.source, optout.changed_at)
 
     async def held_back() -> None:  # a 429 or no connection: provably not sent while we wait again
         known = row
@@ -214,6 +212,8 @@ async def send_prepared(
 
     try:
         accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
+    except OptedOut:  # recorded as suppressed in the same write; never sent
+        raise
     except BaseException as exc:
         if row is not None:
             await _record_failure(writer, row, exc)
@@ -226,21 +226,19 @@ async def send_prepared(
     )  # fmt: skip
 
 
-async def refuse_opted_out(writer: StoreWriter, attempt: Attempt, local_id: int | None) -> None:
-    """Every send obeys the opt-out ledger: an opted-out recipient is recorded as `suppressed` (so
-    `batch` and `export` show it) and OptedOut is raised, before any request is made."""
-    from smsctl.errors import OptedOut
-
-    def check(store: HistoryStore) -> Any:
-        optout = store.optout_of(attempt.to, attempt.from_)
-        if optout is not None:
-            row = local_id if local_id is not None else store.record_attempt(attempt)
-            store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
-        return optout
-
-    optout = await writer.run(check)
+def first_write(store: HistoryStore, attempt: Attempt, row: int | None) -> tuple[int, OptoutState | None]:
+    """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
+    the same transaction as the opt-out ledger's check, which every send obeys: an opted-out recipient
+    is recorded `suppressed` instead (so `batch` and `export` show it), and the caller raises OptedOut
+    before any request. One write per send, so the check costs no extra round trip (bench/sender.py)."""
+    optout = None if attempt.optout_ignored else store.optout_of(attempt.to, attempt.from_)
+    if row is None:
+        row = store.record_attempt(attempt)
+    elif optout is None:
+        store.mark_pending(row)
     if optout is not None:
-        raise OptedOut(attempt.to, optout.sender, optout.source, optout.changed_at)
+        store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
+    return row, optout
 
 
 async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:
