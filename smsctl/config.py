@@ -75,6 +75,14 @@ VARIABLES: tuple[Variable, ...] = (
         "Reports API requests per second (`reconcile`): the API allows 10; lower it if others share the account",
     ),
     Variable(
+        "SMSCTL_ALLOW_COUNTRIES",
+        None,
+        False,
+        "countries sends may go to, e.g. US,CA,GB (ISO 3166 codes); unset: any",
+    ),
+    Variable("SMSCTL_DAILY_CAP", None, False, "most messages sent per UTC day, by every sender of the store"),
+    Variable("SMSCTL_BATCH_CAP", None, False, "most messages one bulk batch may send"),
+    Variable(
         "SMSCTL_STALE_AFTER",
         "15m",
         False,
@@ -222,6 +230,28 @@ class Settings:
     def record_retry(self) -> float:
         """Seconds to keep trying to record a send the API accepted, before spooling it."""
         return _parse_number("SMSCTL_RECORD_RETRY", self._get("SMSCTL_RECORD_RETRY") or "30", float, 0, 3600)
+
+    @property
+    def allowed_countries(self) -> frozenset[str] | None:
+        """SMSCTL_ALLOW_COUNTRIES as upper-case ISO codes; None: any country."""
+        raw = self._get("SMSCTL_ALLOW_COUNTRIES")
+        if not raw:
+            return None
+        codes = frozenset(c.strip().upper() for c in raw.split(",") if c.strip())
+        if not codes or not all(len(c) == 2 and c.isalpha() and c.isascii() for c in codes):
+            raise ConfigError(f"SMSCTL_ALLOW_COUNTRIES={raw!r} is not a list of two-letter country codes",
+                              hint="e.g. SMSCTL_ALLOW_COUNTRIES=US,CA,GB")  # fmt: skip
+        return codes
+
+    @property
+    def daily_cap(self) -> int | None:
+        raw = self._get("SMSCTL_DAILY_CAP")
+        return _parse_number("SMSCTL_DAILY_CAP", raw, int, 0, 10**9) if raw else None
+
+    @property
+    def batch_cap(self) -> int | None:
+        raw = self._get("SMSCTL_BATCH_CAP")
+        return _parse_number("SMSCTL_BATCH_CAP", raw, int, 0, 10**9) if raw else None
 
     @property
     def reports_rate(self) -> float:

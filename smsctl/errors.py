@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     SENT_NOT_RECORDED = 8
     UNRESOLVED = 9
     OPTED_OUT = 10
+    GUARD = 11
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -42,6 +43,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.UNRESOLVED: "reconcile: messages past the grace period are still without a final status, or a record "
     "disagrees with a stored final status",
     ExitCode.OPTED_OUT: "the recipient opted out (the opt-out ledger): nothing was sent",
+    ExitCode.GUARD: "a send guard refused it (SMSCTL_ALLOW_COUNTRIES, SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): nothing was sent",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM): stopped cleanly, as for Ctrl-C",
 }
@@ -84,6 +86,12 @@ class OptedOut(SmsctlError):
             "exception (an OTP the user asked for, say): send --ignore-optout",
         )
         self.number = number
+
+
+class GuardRefused(SmsctlError):
+    """A send guard (allowed countries, a daily or per-batch cap) refused the send before any request."""
+
+    exit_code = ExitCode.GUARD
 
 
 class ConfigError(SmsctlError):

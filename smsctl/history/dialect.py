@@ -10,6 +10,7 @@ class DialectSql:
     _mark: str  # "?" (SQLite) or "%s" (PostgreSQL)
     _false: str
     _true: str
+    _lock_row: str  # appended to a SELECT of a row the transaction will update: " FOR UPDATE", or "" (SQLite)
 
     def _run(self, sql: str, params: tuple[object, ...] | list[object]) -> Any:
         """Execute `sql` with `{m}`, `{false}` and `{true}` filled in for this backend; the cursor."""

@@ -91,6 +91,27 @@ class Optouts(DialectSql):
         ).fetchall()  # fmt: skip
         return [_state(r) for r in rows]
 
+    def count_send(self, keys: list[tuple[str, int | None]]) -> str | None:
+        """Count one send under each key (`day:…`, then `batch:…`) unless a key is at its cap; the first
+        key found at its cap, or None. Read and written in the send's own transaction, each counter row
+        locked first (SQLite: the write lock; PostgreSQL: FOR UPDATE, always day before batch, so no two
+        senders deadlock): a cap holds exactly across every sender of the store."""
+        counts = []
+        for key, _ in keys:
+            self._run(
+                "INSERT INTO send_counts (key, messages) VALUES ({m}, 0) ON CONFLICT (key) DO NOTHING", (key,)
+            )
+            row = self._run(
+                "SELECT messages FROM send_counts WHERE key = {m}" + self._lock_row, (key,)
+            ).fetchone()
+            counts.append(int(row[0]))
+        for (key, cap), count in zip(keys, counts, strict=True):
+            if cap is not None and count >= cap:
+                return key
+        for key, _ in keys:
+            self._run("UPDATE send_counts SET messages = messages + 1 WHERE key = {m}", (key,))
+        return None
+
     def optout_history(self, number: str) -> list[OptoutState]:
         """Every change for a number, oldest first."""
         rows = self._run(

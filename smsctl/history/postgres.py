@@ -136,6 +136,7 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
     """
 
     _mark, _false, _true = "%s", "false", "true"  # the dialect of the shared SQL (history/dialect.py)
+    _lock_row = " FOR UPDATE"
     _event_key = "message_uuid = %s AND status = %s AND timestamp = %s"
 
     def __init__(self, location: StoreLocation, *, busy_timeout: float = 5.0, readonly: bool = False) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE, SEND_COUNTS
 
 if TYPE_CHECKING:
     import psycopg
@@ -224,6 +224,11 @@ def m007_optouts(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def m008_send_counts(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Messages per UTC day and per batch, for the send caps (as SQLite's m012)."""
+    conn.execute(SEND_COUNTS)
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
@@ -232,6 +237,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m005_app_urls,
     m006_reconcile,
     m007_optouts,
+    m008_send_counts,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

@@ -110,3 +110,13 @@ OPTOUTS = """
         CREATE INDEX optout_events_number ON optout_events (number, id);
         ALTER TABLE messages ADD COLUMN optout_ignored {bool} NOT NULL DEFAULT {false};
 """
+
+
+# Send caps (SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): messages counted per UTC day and per batch as each send
+# is recorded, in the same transaction, so a cap holds across every sender of the store.
+SEND_COUNTS = """
+        CREATE TABLE send_counts (
+            key TEXT PRIMARY KEY,              -- day:YYYY-MM-DD | batch:ID
+            messages INTEGER NOT NULL
+        );
+"""

@@ -137,6 +137,7 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts):
     """
 
     _mark, _false, _true = "?", "0", "1"  # the dialect of the shared SQL (history/dialect.py)
+    _lock_row = ""  # SQLite's write transaction already holds the whole database
     _event_key = (
         "msg_id = (SELECT id FROM message_status WHERE message_uuid = ?) AND status = ? AND timestamp = ?"
     )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from smsctl.history.events import FINAL_STATUSES
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE
+from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE, SEND_COUNTS
 
 log = logging.getLogger("smsctl.history.sqlite")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -272,6 +272,11 @@ def m011_optouts(conn: sqlite3.Connection) -> None:
     _run_script(conn, OPTOUTS.format(bool="INTEGER", real="REAL", id="INTEGER PRIMARY KEY", false="0"))
 
 
+def m012_send_counts(conn: sqlite3.Connection) -> None:
+    """Messages per UTC day and per batch, for the send caps (schema.SEND_COUNTS)."""
+    _run_script(conn, SEND_COUNTS)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -284,6 +289,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m009_app_urls,
     m010_reconcile,
     m011_optouts,
+    m012_send_counts,
 ]
 
 

@@ -24,6 +24,7 @@ from smsctl.encoding import EncodingChoice
 from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
+    GuardRefused,
     MessageFailed,
     OptedOut,
     RowsRefused,
@@ -41,6 +42,8 @@ from smsctl.messages.ratelimit import RateLimiter
 from smsctl.messages.recipients import Recipients, Row
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 from smsctl.messages.sending import (
+    NO_CAPS,
+    Caps,
     Prepared,
     SendRequest,
     emulator_listener_url,
@@ -124,7 +127,7 @@ class RowOutcome:
     line: int
     to: str
     client_ref: str
-    state: str  # accepted | already_sent | suppressed | refused | unsent | unknown | skipped_unknown | not_recorded
+    state: str  # accepted | already_sent | suppressed | capped | refused | unsent | unknown | skipped_unknown | not_recorded
     message_uuid: str | None = None
     error: str | None = None
     store_error: str | None = None  # the store could not record: the batch stops
@@ -146,6 +149,7 @@ class BulkResult:
     elapsed: float = 0.0
     throttle_pauses: int = 0
     store_failed: str | None = None  # why the batch stopped early: the store could not record
+    capped: str | None = None  # why the batch stopped early: SMSCTL_DAILY_CAP or SMSCTL_BATCH_CAP
 
     def counts(self) -> dict[str, int]:
         return dict(self.states)
@@ -186,7 +190,7 @@ def checked_rows(
                                   row.client_ref or f"{batch_id}-{row.line}", options.webhook_url,
                                   options.ttl, options.encoding)  # fmt: skip
             yield Checked(row, prepare(request, settings, batch=(batch_id, row.line)), None)
-        except UsageError as exc:
+        except (UsageError, GuardRefused) as exc:  # a row to a country not allowed is an invalid row
             yield Checked(row, None, exc.message)
 
 
@@ -199,7 +203,7 @@ def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> R
 
 
 async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
-                    recording: Recording) -> RowOutcome:  # fmt: skip
+                    recording: Recording, caps: Caps) -> RowOutcome:  # fmt: skip
     attempt = prepared.attempt
     assert attempt.batch_id is not None and attempt.batch_row is not None
     batch_id, line = attempt.batch_id, attempt.batch_row
@@ -217,7 +221,9 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
             return outcome
     local_id = existing.id if existing is not None else None
     try:
-        result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording)
+        result = await send_prepared(
+            client, writer, prepared, local_id=local_id, recording=recording, caps=caps
+        )
         outcome.message_uuid = result.message_uuid
     except SentNotRecorded as exc:
         outcome.state, outcome.message_uuid, outcome.error = "not_recorded", exc.message_uuid, exc.message
@@ -226,6 +232,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
         outcome.state, outcome.error, outcome.store_error = "unsent", exc.message, exc.reason
     except OptedOut as exc:  # recorded as suppressed; the batch goes on
         outcome.state, outcome.error = "suppressed", exc.message
+    except GuardRefused as exc:  # a cap is reached: recorded unsent; the batch stops taking rows
+        outcome.state, outcome.error = "capped", exc.message
     except (ApiRefused, ApiUnavailable) as exc:
         outcome.state, outcome.error = failure_state(exc), exc.message
     return outcome
@@ -242,6 +250,7 @@ async def send_batch(
     webhook_url: str | None = None,
     recording: Recording = DEFAULT_RECORDING,
     keep_uuids: bool = False,
+    caps: Caps = NO_CAPS,
 ) -> BulkResult:
     """Send every message with bounded concurrency, paced by the client's rate limiter.
 
@@ -253,13 +262,18 @@ async def send_batch(
         for prepared in messages:  # shared by the workers: each takes the next row when it is free
             if webhook_url is not None:
                 prepared = with_webhook(prepared, webhook_url)
-            outcome = await _send_row(client, writer, prepared, options, recording)
+            if result.capped is not None:
+                return  # a cap was reached: nothing more is sent
+            outcome = await _send_row(client, writer, prepared, options, recording, caps)
             result.states[outcome.state] += 1
             if keep_uuids and outcome.state == "accepted" and outcome.message_uuid:
                 result.accepted.append(outcome.message_uuid)
             on_row(outcome)
             if outcome.store_error is not None:
                 result.store_failed = outcome.store_error
+                return
+            if outcome.state == "capped":
+                result.capped = outcome.error
                 return
 
     await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
@@ -313,7 +327,8 @@ async def run_bulk(
             webhook_url = await emulator_listener_url(settings, rt.writer)
         client = await rt.client(limiter=RateLimiter(options.rate or None), connections=options.concurrency)
         await send_batch(client, rt.writer, messages, result, options, on_row, webhook_url=webhook_url,
-                         recording=rt.recording, keep_uuids=wait is not None)  # fmt: skip
+                         recording=rt.recording, keep_uuids=wait is not None,
+                         caps=Caps.from_settings(settings))  # fmt: skip
         if wait is None:
             return result, None
         states = await watch_many(settings.store, result.accepted, wait.timeout, on_wait)
@@ -348,6 +363,9 @@ def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None
             result.store_failed,
             hint="the batch stopped and nothing more was sent: rerun the same command once the store is writable",
         )
+    if result.capped:
+        return GuardRefused(result.capped, hint="the batch stopped there; rows not sent are sent by a rerun once "
+                            "the cap allows (tomorrow, or a raised cap): nothing is sent twice")  # fmt: skip
     if counts.get("refused"):
         return RowsRefused(f"{counts['refused']} row(s) were refused by the API",
                            hint="see the rows marked refused; fix them and run the same command again")  # fmt: skip

@@ -57,3 +57,13 @@ def parse_sender(sender: str) -> str:
         f"sender {sender!r} is neither a number nor an alphanumeric sender ID of 1–11 letters and digits",
         hint=SENDER_HINT,
     )
+
+
+def country_of(digits: str) -> str | None:
+    """The ISO 3166 country a number (digits, no +) belongs to, from the numbering plans; None if unknown."""
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + digits, None)) or None
+    except phonenumbers.NumberParseException:
+        return None

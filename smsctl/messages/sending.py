@@ -14,6 +14,7 @@ from smsctl.errors import (
     ApiRefused,
     ApiUnavailable,
     ConfigError,
+    GuardRefused,
     OptedOut,
     OutcomeUnknown,
     SentNotRecorded,
@@ -23,7 +24,7 @@ from smsctl.errors import (
 )
 from smsctl.history.interface import Attempt, HistoryStore, LocalState
 from smsctl.history.optouts import OptoutState
-from smsctl.messages.numbers import parse_recipient, parse_sender
+from smsctl.messages.numbers import country_of, parse_recipient, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
 if TYPE_CHECKING:  # the HTTP client and the writer are loaded only once input has been validated
@@ -124,6 +125,13 @@ def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] 
     """Validate everything and build the body with the SDK's `Sms` model; nothing is sent. Without
     `check_sender`, a missing sender is left to `preflight`, which reports it with the rest."""
     to = parse_recipient(request.to)
+    allowed = settings.allowed_countries
+    if allowed is not None and (country := country_of(to)) not in allowed:
+        raise GuardRefused(
+            f"+{to} is in {country or 'no known country'}, not one of SMSCTL_ALLOW_COUNTRIES ({', '.join(sorted(allowed))})",
+            hint="check the number (a typo in a list can text the world); if it is right, add its country to "
+            "SMSCTL_ALLOW_COUNTRIES",
+        )
     sender_raw = request.sender or settings.sender
     if sender_raw is None and not check_sender:
         sender_raw = "smsctl"  # a stand-in, only so the text and number are checked
@@ -190,20 +198,27 @@ async def send_prepared(
     *,
     local_id: int | None = None,
     recording: Recording = DEFAULT_RECORDING,
+    caps: Caps | None = None,
+    uncounted: bool = False,
 ) -> SendResult:
     """Send, recording each step durably: `pending` just before the request is written (never while
     it waits for the rate limiter), then what the API said, whatever it said.
 
     `local_id` is the row of an earlier attempt (a bulk rerun); else a row is made at the first write.
+    `uncounted`: that earlier attempt never went out (a cap or the opt-out ledger stopped it), so this
+    one counts toward the caps as a new send does.
     """
     attempt = prepared.attempt
     row: int | None = local_id
+    caps = caps or NO_CAPS
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
         nonlocal row
-        row, optout = await writer.run(lambda store: first_write(store, attempt, row))
-        if optout is not None:
-            raise OptedOut(attempt.to, optout.sender, optout.source, optout.changed_at)
+        row, refusal = await writer.run(lambda store: first_write(store, attempt, row, caps, uncounted))
+        if isinstance(refusal, str):
+            raise _cap_reached(refusal)
+        if refusal is not None:
+            raise OptedOut(attempt.to, refusal.sender, refusal.source, refusal.changed_at)
 
     async def held_back() -> None:  # a 429 or no connection: provably not sent while we wait again
         known = row
@@ -212,7 +227,7 @@ async def send_prepared(
 
     try:
         accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
-    except OptedOut:  # recorded as suppressed in the same write; never sent
+    except (OptedOut, GuardRefused):  # recorded suppressed or unsent in the same write; never sent
         raise
     except BaseException as exc:
         if row is not None:
@@ -226,19 +241,64 @@ async def send_prepared(
     )  # fmt: skip
 
 
-def first_write(store: HistoryStore, attempt: Attempt, row: int | None) -> tuple[int, OptoutState | None]:
+@dataclass(frozen=True)
+class Caps:
+    """SMSCTL_DAILY_CAP and SMSCTL_BATCH_CAP: the most messages a UTC day and a batch may send."""
+
+    daily: int | None = None
+    batch: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Caps:
+        return cls(settings.daily_cap, settings.batch_cap)
+
+    def keys(self, attempt: Attempt, now: float) -> list[tuple[str, int | None]]:
+        """The counters a send counts under, each with its cap (days in UTC, so every machine agrees)."""
+        keys: list[tuple[str, int | None]] = [
+            (f"day:{time.strftime('%Y-%m-%d', time.gmtime(now))}", self.daily)
+        ]
+        if attempt.batch_id is not None:
+            keys.append((f"batch:{attempt.batch_id}", self.batch))
+        return keys
+
+
+NO_CAPS = Caps()
+
+
+def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS,
+                uncounted: bool = False) -> tuple[int, OptoutState | str | None]:  # fmt: skip
     """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
     the same transaction as the opt-out ledger's check, which every send obeys: an opted-out recipient
     is recorded `suppressed` instead (so `batch` and `export` show it), and the caller raises OptedOut
     before any request. One write per send, so the check costs no extra round trip (bench/sender.py)."""
     optout = None if attempt.optout_ignored else store.optout_of(attempt.to, attempt.from_)
+    new = row is None or uncounted  # counted toward the caps once: when it first goes out
     if row is None:
         row = store.record_attempt(attempt)
     elif optout is None:
         store.mark_pending(row)
     if optout is not None:
         store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
-    return row, optout
+        return row, optout
+    if new and (full := store.count_send(caps.keys(attempt, time.time()))) is not None:
+        store.mark_failed(row, LocalState.UNSENT, f"{_cap_variable(full)} reached ({full}): not sent")
+        return row, full
+    return row, None
+
+
+CAP_VARIABLES = ("SMSCTL_DAILY_CAP", "SMSCTL_BATCH_CAP")  # a row's error starting so never went out
+
+
+def _cap_variable(key: str) -> str:
+    return "SMSCTL_DAILY_CAP" if key.startswith("day:") else "SMSCTL_BATCH_CAP"
+
+
+def _cap_reached(key: str) -> GuardRefused:
+    what, _, value = key.partition(":")
+    variable = _cap_variable(key)
+    scope = f"today ({value}, UTC)" if what == "day" else f"batch {value}"
+    return GuardRefused(f"{variable} is reached for {scope}: nothing more is sent",
+                        hint=f"raise {variable} if this volume is intended; every sender of the store counts")  # fmt: skip
 
 
 async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:
@@ -286,4 +346,7 @@ async def send_one(settings: Settings, request: SendRequest) -> tuple[SendResult
         if request.webhook_url is None and (url := await emulator_listener_url(settings, rt.writer)):
             prepared = with_webhook(prepared, url)
         client = await rt.client()
-        return await send_prepared(client, rt.writer, prepared, recording=rt.recording), prepared.cost
+        caps = Caps.from_settings(settings)
+        return await send_prepared(
+            client, rt.writer, prepared, recording=rt.recording, caps=caps
+        ), prepared.cost

@@ -23,7 +23,7 @@ from smsctl.history.interface import HistoryStore
 from smsctl.history.reading import TimelineEvent, timeline_event
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.reconciling import fill_in
-from smsctl.messages.sending import SendRequest, SendResult, prepare, send_prepared
+from smsctl.messages.sending import Caps, SendRequest, SendResult, prepare, send_prepared
 from smsctl.webhooks.listening import Listener, discover_ngrok, usable_listener
 from smsctl.webhooks.server import STATUS_PATH
 
@@ -191,7 +191,8 @@ async def send_and_wait(
     async with Runtime(settings) as rt:
         async with status_route(settings, rt.writer, options, request.webhook_url) as route:
             prepared = prepare(dataclasses.replace(request, webhook_url=route.webhook_url), settings)
-            sent = await send_prepared(await rt.client(), rt.writer, prepared, recording=rt.recording)
+            sent = await send_prepared(await rt.client(), rt.writer, prepared, recording=rt.recording,
+                                       caps=Caps.from_settings(settings))  # fmt: skip
             started = time.monotonic()
             on_progress(Progress(sent, sent.status, [], 0.0, route.description))
 

@@ -109,6 +109,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -
         "m005_app_urls",
         "m006_reconcile",
         "m007_optouts",
+        "m008_send_counts",
     ]
 
 
@@ -413,6 +414,7 @@ def test_db_migrate_applies_once_and_then_says_current(pg_url: str, monkeypatch:
         "m005_app_urls",
         "m006_reconcile",
         "m007_optouts",
+        "m008_send_counts",
     ]
     second = runner.invoke(app, ["db", "migrate"])
     assert second.exit_code == 0 and "schema already current" in second.stdout
