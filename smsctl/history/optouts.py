@@ -112,6 +112,16 @@ class Optouts(DialectSql):
             self._run("UPDATE send_counts SET messages = messages + 1 WHERE key = {m}", (key,))
         return None
 
+    def refusals_since(self, since: float) -> tuple[int, int]:
+        """(sends suppressed by the ledger, sends a guard cap stopped) among those recorded since `since`:
+        a range of the `messages_created` index, so the listener can count them every 30 s."""
+        row = self._run(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'suppressed' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN state = 'unsent' AND substr(error, 1, 16) IN ('SMSCTL_DAILY_CAP',"
+            " 'SMSCTL_BATCH_CAP') THEN 1 ELSE 0 END), 0) FROM messages WHERE created_at >= {m}", (since,)
+        ).fetchone()  # fmt: skip
+        return int(row[0]), int(row[1])
+
     def optout_history(self, number: str) -> list[OptoutState]:
         """Every change for a number, oldest first."""
         rows = self._run(

@@ -151,10 +151,14 @@ class Listener:
         self._background.append(asyncio.create_task(companion(self)))
 
     async def count_stale(self) -> None:
-        """Count the stale messages now, for the footer, /healthz and /metrics."""
-        cutoff = time.time() - self.settings.stale_after
+        """Count the stale messages, and the sends the ledger and the caps stopped, for the footer,
+        /healthz and /metrics (sends are other processes': the store is where they meet)."""
+        cutoff, since = time.time() - self.settings.stale_after, self.counters.started_at
         with contextlib.suppress(Exception):  # a busy store must not stop the listener; the old figure stays
-            self.counters.stale_messages = await self.writer.run(lambda s: s.stale_count(cutoff))
+            (
+                self.counters.stale_messages,
+                (self.counters.suppressed, self.counters.capped),
+            ) = await self.writer.run(lambda s: (s.stale_count(cutoff), s.refusals_since(since)))
 
     async def _count_stale(self) -> None:
         while True:

@@ -96,6 +96,10 @@ class Counters:
         None  # accepted, no final status past SMSCTL_STALE_AFTER (counted every 30 s)
     )
     reconciled: int = 0  # statuses the Reports API filled in (`listen --reconcile-every`)
+    suppressed: int = (
+        0  # sends the opt-out ledger stopped since the listener started (any sender of the store)
+    )
+    capped: int = 0  # sends a guard cap stopped since the listener started
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     statuses: collections.Counter[str] = field(
         default_factory=collections.Counter
@@ -141,6 +145,8 @@ class Counters:
             "view_errors": self.view_errors,
             "stale_messages": self.stale_messages,
             "reconciled": self.reconciled,
+            "suppressed": self.suppressed,
+            "capped": self.capped,
             "rejected": dict(self.rejected),
         } | (
             {

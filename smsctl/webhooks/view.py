@@ -421,6 +421,8 @@ class LiveView:
             phrases.append(Text(f"│ stale {c.stale_messages:,}: smsctl reconcile", "bold yellow"))
         if c.reconciled:
             phrases.append(Text(f"reconciled {c.reconciled:,}", "green"))
+        if c.suppressed or c.capped:
+            phrases.append(Text(f"│ sends stopped: opted out {c.suppressed:,}, caps {c.capped:,}", "yellow"))
         if c.store_unavailable:
             phrases.append(Text(f"store unavailable {c.store_unavailable}", "bold red"))
         if c.view_errors:

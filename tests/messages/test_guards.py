@@ -66,6 +66,7 @@ def test_the_daily_cap_stops_a_batch_and_a_rerun_sends_nothing_twice(
     assert summary["counts"]["accepted"] == 25 and len([r for r in sandbox.requests if r.status == 202]) == 25
     unsent = stored(on_backend, lambda s: [m for m in s.recent_messages(100) if m.status == "unsent"])
     assert unsent and all("SMSCTL_DAILY_CAP" in (m.error or "") for m in unsent)  # never sent, and says why
+    assert stored(on_backend, lambda s: s.refusals_since(0)) == (0, len(unsent))  # what /metrics counts
     code, _, stderr = invoke("send", "+14155550101", "one more")
     assert code == 11 and "today" in stderr  # every sender of the store counts
     monkeypatch.setenv("SMSCTL_DAILY_CAP", "100")

@@ -99,6 +99,7 @@ def test_bulk_sends_the_rest_and_reports_the_opted_out_as_suppressed(
     assert {r.body["to"] for r in sandbox.requests if r.body}.isdisjoint(n[1:] for n in numbers[::20])
     batch = invoke("batch", summary["batch_id"])[1]
     assert batch["counts"]["suppressed"] == 100
+    assert stored(on_backend, lambda s: s.refusals_since(0)) == (100, 0)  # what /metrics and the footer count
     code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "20")
     assert code == 0, stderr
     assert again["counts"] == {"already_sent": 1900, "suppressed": 100}  # a rerun sends nothing twice
