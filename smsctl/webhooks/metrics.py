@@ -76,6 +76,10 @@ class _Collector:
         yield CounterMetricFamily(
             "smsctl_reconciled", "Statuses filled in from the Reports API", value=c.reconciled
         )
+        yield CounterMetricFamily("smsctl_sends_suppressed", "Sends the opt-out ledger stopped (any sender of the "
+                                  "store, since this listener started)", value=c.suppressed)  # fmt: skip
+        yield CounterMetricFamily("smsctl_sends_capped", "Sends a daily or batch cap stopped (since this "
+                                  "listener started)", value=c.capped)  # fmt: skip
         if self.listeners is not None:
             yield GaugeMetricFamily(
                 "smsctl_listeners_alive", "Listeners sharing this store", value=self.listeners
