@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import errno
 import logging
 import time
@@ -499,6 +500,9 @@ def _store_inbound(store: HistoryStore, message: InboundMessage, at: float, toke
 
     new = store.add_inbound(message, at, token)
     if new and (change := from_inbound(message, at)) is not None:
+        blocking = None if change.opted_out else store.optout_of(change.number, change.sender)
+        if blocking is not None and blocking.sender != change.sender:  # START after STOPALL: in again for all
+            store.change_optout(dataclasses.replace(change, sender=blocking.sender))
         store.change_optout(change)
     return new
 

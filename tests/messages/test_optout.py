@@ -54,13 +54,24 @@ def test_stop_refuses_the_next_send_before_any_request_and_start_allows_it(
         code, _, stderr = invoke("send", PERSON, "hello again")
         assert code == 10 and "opted out" in json.loads(stderr)["error"]["message"]
         assert len(sandbox.requests) == requests  # refused locally: the API never heard of it
-        text_in(sandbox, "START")
+        text_in(sandbox, "STOPALL")  # now of every sender too
+        until(
+            lambda: stored(on_backend, lambda s: s.optout_of(PERSON[1:], "AcmeBank")) is not None, "STOPALL"
+        )
+        text_in(sandbox, "START")  # START undoes both: the person wants messages again
         until(lambda: not opted_out(on_backend), "the START to reach the ledger")
+        assert stored(on_backend, lambda s: s.optout_of(PERSON[1:], "AcmeBank")) is None
         code, sent, stderr = invoke("send", PERSON, "welcome back")
         assert code == 0, stderr
         assert listener.stop() == 0
     history = invoke("optout", "show", PERSON)[1]
-    assert [(h["opted_out"], h["source"]) for h in history] == [(True, "inbound"), (False, "inbound")]
+    assert [(h["opted_out"], h["sender"]) for h in history] == [
+        (True, "14155550199"),
+        (True, "*"),
+        (False, "*"),
+        (False, "14155550199"),
+    ]
+    assert {h["source"] for h in history} == {"inbound"}
 
 
 def test_a_1240_rejection_adds_the_number_as_carrier(
