@@ -118,6 +118,9 @@ def _render_report(report: dict[str, Any], json_output: bool) -> None:
         note(f"  line {bad['line']}: {bad['to'] or '(empty)'}: {bad['error']}")
     if report["invalid_count"] > len(report["invalid"]):
         note(f"  … and {report['invalid_count'] - len(report['invalid']):,} more invalid rows")
+    if report["opted_out"]:
+        note(f"  {report['opted_out']:,} rows are to numbers that opted out: they will be suppressed, not sent "
+             "(`smsctl optout list`)")  # fmt: skip
 
 
 def _render_summary(summary: dict[str, Any]) -> None:

@@ -82,6 +82,19 @@ class Optouts(DialectSql):
         ).fetchone()
         return _state(row) if row else None
 
+    def opted_out_among(self, numbers: list[str], sender: str) -> set[str]:
+        """Which of these numbers may not be sent to from `sender` (`bulk` validation: one query a chunk)."""
+        found: set[str] = set()
+        for start in range(0, len(numbers), 400):  # under SQLite's variable limit
+            chunk = numbers[start : start + 400]
+            marks = ",".join(["{m}"] * len(chunk))
+            rows = self._run(
+                f"SELECT number FROM optouts WHERE opted_out = {{true}} AND sender IN ({{m}}, {{m}})"
+                f" AND number IN ({marks})", [sender, ALL_SENDERS, *chunk]
+            ).fetchall()  # fmt: skip
+            found.update(str(r[0]) for r in rows)
+        return found
+
     def optouts(self, limit: int, include_opted_in: bool = False) -> list[OptoutState]:
         """The ledger's pairs, most recently changed first."""
         where = "" if include_opted_in else " WHERE opted_out = {true}"

@@ -30,6 +30,7 @@ from smsctl.errors import (
     RowsRefused,
     SentNotRecorded,
     SmsctlError,
+    StoreError,
     StoreUnavailable,
     UsageError,
     WaitTimeout,
@@ -96,6 +97,7 @@ class Report:
     invalid: list[Checked] = field(default_factory=list)  # the first MAX_INVALID_SHOWN
     segments: int = 0
     encodings: Counter[str] = field(default_factory=Counter)
+    opted_out: int = 0  # valid rows the opt-out ledger will suppress
 
     def add(self, checked: Checked) -> None:
         self.rows += 1
@@ -117,6 +119,7 @@ class Report:
             "invalid": [{"line": c.row.line, "to": c.row.to, "error": c.error} for c in self.invalid],
             "segments": self.segments,
             "encodings": dict(self.encodings),
+            "opted_out": self.opted_out,
         }
 
 
@@ -195,10 +198,34 @@ def checked_rows(
 
 
 def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> Report:
-    """Validate every row before anything is sent, keeping counts (not rows)."""
+    """Validate every row before anything is sent, keeping counts (not rows), and count the rows the
+    opt-out ledger will suppress (read-only, a query per 2,000 rows; none without a store yet)."""
+    import contextlib
+
+    from smsctl.history.backends import open_reader
+
     report = Report(options.batch_id or batch_id_for(recipients, options))
-    for checked in checked_rows(recipients, settings, options, report.batch_id):
-        report.add(checked)
+    try:
+        store = open_reader(settings.store)
+    except StoreError:  # a store this run will migrate (an upgrade), or one away: the sends still check
+        store = None
+    pending: list[tuple[str, str]] = []
+
+    def count_opted_out() -> None:
+        if store is not None and pending:
+            for sender in {s for _, s in pending}:
+                numbers = [n for n, s in pending if s == sender]
+                report.opted_out += sum(n in store.opted_out_among(numbers, sender) for n in numbers)
+        pending.clear()
+
+    with contextlib.closing(store) if store else contextlib.nullcontext():
+        for checked in checked_rows(recipients, settings, options, report.batch_id):
+            report.add(checked)
+            if checked.prepared is not None:
+                pending.append((checked.prepared.attempt.to, checked.prepared.attempt.from_))
+                if len(pending) >= 2000:
+                    count_opted_out()
+        count_opted_out()
     return report
 
 

@@ -103,6 +103,8 @@ def test_bulk_sends_the_rest_and_reports_the_opted_out_as_suppressed(
     assert invoke("optout", "import", str(stop_list))[1] == {"imported": 100, "file": str(stop_list)}
     csv = tmp_path / "list.csv"
     csv.write_text("to\n" + "".join(f"{n}\n" for n in numbers))
+    dry = runner.invoke(app, ["bulk", str(csv), "hello", "--dry-run", "--json"])
+    assert json.loads(dry.stdout.splitlines()[0])["opted_out"] == 100 and sandbox.requests == []  # told first
     code, summary, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "20")
     assert code == 0, stderr
     assert summary["counts"] == {"accepted": 1900, "suppressed": 100}
