@@ -4,6 +4,9 @@ only reads the same CSV with csv.DictReader (the floor for streaming a CSV in Py
 
     python bench/bulk_validate.py           # 100,000 and 1,000,000 rows
     python bench/bulk_validate.py --quick   # 10,000 rows
+
+The store holds an opt-out ledger of 100,000 numbers (one of the five recipients among them), so the
+validation's ledger check (issue 23: how many rows will be suppressed) is measured too, and checked.
 """
 
 from __future__ import annotations
@@ -31,6 +34,31 @@ def write_csv(path: Path, rows: int) -> None:
             out.write(f"{NUMBERS[n % len(NUMBERS)]},Person {n}\n")
 
 
+def seed_ledger(db: Path, numbers: int) -> None:
+    """An opt-out ledger of `numbers` numbers, +447911123456 (a fifth of the rows) among them."""
+    import sqlite3
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from smsctl.history.backends import open_store
+
+    open_store(db).close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany("INSERT INTO optouts VALUES (?, '*', 1, 'import', NULL, 0)",
+                         [(f"44{n:010d}",) for n in range(numbers - 1)] + [("447911123456",)])  # fmt: skip
+    conn.close()
+
+
+def check_opted_out(csv: Path, env: dict[str, str], size: int) -> None:
+    """The report must count the opted-out rows: a fifth of them."""
+    import json
+
+    done = subprocess.run([*SMSCTL, "bulk", str(csv), "Hi {name}", "--dry-run", "--json"],
+                          env={**os.environ, **env}, capture_output=True, text=True)  # fmt: skip
+    report = json.loads(done.stdout.splitlines()[0])
+    assert report["opted_out"] == size // len(NUMBERS), report["opted_out"]
+
+
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one child process."""
     started = time.perf_counter()
@@ -50,6 +78,7 @@ def main() -> int:
     rows_out = []
     with tempfile.TemporaryDirectory(prefix="smsctl-bench-") as tmp:
         env = write_credentials(Path(tmp), "http://127.0.0.1:1", Path(tmp) / "bench.db")
+        seed_ledger(Path(tmp) / "bench.db", 100_000)
         for size in sizes:
             csv = Path(tmp) / f"rows-{size}.csv"
             write_csv(csv, size)
@@ -57,6 +86,7 @@ def main() -> int:
             wall, rss = measure(
                 [*SMSCTL, "bulk", str(csv), "Hi {name}, your code is 123456", "--dry-run", "--json"], env
             )
+            check_opted_out(csv, env, size)
             rows_out.append([f"{size:,}", "csv.DictReader only", f"{base_wall:.1f}", f"{size / base_wall:,.0f}",
                              f"{base_rss:.0f}", "1.0"])  # fmt: skip
             rows_out.append([f"{size:,}", "smsctl bulk --dry-run", f"{wall:.1f}", f"{size / wall:,.0f}",

@@ -215,7 +215,8 @@ def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> R
         if store is not None and pending:
             for sender in {s for _, s in pending}:
                 numbers = [n for n, s in pending if s == sender]
-                report.opted_out += sum(n in store.opted_out_among(numbers, sender) for n in numbers)
+                opted_out = store.opted_out_among(numbers, sender)  # once per chunk and sender
+                report.opted_out += sum(n in opted_out for n in numbers)
         pending.clear()
 
     with contextlib.closing(store) if store else contextlib.nullcontext():
