@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 
 @cache
@@ -101,3 +101,21 @@ def json_object(raw: bytes, api: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiUnavailable(f"the {api} answered with JSON that is not an object")
     return data
+
+
+class _Stream(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_at_most(stream: _Stream, limit: int) -> bytes:
+    """A body read to its end, or to `limit` + 1 bytes (so a caller can tell it was too long).
+    aiohttp's `read(n)` returns what has arrived so far, not n bytes: one call can cut a body short."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

@@ -128,3 +128,25 @@ def test_iso_utc_is_datetimes_isoformat_in_utc_with_z(epoch: float) -> None:
 
     expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert iso_utc(epoch) == expected
+
+
+class _Trickle:
+    """A stream that hands out a few bytes per read, as a socket under load does."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    async def read(self, n: int = -1) -> bytes:
+        chunk, self.data = self.data[: min(n, self.step)], self.data[min(n, self.step) :]
+        return chunk
+
+
+def test_read_at_most_reads_a_body_that_arrives_in_pieces_to_its_end() -> None:
+    import asyncio
+
+    from smsctl.codec import read_at_most
+
+    body = b'{"records": [' + b"1," * 5000 + b"1]}"
+    assert asyncio.run(read_at_most(_Trickle(body, 7), 1 << 20)) == body
+    # Past the limit: limit + 1 bytes, so the caller can say it was too long.
+    assert asyncio.run(read_at_most(_Trickle(body, 7), 100)) == body[:101]

@@ -49,6 +49,7 @@ from smsctl.messages.sending import (
     SendRequest,
     emulator_listener_url,
     failure_state,
+    never_counted,
     prepare,
     send_prepared,
     with_webhook,
@@ -249,9 +250,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
             return outcome
     local_id = existing.id if existing is not None else None
     try:
-        result = await send_prepared(
-            client, writer, prepared, local_id=local_id, recording=recording, caps=caps
-        )
+        result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording, caps=caps,
+                                     uncounted=existing is not None and never_counted(existing))  # fmt: skip
         outcome.message_uuid = result.message_uuid
     except SentNotRecorded as exc:
         outcome.state, outcome.message_uuid, outcome.error = "not_recorded", exc.message_uuid, exc.message

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from smsctl.codec import json_object
+from smsctl.codec import json_object, read_at_most
 from smsctl.errors import ApiRefused, ApiUnavailable, ConfigError, Problem
 from smsctl.messages.client import MAX_RETRY_AFTER, USER_AGENT, _retry_after
 from smsctl.messages.ratelimit import RateLimiter
@@ -206,7 +206,7 @@ class ReportsClient:
                     url, headers={"Authorization": self._auth, "Accept": "application/json"}
                 ) as response:
                     status, headers = response.status, response.headers
-                    raw = await response.content.read(MAX_RESPONSE + 1)
+                    raw = await read_at_most(response.content, MAX_RESPONSE)
                     if len(raw) > MAX_RESPONSE:
                         raise ApiUnavailable(
                             f"the Reports API sent more than {MAX_RESPONSE >> 20} MiB for one page"

@@ -22,7 +22,7 @@ from smsctl.errors import (
     StoreUnavailable,
     UsageError,
 )
-from smsctl.history.interface import Attempt, HistoryStore, LocalState
+from smsctl.history.interface import Attempt, HistoryStore, LocalState, SentMessage
 from smsctl.history.optouts import OptoutState
 from smsctl.messages.numbers import country_of, parse_recipient, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
@@ -287,6 +287,14 @@ def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Ca
 
 
 CAP_VARIABLES = ("SMSCTL_DAILY_CAP", "SMSCTL_BATCH_CAP")  # a row's error starting so never went out
+
+
+def never_counted(message: SentMessage) -> bool:
+    """An earlier attempt the ledger or a cap stopped in its first write: it never counted toward the caps,
+    so sending it now counts as a new send does."""
+    return message.state == LocalState.SUPPRESSED or (
+        message.state == LocalState.UNSENT and (message.error or "").startswith(CAP_VARIABLES)
+    )
 
 
 def _cap_variable(key: str) -> str:

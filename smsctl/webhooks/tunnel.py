@@ -54,6 +54,8 @@ async def check_tunnel(public_url: str, path: str, nonce: str) -> TunnelCheck:
     """POST the probe through the public URL; reachable or a diagnosis (never raises)."""
     import aiohttp
 
+    from smsctl.codec import read_at_most
+
     url = public_url.rstrip("/") + path
     started = time.perf_counter()
     try:
@@ -66,7 +68,7 @@ async def check_tunnel(public_url: str, path: str, nonce: str) -> TunnelCheck:
                 allow_redirects=False,
             ) as response,  # fmt: skip
         ):
-            body = await response.content.read(4096)
+            body = await read_at_most(response.content, 4096)
             ms = (time.perf_counter() - started) * 1000
             problem = diagnose(response.status, response.headers.get("Content-Type", ""), body, nonce)
     except aiohttp.ClientConnectorCertificateError as exc:

@@ -69,13 +69,18 @@ def test_the_daily_cap_stops_a_batch_and_a_rerun_sends_nothing_twice(
     assert stored(on_backend, lambda s: s.refusals_since(0)) == (0, len(unsent))  # what /metrics counts
     code, _, stderr = invoke("send", "+14155550101", "one more")
     assert code == 11 and "today" in stderr  # every sender of the store counts
-    monkeypatch.setenv("SMSCTL_DAILY_CAP", "100")
+    monkeypatch.setenv("SMSCTL_DAILY_CAP", "30")  # a rerun's rows that the cap stopped count as new sends
+    code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "1")
+    assert code == 11 and again["counts"].get("already_sent") == 25 and again["counts"].get("accepted") == 5
+    monkeypatch.setenv("SMSCTL_DAILY_CAP", "41")
     code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "4")
     assert code == 0, stderr
-    assert again["counts"].get("already_sent") == 25 and again["counts"].get("accepted") == 15
+    assert again["counts"].get("already_sent") == 30 and again["counts"].get("accepted") == 10
     assert len({r.body["client_ref"] for r in sandbox.requests if r.status == 202}) == 40  # none twice
     code, _, stderr = invoke("send", "+14155550101", "one more")
-    assert code == 0, stderr  # 40 of 100 today: a rerun's sends count once each
+    assert code == 0, stderr  # 41 of 41 today: every send counted once
+    code, _, stderr = invoke("send", "+14155550102", "and another")
+    assert code == 11, stderr
 
 
 def test_the_batch_cap(credentials: dict[str, str], sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch,
