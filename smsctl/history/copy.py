@@ -20,7 +20,7 @@ from smsctl.history.interface import COPY_TABLES, HistoryStore
 PAGE = 2_000
 # Messages before the statuses and events that refer to them, so a reader of a half-done copy
 # never sees an event whose send is missing.
-ORDER = ("messages", "message_status", "events", "inbound", "dead_letters")
+ORDER = ("messages", "message_status", "events", "inbound", "dead_letters", "optout_events")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class Attempt:
     batch_id: str | None = None
     batch_row: int | None = None
     optout_ignored: bool = False  # sent with --ignore-optout (a documented transactional exception)
+    country: str | None = None  # ISO 3166 code of the destination, from the numbering plans
 
 
 @dataclass(frozen=True)
@@ -453,10 +454,12 @@ class ListenerRecord:
 # letter bodies as bytes). Each table's rows are recognised in the target by a natural key, so a
 # rerun copies nothing twice: messages by (created_at, client_ref, to_number), events by
 # (message_uuid, status, timestamp), statuses and inbound SMS by message_uuid, dead letters by
-# (received_at, route).
+# (received_at, route), the opt-out ledger's events by (number, sender, at, source, state): each
+# applied to the target's ledger unless its pair changed later there.
 COPY_TABLES: dict[str, tuple[str, ...]] = {
     "messages": ("client_ref", "message_uuid", "to_number", "from_number", "text", "encoding", "segments",
-                 "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at"),
+                 "batch_id", "batch_row", "state", "error", "repeated_uuid", "created_at", "updated_at",
+                 "optout_ignored", "country"),
     "events": ("message_uuid", "status", "timestamp", "received_at", "to_number", "from_number", "client_ref",
                "error_code", "error_detail", "price", "currency", "segments", "anomaly", "body",
                "source", "network", "country", "latency_ms"),
@@ -464,8 +467,9 @@ COPY_TABLES: dict[str, tuple[str, ...]] = {
                        "via"),
     "inbound": ("message_uuid", "from_number", "to_number", "text", "timestamp", "received_at", "body"),
     "dead_letters": ("received_at", "route", "reason", "body"),
+    "optout_events": ("number", "sender", "opted_out", "source", "reference", "at"),
 }  # fmt: skip
-BOOL_COLUMNS = frozenset({"repeated_uuid", "final", "conflict"})
+BOOL_COLUMNS = frozenset({"repeated_uuid", "final", "conflict", "optout_ignored", "opted_out"})
 
 
 class Deferred(Generic[T]):

@@ -73,6 +73,30 @@ class Optouts(DialectSql):
             before is None and change.opted_out or before is not None and bool(before[0]) != change.opted_out
         )
 
+    def import_optout_events(self, rows: list[tuple[object, ...]]) -> int:
+        """`db copy`: the events this ledger lacks (same pair, time, source and state), each applied to
+        its pair unless the pair changed later here; how many were new."""
+        new = 0
+        for number, sender, opted_out, source, reference, at in rows:
+            if self._run(
+                "SELECT 1 FROM optout_events WHERE number = {m} AND sender = {m} AND at = {m} AND source = {m}"
+                " AND opted_out = {m}", (number, sender, at, source, bool(opted_out))
+            ).fetchone():  # fmt: skip
+                continue
+            new += 1
+            self._run(
+                "INSERT INTO optout_events (number, sender, opted_out, source, reference, at)"
+                " VALUES ({m}, {m}, {m}, {m}, {m}, {m})", (number, sender, bool(opted_out), source, reference, at)
+            )  # fmt: skip
+            self._run(
+                "INSERT INTO optouts (number, sender, opted_out, source, reference, changed_at)"
+                " VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (number, sender) DO UPDATE SET"
+                " opted_out = excluded.opted_out, source = excluded.source, reference = excluded.reference,"
+                " changed_at = excluded.changed_at WHERE optouts.changed_at <= excluded.changed_at",
+                (number, sender, bool(opted_out), source, reference, at),
+            )
+        return new
+
     def optout_of(self, number: str, sender: str) -> OptoutState | None:
         """The opt-out that stops a send from `sender` to `number`, if any (of that sender, or of all)."""
         row = self._run(

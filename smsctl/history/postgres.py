@@ -240,10 +240,11 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
         now = time.time()
         row = self._one(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
-                   batch_id, batch_row, state, created_at, updated_at, optout_ignored)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING id""",
+                   batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) RETURNING id""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
-             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored),
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
+             attempt.country),
         )  # fmt: skip
         assert row is not None
         return int(row[0])
@@ -472,7 +473,7 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
         return [InboundRecord(*r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        tables = ("messages", "events", "message_status", "dead_letters", "inbound")
+        tables = ("messages", "events", "message_status", "dead_letters", "inbound", "optout_events")
         return {t: int((self._one(f"SELECT COUNT(*) FROM {t}") or (0,))[0]) for t in tables}
 
     # --- replay and export ----------------------------------------------------------------------
@@ -514,6 +515,8 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
 
     def import_rows(self, table: str, rows: list[tuple[object, ...]]) -> int:
         columns = COPY_TABLES[table]
+        if table == "optout_events":
+            return self.import_optout_events(rows)
         if table == "message_status":  # the rank column is PostgreSQL's own: derived, never copied
             columns, rows = (*columns, "rank"), [(*row, status_rank(str(row[1]))) for row in rows]
         marks = ", ".join(["%s"] * len(columns))

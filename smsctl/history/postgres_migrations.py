@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE, SEND_COUNTS
+from smsctl.history.schema import (
+    APP_URLS,
+    DESTINATION_COUNTRY,
+    FORWARD_ROUTES,
+    FORWARDS_TABLE,
+    OPTOUTS,
+    RECONCILE,
+    SEND_COUNTS,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -229,6 +237,11 @@ def m008_send_counts(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute(SEND_COUNTS)
 
 
+def m009_destination_country(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """A send's destination country, indexed (as SQLite's m013)."""
+    conn.execute(DESTINATION_COUNTRY)
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
@@ -238,6 +251,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m006_reconcile,
     m007_optouts,
     m008_send_counts,
+    m009_destination_country,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

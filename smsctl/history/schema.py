@@ -112,11 +112,19 @@ OPTOUTS = """
 """
 
 
+# A send's destination country (ISO 3166, from the numbering plans at send time): spend estimates, the
+# new-country warning and stats by country read it with an index instead of parsing numbers.
+DESTINATION_COUNTRY = """
+        ALTER TABLE messages ADD COLUMN country TEXT;
+        CREATE INDEX messages_country ON messages (country);
+"""
+
+
 # Send caps (SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): messages counted per UTC day and per batch as each send
 # is recorded, in the same transaction, so a cap holds across every sender of the store.
 SEND_COUNTS = """
         CREATE TABLE send_counts (
-            key TEXT PRIMARY KEY,              -- day:YYYY-MM-DD | batch:ID
+            key TEXT PRIMARY KEY,              -- [spend-]day:YYYY-MM-DD | [spend-]batch:ID
             messages INTEGER NOT NULL
         );
 """

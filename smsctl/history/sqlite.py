@@ -251,10 +251,11 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts):
         now = time.time()
         cursor = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
-                   batch_id, batch_row, state, created_at, updated_at, optout_ignored)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)""",
+                   batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
-             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored),
+             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
+             attempt.country),
         )  # fmt: skip
         return int(cursor.lastrowid or 0)
 

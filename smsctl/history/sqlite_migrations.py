@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable
 
 from smsctl.history.events import FINAL_STATUSES
-from smsctl.history.schema import APP_URLS, FORWARD_ROUTES, FORWARDS_TABLE, OPTOUTS, RECONCILE, SEND_COUNTS
+from smsctl.history.schema import (
+    APP_URLS,
+    DESTINATION_COUNTRY,
+    FORWARD_ROUTES,
+    FORWARDS_TABLE,
+    OPTOUTS,
+    RECONCILE,
+    SEND_COUNTS,
+)
 
 log = logging.getLogger("smsctl.history.sqlite")
 LONG_UPGRADE_EVENTS = 100_000  # about a second's work: below it an upgrade goes unannounced
@@ -277,6 +285,11 @@ def m012_send_counts(conn: sqlite3.Connection) -> None:
     _run_script(conn, SEND_COUNTS)
 
 
+def m013_destination_country(conn: sqlite3.Connection) -> None:
+    """A send's destination country, indexed (schema.DESTINATION_COUNTRY); earlier sends have none."""
+    _run_script(conn, DESTINATION_COUNTRY)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -290,6 +303,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m010_reconcile,
     m011_optouts,
     m012_send_counts,
+    m013_destination_country,
 ]
 
 

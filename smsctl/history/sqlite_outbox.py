@@ -187,6 +187,8 @@ class SqliteTransfer:
         """Insert rows this store does not have yet (by each table's natural key); how many were new."""
         columns = COPY_TABLES[table]
         marks = ", ".join("?" * len(columns))
+        if table == "optout_events":
+            return int(self.import_optout_events(rows))  # type: ignore[attr-defined]
         new = 0
         for row in rows:
             if table == "messages" and self._has_message(row):
@@ -228,7 +230,7 @@ class SqliteTransfer:
 
     def counts(self) -> dict[str, int]:
         """Row counts per table, for tests and health checks."""
-        tables = ("messages", "events", "message_status", "dead_letters", "inbound")
+        tables = ("messages", "events", "message_status", "dead_letters", "inbound", "optout_events")
         return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
 
 

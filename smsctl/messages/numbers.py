@@ -17,6 +17,11 @@ SENDER_HINT = (
 
 def parse_recipient(number: str) -> str:
     """Validate an E.164 number with a leading `+` against real number plans; return its digits."""
+    return parse_destination(number)[0]
+
+
+def parse_destination(number: str) -> tuple[str, str | None]:
+    """`parse_recipient`, and the number's ISO 3166 country from the same parse (None if unknown)."""
     import phonenumbers  # lazily: its metadata is only needed on the send path
 
     if not number.startswith("+"):
@@ -33,7 +38,8 @@ def parse_recipient(number: str) -> str:
             f"recipient {number!r} is not a valid number in its country's numbering plan",
             hint="check the country code and the number of digits",
         )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+    digits = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return digits, phonenumbers.region_code_for_number(parsed) or None
 
 
 def parse_sender(sender: str) -> str:

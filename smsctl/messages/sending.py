@@ -24,7 +24,7 @@ from smsctl.errors import (
 )
 from smsctl.history.interface import Attempt, HistoryStore, LocalState, SentMessage
 from smsctl.history.optouts import OptoutState
-from smsctl.messages.numbers import country_of, parse_recipient, parse_sender
+from smsctl.messages.numbers import parse_destination, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
 if TYPE_CHECKING:  # the HTTP client and the writer are loaded only once input has been validated
@@ -124,9 +124,9 @@ def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] 
             check_sender: bool = True) -> Prepared:  # fmt: skip
     """Validate everything and build the body with the SDK's `Sms` model; nothing is sent. Without
     `check_sender`, a missing sender is left to `preflight`, which reports it with the rest."""
-    to = parse_recipient(request.to)
+    to, country = parse_destination(request.to)
     allowed = settings.allowed_countries
-    if allowed is not None and (country := country_of(to)) not in allowed:
+    if allowed is not None and country not in allowed:
         raise GuardRefused(
             f"+{to} is in {country or 'no known country'}, not one of SMSCTL_ALLOW_COUNTRIES ({', '.join(sorted(allowed))})",
             hint="check the number (a typo in a list can text the world); if it is right, add its country to "
@@ -148,7 +148,7 @@ def prepare(request: SendRequest, settings: Settings, *, batch: tuple[str, int] 
     body = build_body(to, sender, request, client_ref, request.webhook_url or default_webhook_url(settings))
     attempt = Attempt(
         client_ref, to, sender, request.text if settings.store_text else None, cost.encoding, cost.segments,
-        batch[0] if batch else None, batch[1] if batch else None, request.ignore_optout,
+        batch[0] if batch else None, batch[1] if batch else None, request.ignore_optout, country,
     )  # fmt: skip
     return Prepared(body, attempt, cost)
 

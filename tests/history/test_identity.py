@@ -132,7 +132,7 @@ def test_a_store_from_the_previous_release_is_carried_over_whole(tmp_path: Path)
                   for t in ("messages", "events", "message_status", "inbound", "dead_letters")}  # fmt: skip
     before.close()
     with Store(path) as store:
-        assert store.counts() == old_counts
+        assert store.counts() == {**old_counts, "optout_events": 0}  # a table the old release lacked
         new_rows = store.conn.execute("SELECT id, client_ref, message_uuid, state, to_number, batch_id, batch_row"
                                       " FROM messages ORDER BY id").fetchall()  # fmt: skip
         assert [tuple(r) for r in new_rows] == old_rows

@@ -26,6 +26,7 @@ from smsctl.config import StoreKind, StoreLocation
 from smsctl.history.backends import open_store
 from smsctl.history.events import parse_status
 from smsctl.history.interface import ReportDetails
+from smsctl.history.optouts import OptoutChange, OptoutSource
 from smsctl.history.writer import StoreWriter
 from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
@@ -34,7 +35,8 @@ runner = CliRunner()
 
 # Every PostgreSQL migration, in order, as a new database gets them (written out, not read from the code).
 ALL_MIGRATIONS = ["m001_initial", "m002_apply_status_function", "m003_forwarding", "m004_forward_routes",
-                  "m005_app_urls", "m006_reconcile", "m007_optouts", "m008_send_counts"]  # fmt: skip
+                  "m005_app_urls", "m006_reconcile", "m007_optouts", "m008_send_counts",
+                  "m009_destination_country"]  # fmt: skip
 
 
 def pg(url: str) -> StoreLocation:
@@ -331,7 +333,8 @@ def _fill(where: StoreLocation | Path, messages: int) -> None:
             for i in range(messages):
                 uuid = f"{i:08d}-cccc-4ddd-8eee-000000000000"
                 local = store.record_attempt(Attempt(f"ref-{i % 7}", "14155550101", "SMSCTL", "code 1234", "text", 1,
-                                                     "batch-1" if i % 2 else None, i if i % 2 else None))  # fmt: skip
+                                                     "batch-1" if i % 2 else None, i if i % 2 else None,
+                                                     i % 3 == 0, "US" if i % 5 else None))  # fmt: skip
                 if i % 10 == 9:
                     store.mark_failed(local, LocalState.REFUSED, "422 invalid")
                     continue
@@ -347,6 +350,10 @@ def _fill(where: StoreLocation | Path, messages: int) -> None:
                        "timestamp": "2025-01-01T00:00:04Z", "channel": "sms", "message_type": "text"}  # fmt: skip
             store.add_inbound(parse_inbound(json.dumps(inbound).encode()), time.time())
             store.add_dead_letter("/webhooks/status", "not_json", b"\xff\xfe", time.time())
+            for number, sender, out, source, at in (("14155550123", "*", True, "inbound", 1.0),
+                                                     ("14155550123", "*", False, "manual", 2.0),
+                                                     ("14155550124", "SMSCTL", True, "carrier", 3.0)):  # fmt: skip
+                store.change_optout(OptoutChange(number, sender, out, OptoutSource(source), f"ref {at}", at))
             record = status("11111111-cccc-4ddd-8eee-000000000000", "delivered", "2025-01-01T00:00:05Z")
             store.apply_report(parse_status(record), time.time(), ReportDetails("Sandbox US", "US", 1234.0))
     finally:
@@ -389,6 +396,16 @@ def test_db_copy_sqlite_to_postgresql_and_back_is_whole_and_idempotent(pg_url: s
         )
         found = stored(where, lambda s: s.find_message("11111111-cccc-4ddd-8eee-000000000000"))
         assert found is not None and found.via == "reports"
+    ledger = [stored(where, lambda s: (s.optouts(10, include_opted_in=True), s.optout_history("14155550123"),
+                                       s.opted_out_among(["14155550123", "14155550124"], "SMSCTL")))
+              for where in (source, pg(pg_url), back)]  # fmt: skip
+    assert ledger[0] == ledger[1] == ledger[2] and ledger[0][2] == {
+        "14155550124"
+    }  # the opt-out ledger, whole
+    sent = "SELECT optout_ignored, country FROM messages ORDER BY created_at, client_ref, to_number"
+    flags = [stored(where, lambda s: [(bool(a), b) for a, b in s.conn.execute(sent).fetchall()])
+             for where in (source, pg(pg_url), back)]  # fmt: skip
+    assert flags[0] == flags[1] == flags[2] and {c for _, c in flags[0]} == {"US", None}
 
 
 def test_db_copy_from_nothing_is_a_clear_error_and_creates_nothing(pg_url: str, tmp_path: Path) -> None:
