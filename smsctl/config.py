@@ -83,6 +83,28 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SMSCTL_DAILY_CAP", None, False, "most messages sent per UTC day, by every sender of the store"),
     Variable("SMSCTL_BATCH_CAP", None, False, "most messages one bulk batch may send"),
     Variable(
+        "SMSCTL_OPTOUT_KEYWORDS",
+        "STOP,UNSUBSCRIBE,CANCEL,END,QUIT",
+        False,
+        "an inbound SMS that is one of these words opts its sender out (whole text, any case; STOPALL: of every sender)",
+    ),
+    Variable(
+        "SMSCTL_OPTIN_KEYWORDS", "START,UNSTOP,YES", False, "an inbound SMS that is one of these opts back in"
+    ),
+    Variable(
+        "SMSCTL_DAILY_SPEND",
+        None,
+        False,
+        "most estimated spend per UTC day (in the currency Vonage prices in, e.g. 50), by every sender of the store",
+    ),
+    Variable("SMSCTL_BATCH_SPEND", None, False, "most estimated spend of one bulk batch"),
+    Variable(
+        "SMSCTL_FALLBACK_PRICE",
+        None,
+        False,
+        "price of one segment to a country no price was seen for yet (estimates for spend caps and --dry-run)",
+    ),
+    Variable(
         "SMSCTL_STALE_AFTER",
         "15m",
         False,
@@ -252,6 +274,40 @@ class Settings:
     def batch_cap(self) -> int | None:
         raw = self._get("SMSCTL_BATCH_CAP")
         return _parse_number("SMSCTL_BATCH_CAP", raw, int, 0, 10**9) if raw else None
+
+    @property
+    def optout_keywords(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(opt-out words, opt-in words), each as inbound texts are compared (no spaces, upper case)."""
+        lists = []
+        for name in ("SMSCTL_OPTOUT_KEYWORDS", "SMSCTL_OPTIN_KEYWORDS"):
+            raw = self._get(name) or str(VARIABLES_BY_NAME[name].default)
+            words = frozenset("".join(w.split()).upper().strip(".!") for w in raw.split(","))
+            if not words or "" in words or any(len(w) > 40 for w in words):
+                raise ConfigError(f"{name}={raw!r} is not a comma-separated list of words",
+                                  hint="e.g. SMSCTL_OPTOUT_KEYWORDS=STOP,UNSUBSCRIBE,CANCEL,END,QUIT,ARRET")  # fmt: skip
+            lists.append(words)
+        if both := lists[0] & lists[1]:
+            raise ConfigError(f"{', '.join(sorted(both))} is both an opt-out and an opt-in keyword",
+                              hint="keep each word in one of SMSCTL_OPTOUT_KEYWORDS and SMSCTL_OPTIN_KEYWORDS")  # fmt: skip
+        return lists[0], lists[1]
+
+    @property
+    def daily_spend(self) -> float | None:
+        """SMSCTL_DAILY_SPEND: the most a UTC day's sends may cost, estimated, in the prices' currency."""
+        return self._amount("SMSCTL_DAILY_SPEND")
+
+    @property
+    def batch_spend(self) -> float | None:
+        return self._amount("SMSCTL_BATCH_SPEND")
+
+    @property
+    def fallback_price(self) -> float | None:
+        """SMSCTL_FALLBACK_PRICE: the price of a segment to a country the store has seen no price for."""
+        return self._amount("SMSCTL_FALLBACK_PRICE")
+
+    def _amount(self, name: str) -> float | None:
+        raw = self._get(name)
+        return float(_parse_number(name, raw, float, 0, 10**9)) if raw else None
 
     @property
     def reports_rate(self) -> float:

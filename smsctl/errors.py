@@ -43,7 +43,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.UNRESOLVED: "reconcile: messages past the grace period are still without a final status, or a record "
     "disagrees with a stored final status",
     ExitCode.OPTED_OUT: "the recipient opted out (the opt-out ledger): nothing was sent",
-    ExitCode.GUARD: "a send guard refused it (SMSCTL_ALLOW_COUNTRIES, SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): nothing was sent",
+    ExitCode.GUARD: "a send guard refused it (SMSCTL_ALLOW_COUNTRIES, SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP, SMSCTL_DAILY_SPEND, SMSCTL_BATCH_SPEND): nothing was sent",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM): stopped cleanly, as for Ctrl-C",
 }

@@ -74,7 +74,7 @@ def bulk(
                               encoding, webhook_url)  # fmt: skip
         with Recipients(file) as recipients:
             report = check(recipients, settings, options)
-            _render_report(report.to_dict(), json_output)
+            _render_report(report.to_dict(), json_output, dry_run)
             require_all_valid(report, options)
             if dry_run:
                 return
@@ -105,9 +105,14 @@ def _status_counts(states: dict[str, tuple[str, bool]]) -> dict[str, int]:
     return counts
 
 
-def _render_report(report: dict[str, Any], json_output: bool) -> None:
-    from smsctl.output import emit_json, note
+def _render_report(report: dict[str, Any], json_output: bool, dry_run: bool) -> None:
+    from smsctl.output import emit_json, note, warn
 
+    if report["new_countries"]:
+        shown = ", ".join(report["new_countries"][:20]) + (" …" if len(report["new_countries"]) > 20 else "")
+        count = len(report["new_countries"])
+        warn(f"this batch sends to {count} {'country' if count == 1 else 'countries'} this store has never sent to ({shown}): "
+             "check the list, and set SMSCTL_ALLOW_COUNTRIES to the countries you expect")  # fmt: skip
     if json_output:
         emit_json({"event": "validation", **report})
         return
@@ -121,6 +126,33 @@ def _render_report(report: dict[str, Any], json_output: bool) -> None:
     if report["opted_out"]:
         note(f"  {report['opted_out']:,} rows are to numbers that opted out: they will be suppressed, not sent "
              "(`smsctl optout list`)")  # fmt: skip
+    _render_cost(report, per_country=dry_run)
+
+
+def _render_cost(report: dict[str, Any], per_country: bool) -> None:
+    """The estimated cost (per country with --dry-run), from the prices the store has seen."""
+    from rich.table import Table
+
+    from smsctl.messages.pricing import money
+    from smsctl.output import err, note
+
+    currency, total = report["currency"], report["estimated_cost"]
+    if per_country and report["countries"]:
+        table = Table("country", "rows", "segments", "estimated cost", box=None)
+        for c in report["countries"]:
+            cost = "unknown" if c["estimated_cost"] is None else money(c["estimated_cost"], currency)
+            table.add_row(
+                c["country"], f"{c['rows']:,}", f"{c['segments']:,}", cost + ("" if c["priced"] else " *")
+            )
+        err().print(table)
+    if total is None:
+        note("  estimated cost: unknown (no price seen yet: smsctl learns them from delivery receipts; "
+             "SMSCTL_FALLBACK_PRICE sets one per segment)")  # fmt: skip
+        return
+    guessed = [c["country"] for c in report["countries"] if not c["priced"]]
+    note(f"  estimated cost: {money(total, currency)}" + (
+        f" (* {', '.join(guessed[:10])}{' …' if len(guessed) > 10 else ''}: no price seen for it yet, estimated at "
+        "the highest price seen, or SMSCTL_FALLBACK_PRICE)" if guessed else " (from the latest prices Vonage reported per country)"))  # fmt: skip
 
 
 def _render_summary(summary: dict[str, Any]) -> None:

@@ -206,8 +206,9 @@ def _error(data: dict[str, Any], unreadable: list[str]) -> tuple[str | None, str
     return code, detail
 
 
-def parse_inbound(raw: bytes) -> InboundMessage:
+def parse_inbound(raw: bytes, keywords: Keywords | None = None) -> InboundMessage:
     """An inbound SMS body (v1, or the legacy v0.1 shape); raises Unusable otherwise."""
+    keywords = keywords or DEFAULT_KEYWORDS
     data = _object(raw)
     legacy = isinstance(data.get("from"), dict)
     return InboundMessage(
@@ -217,7 +218,7 @@ def parse_inbound(raw: bytes) -> InboundMessage:
         text=_text(data, "message", "content", "text") if legacy else _text(data, "text"),
         timestamp=_text(data, "timestamp"),
         body=raw.decode("utf-8"),
-        keyword=opt_keyword(_text(data, "message", "content", "text") if legacy else _text(data, "text")),
+        keyword=keywords.of(_text(data, "message", "content", "text") if legacy else _text(data, "text")),
     )
 
 
@@ -234,16 +235,37 @@ OPT_OUT_ALL_WORDS = frozenset({"STOPALL"})
 OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 
 
+def keyword_form(text: str) -> str:
+    """A text as keywords are compared: spaces removed, upper case, a trailing . or ! dropped."""
+    return "".join(text.split()).upper().strip(".!")
+
+
+@dataclass(frozen=True)
+class Keywords:
+    """The opt-out and opt-in words (SMSCTL_OPTOUT_KEYWORDS, SMSCTL_OPTIN_KEYWORDS replace the defaults;
+    STOPALL always opts out of every sender)."""
+
+    opt_out: frozenset[str] = OPT_OUT_WORDS
+    opt_in: frozenset[str] = OPT_IN_WORDS
+
+    def of(self, text: str | None) -> OptKeyword | None:
+        """The opt-out or opt-in keyword an inbound text is, if it is one."""
+        if not text or len(text) > 40:
+            return None
+        word = keyword_form(text)
+        if word in self.opt_out:
+            return OptKeyword.STOP
+        if word in OPT_OUT_ALL_WORDS:
+            return OptKeyword.STOP_ALL
+        return OptKeyword.START if word in self.opt_in else None
+
+
+DEFAULT_KEYWORDS = Keywords()
+
+
 def opt_keyword(text: str | None) -> OptKeyword | None:
-    """The opt-out or opt-in keyword an inbound text is, if it is one."""
-    if not text or len(text) > 40:
-        return None
-    word = "".join(text.split()).upper().strip(".!")
-    if word in OPT_OUT_WORDS:
-        return OptKeyword.STOP
-    if word in OPT_OUT_ALL_WORDS:
-        return OptKeyword.STOP_ALL
-    return OptKeyword.START if word in OPT_IN_WORDS else None
+    """The default keywords' reading of a text (the emulator plays a network with the standard words)."""
+    return DEFAULT_KEYWORDS.of(text)
 
 
 def error_meaning(code: str | None) -> str | None:

@@ -128,13 +128,13 @@ class Optouts(DialectSql):
         ).fetchall()  # fmt: skip
         return [_state(r) for r in rows]
 
-    def count_send(self, keys: list[tuple[str, int | None]]) -> str | None:
-        """Count one send under each key (`day:…`, then `batch:…`) unless a key is at its cap; the first
-        key found at its cap, or None. Read and written in the send's own transaction, each counter row
+    def count_send(self, keys: list[tuple[str, int, int | None]]) -> str | None:
+        """Add a send's amount under each key (`day:…`, `batch:…`: 1 message; `spend-day:…`, `spend-batch:…`:
+        its estimated cost in millionths) unless that would pass the key's cap; the first such key, or None. Read and written in the send's own transaction, each counter row
         locked first (SQLite: the write lock; PostgreSQL: FOR UPDATE, always day before batch, so no two
         senders deadlock): a cap holds exactly across every sender of the store."""
         counts = []
-        for key, _ in keys:
+        for key, _, _ in keys:
             self._run(
                 "INSERT INTO send_counts (key, messages) VALUES ({m}, 0) ON CONFLICT (key) DO NOTHING", (key,)
             )
@@ -142,11 +142,11 @@ class Optouts(DialectSql):
                 "SELECT messages FROM send_counts WHERE key = {m}" + self._lock_row, (key,)
             ).fetchone()
             counts.append(int(row[0]))
-        for (key, cap), count in zip(keys, counts, strict=True):
-            if cap is not None and count >= cap:
+        for (key, amount, cap), count in zip(keys, counts, strict=True):
+            if cap is not None and count + amount > cap:
                 return key
-        for key, _ in keys:
-            self._run("UPDATE send_counts SET messages = messages + 1 WHERE key = {m}", (key,))
+        for key, amount, _ in keys:
+            self._run("UPDATE send_counts SET messages = messages + {m} WHERE key = {m}", (amount, key))
         return None
 
     def refusals_since(self, since: float) -> tuple[int, int]:
@@ -154,8 +154,9 @@ class Optouts(DialectSql):
         a range of the `messages_created` index, so the listener can count them every 30 s."""
         row = self._run(
             "SELECT COALESCE(SUM(CASE WHEN state = 'suppressed' THEN 1 ELSE 0 END), 0),"
-            " COALESCE(SUM(CASE WHEN state = 'unsent' AND substr(error, 1, 16) IN ('SMSCTL_DAILY_CAP',"
-            " 'SMSCTL_BATCH_CAP') THEN 1 ELSE 0 END), 0) FROM messages WHERE created_at >= {m}", (since,)
+            " COALESCE(SUM(CASE WHEN state = 'unsent' AND (substr(error, 1, 16) IN ('SMSCTL_DAILY_CAP',"
+            " 'SMSCTL_BATCH_CAP') OR substr(error, 1, 18) IN ('SMSCTL_DAILY_SPEND', 'SMSCTL_BATCH_SPEND'))"
+            " THEN 1 ELSE 0 END), 0) FROM messages WHERE created_at >= {m}", (since,)
         ).fetchone()  # fmt: skip
         return int(row[0]), int(row[1])
 

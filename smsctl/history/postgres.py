@@ -57,6 +57,7 @@ from smsctl.history.interface import (
 from smsctl.history.optouts import Optouts
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
+from smsctl.history.pricing import Pricing
 from smsctl.history.reconciliation import AdvisoryLease, Reconciliation
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts):
+class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or

@@ -39,6 +39,7 @@ from smsctl.history.interface import (
     found,
 )
 from smsctl.history.optouts import Optouts
+from smsctl.history.pricing import Pricing
 from smsctl.history.reconciliation import Reconciliation
 from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.sqlite_outbox import SqliteOutbox, SqliteTransfer, sent_message
@@ -127,7 +128,7 @@ def _refuse_foreign(db: Path) -> None:
         probe.close()
 
 
-class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts):
+class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing):
     """A connection to the store. Not thread-safe: one per thread.
 
     `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files

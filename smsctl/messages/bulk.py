@@ -39,17 +39,16 @@ from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import LocalState
 from smsctl.history.writer import StoreWriter
 from smsctl.messages.client import MessagesClient
+from smsctl.messages.guards import NO_CAPS, Caps, never_counted
+from smsctl.messages.pricing import PriceBook
 from smsctl.messages.ratelimit import RateLimiter
 from smsctl.messages.recipients import Recipients, Row
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 from smsctl.messages.sending import (
-    NO_CAPS,
-    Caps,
     Prepared,
     SendRequest,
     emulator_listener_url,
     failure_state,
-    never_counted,
     prepare,
     send_prepared,
     with_webhook,
@@ -99,6 +98,9 @@ class Report:
     segments: int = 0
     encodings: Counter[str] = field(default_factory=Counter)
     opted_out: int = 0  # valid rows the opt-out ledger will suppress
+    countries: dict[str, list[int]] = field(default_factory=dict)  # country: [rows, segments]
+    prices: PriceBook | None = None  # what the store has seen Vonage charge, per country
+    new_countries: list[str] = field(default_factory=list)  # not sent to before from this store
 
     def add(self, checked: Checked) -> None:
         self.rows += 1
@@ -110,6 +112,24 @@ class Report:
         self.valid += 1
         self.segments += checked.prepared.cost.segments
         self.encodings[checked.prepared.cost.encoding] += 1
+        tally = self.countries.setdefault(checked.prepared.attempt.country or UNKNOWN_COUNTRY, [0, 0])
+        tally[0] += 1
+        tally[1] += checked.prepared.cost.segments
+
+    def costs(self) -> list[CountryCost]:
+        """Rows, segments and estimated cost per destination country, costliest first."""
+        book = self.prices or PriceBook()
+        rows = []
+        for country, (count, segments) in self.countries.items():
+            estimate = book.estimate(country, segments)
+            rows.append(CountryCost(country, count, segments, estimate.cost if estimate else None,
+                                    bool(estimate and estimate.known)))  # fmt: skip
+        return sorted(rows, key=lambda c: (-(c.cost or 0), -c.rows, c.country))
+
+    def estimated_cost(self) -> float | None:
+        """The batch's estimated cost; None when some country cannot be estimated at all."""
+        costs = [c.cost for c in self.costs()]
+        return None if None in costs else sum(c for c in costs if c is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,7 +141,31 @@ class Report:
             "segments": self.segments,
             "encodings": dict(self.encodings),
             "opted_out": self.opted_out,
+            "countries": [c.to_dict() for c in self.costs()],
+            "estimated_cost": _rounded(self.estimated_cost()),
+            "currency": self.prices.currency if self.prices else None,
+            "new_countries": self.new_countries,
         }
+
+
+UNKNOWN_COUNTRY = "??"  # a valid number in no one country (a non-geographic +800, +882 …)
+
+
+@dataclass(frozen=True)
+class CountryCost:
+    country: str
+    rows: int
+    segments: int
+    cost: float | None  # None: no price seen for any country, and no SMSCTL_FALLBACK_PRICE
+    priced: bool  # from this country's own prices; False: the highest price seen (or the fallback)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"country": self.country, "rows": self.rows, "segments": self.segments,
+                "estimated_cost": _rounded(self.cost), "priced": self.priced}  # fmt: skip
+
+
+def _rounded(amount: float | None) -> float | None:
+    return None if amount is None else round(amount, 4)
 
 
 @dataclass
@@ -200,7 +244,9 @@ def checked_rows(
 
 def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> Report:
     """Validate every row before anything is sent, keeping counts (not rows), and count the rows the
-    opt-out ledger will suppress (read-only, a query per 2,000 rows; none without a store yet)."""
+    opt-out ledger will suppress (read-only, a query per 2,000 rows; none without a store yet). Then the
+    estimated cost per country, from the prices the store has seen, and, unless SMSCTL_ALLOW_COUNTRIES
+    says where sends may go, the countries this store has never sent to (a typo, or a list gone wrong)."""
     import contextlib
 
     from smsctl.history.backends import open_reader
@@ -228,6 +274,9 @@ def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> R
                 if len(pending) >= 2000:
                     count_opted_out()
         count_opted_out()
+        report.prices = PriceBook.learn(store.prices_seen() if store else [], settings.fallback_price)
+        if store is not None and settings.allowed_countries is None and (before := store.countries_sent()):
+            report.new_countries = sorted(set(report.countries) - before - {UNKNOWN_COUNTRY})
     return report
 
 

@@ -15,6 +15,9 @@ SENDER_HINT = (
 )
 
 
+NON_GEOGRAPHIC = "001"  # phonenumbers' region of +800, +808, +870, +881, +882, +883, +888, +979: no country
+
+
 def parse_recipient(number: str) -> str:
     """Validate an E.164 number with a leading `+` against real number plans; return its digits."""
     return parse_destination(number)[0]
@@ -33,13 +36,15 @@ def parse_destination(number: str) -> tuple[str, str | None]:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
         raise UsageError(f"recipient {number!r} is not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(parsed):
+    # is_valid_number(parsed) is exactly this; the region is found once (for +1 it tries every NANP region).
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None or not phonenumbers.is_valid_number_for_region(parsed, region):
         raise UsageError(
             f"recipient {number!r} is not a valid number in its country's numbering plan",
             hint="check the country code and the number of digits",
         )
     digits = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
-    return digits, phonenumbers.region_code_for_number(parsed) or None
+    return digits, region if region and region != NON_GEOGRAPHIC else None
 
 
 def parse_sender(sender: str) -> str:

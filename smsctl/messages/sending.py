@@ -22,8 +22,9 @@ from smsctl.errors import (
     StoreUnavailable,
     UsageError,
 )
-from smsctl.history.interface import Attempt, HistoryStore, LocalState, SentMessage
+from smsctl.history.interface import Attempt, HistoryStore, LocalState
 from smsctl.history.optouts import OptoutState
+from smsctl.messages.guards import NO_CAPS, Caps
 from smsctl.messages.numbers import parse_destination, parse_sender
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 
@@ -216,7 +217,7 @@ async def send_prepared(
         nonlocal row
         row, refusal = await writer.run(lambda store: first_write(store, attempt, row, caps, uncounted))
         if isinstance(refusal, str):
-            raise _cap_reached(refusal)
+            raise caps.refusal(refusal)
         if refusal is not None:
             raise OptedOut(attempt.to, refusal.sender, refusal.source, refusal.changed_at)
 
@@ -241,30 +242,6 @@ async def send_prepared(
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Caps:
-    """SMSCTL_DAILY_CAP and SMSCTL_BATCH_CAP: the most messages a UTC day and a batch may send."""
-
-    daily: int | None = None
-    batch: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Caps:
-        return cls(settings.daily_cap, settings.batch_cap)
-
-    def keys(self, attempt: Attempt, now: float) -> list[tuple[str, int | None]]:
-        """The counters a send counts under, each with its cap (days in UTC, so every machine agrees)."""
-        keys: list[tuple[str, int | None]] = [
-            (f"day:{time.strftime('%Y-%m-%d', time.gmtime(now))}", self.daily)
-        ]
-        if attempt.batch_id is not None:
-            keys.append((f"batch:{attempt.batch_id}", self.batch))
-        return keys
-
-
-NO_CAPS = Caps()
-
-
 def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS,
                 uncounted: bool = False) -> tuple[int, OptoutState | str | None]:  # fmt: skip
     """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
@@ -280,33 +257,12 @@ def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Ca
     if optout is not None:
         store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
         return row, optout
-    if new and (full := store.count_send(caps.keys(attempt, time.time()))) is not None:
-        store.mark_failed(row, LocalState.UNSENT, f"{_cap_variable(full)} reached ({full}): not sent")
-        return row, full
+    if new:
+        counters, refused = caps.counters(store, attempt, time.time())
+        if refused is not None or (refused := store.count_send(counters)) is not None:
+            store.mark_failed(row, LocalState.UNSENT, caps.row_error(refused))
+            return row, refused
     return row, None
-
-
-CAP_VARIABLES = ("SMSCTL_DAILY_CAP", "SMSCTL_BATCH_CAP")  # a row's error starting so never went out
-
-
-def never_counted(message: SentMessage) -> bool:
-    """An earlier attempt the ledger or a cap stopped in its first write: it never counted toward the caps,
-    so sending it now counts as a new send does."""
-    return message.state == LocalState.SUPPRESSED or (
-        message.state == LocalState.UNSENT and (message.error or "").startswith(CAP_VARIABLES)
-    )
-
-
-def _cap_variable(key: str) -> str:
-    return "SMSCTL_DAILY_CAP" if key.startswith("day:") else "SMSCTL_BATCH_CAP"
-
-
-def _cap_reached(key: str) -> GuardRefused:
-    what, _, value = key.partition(":")
-    variable = _cap_variable(key)
-    scope = f"today ({value}, UTC)" if what == "day" else f"batch {value}"
-    return GuardRefused(f"{variable} is reached for {scope}: nothing more is sent",
-                        hint=f"raise {variable} if this volume is intended; every sender of the store counts")  # fmt: skip
 
 
 async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:

@@ -22,8 +22,9 @@ from smsctl.history.events import FAILED_STATUSES
 from smsctl.history.interface import HistoryStore
 from smsctl.history.reading import TimelineEvent, timeline_event
 from smsctl.history.writer import StoreWriter
+from smsctl.messages.guards import Caps
 from smsctl.messages.reconciling import fill_in
-from smsctl.messages.sending import Caps, SendRequest, SendResult, prepare, send_prepared
+from smsctl.messages.sending import SendRequest, SendResult, prepare, send_prepared
 from smsctl.webhooks.listening import Listener, discover_ngrok, usable_listener
 from smsctl.webhooks.server import STATUS_PATH
 

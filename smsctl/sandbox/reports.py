@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from smsctl.sandbox.throttle import SlidingWindow
+from smsctl.webhooks.bodies import sandbox_price
 
 RATE = 10.0  # requests per second, as the real synchronous endpoint
 PAGE_SIZE = 1000  # records per page, as the real endpoint
@@ -64,7 +65,7 @@ class Ledger:
 
     def accepted(self, message_uuid: str, body: dict[str, Any], segments: int, at: float,
                  steps: list[tuple[float, str, str | None]] | None = None) -> None:  # fmt: skip
-        price = f"{0.0057 * segments:.4f}"
+        price = sandbox_price(str(body["to"]), segments)
         self._records[message_uuid] = {
             "account_id": None, "message_id": message_uuid, "client_ref": body.get("client_ref") or None,
             "direction": "outbound", "from": body["from"], "to": body["to"], "country": None,

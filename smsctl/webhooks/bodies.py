@@ -27,6 +27,18 @@ def _iso_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+# The emulator's price list, EUR per segment by calling code: real prices vary by country and network;
+# these stand-ins differ by country so spend estimates (bulk --dry-run, SMSCTL_DAILY_SPEND) can be tried.
+SANDBOX_PRICES = {"1": 0.0057, "44": 0.0396}
+SANDBOX_OTHER_PRICE = 0.05
+
+
+def sandbox_price(to: str, segments: int) -> str:
+    """What the emulator charges for a message to `to` (digits) of `segments` segments, as Vonage writes it."""
+    per_segment = SANDBOX_PRICES.get(to[:1], SANDBOX_PRICES.get(to[:2], SANDBOX_OTHER_PRICE))
+    return f"{per_segment * segments:.4f}"
+
+
 def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: int, breakdown: bool,
                 timestamp: str | None = None) -> bytes:  # fmt: skip
     """A status webhook shaped as the spec's SMS status schema, as compact JSON (at `timestamp`, else now)."""
@@ -40,7 +52,7 @@ def status_body(message_uuid: str, sent: dict[str, Any], step: Step, segments: i
         "channel": "sms",
         "destination": {"network_code": "310260"},
         "sms": {"count_total": str(segments)},
-        "usage": {"currency": "EUR", "price": f"{0.0057 * segments:.4f}"},
+        "usage": {"currency": "EUR", "price": sandbox_price(str(sent["to"]), segments)},
     }
     if breakdown and step.status != "submitted":
         body["sms"]["segments"] = [{"timestamp": now, "status": step.status} for _ in range(segments)]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from smsctl.config import Settings
 from smsctl.errors import ConfigError
+from smsctl.history.events import Keywords
 from smsctl.history.interface import ListenerRecord
 from smsctl.history.writer import StoreWriter
 from smsctl.webhooks.forwarding import DeliveryOptions, ForwardTargets
@@ -128,7 +129,8 @@ class Listener:
         forwarder = self._forwarder()
         nonce = new_nonce()
         app = WebhookApp(self.writer, verifier, self.sink, self.counters, self.settings.store_text,
-                         self.forward, forwarder.wake if forwarder else lambda: None, nonce)  # fmt: skip
+                         self.forward, forwarder.wake if forwarder else lambda: None, nonce,
+                         Keywords(*self.settings.optout_keywords))  # fmt: skip
         self.local_url, server = await start_serving(app, self.host, self.port, self._stop)
         self._tasks.append(server)
         if forwarder is not None:  # outbox rows left by an earlier run (even a killed one) go out too

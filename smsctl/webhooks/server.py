@@ -20,8 +20,10 @@ from aiohttp import web
 
 from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
 from smsctl.history.events import (
+    DEFAULT_KEYWORDS,
     KNOWN_STATUSES,
     InboundMessage,
+    Keywords,
     StatusEvent,
     Unusable,
     parse_inbound,
@@ -265,8 +267,10 @@ class WebhookApp:
         forward: ForwardTargets | None = None,
         wake_forwarder: Callable[[], None] = lambda: None,
         probe_nonce: str | None = None,
+        keywords: Keywords | None = None,
     ) -> None:
         self.writer, self.verifier, self.sink, self.store_text = writer, verifier, sink, store_text
+        self.keywords = keywords or DEFAULT_KEYWORDS
         self.forward, self.wake_forwarder, self.probe = forward, wake_forwarder, probe_nonce
         self.counters = counters or Counters()
         self._routes: dict[str, tuple[frozenset[str], Handler]] = {
@@ -340,7 +344,12 @@ class WebhookApp:
 
     async def handle_inbound(self, request: web.BaseRequest) -> web.Response:
         """POST /webhooks/inbound: an SMS sent to your Vonage number."""
-        parse = parse_inbound if self.store_text else _parse_inbound_without_text
+        keywords = self.keywords
+
+        def parse(raw: bytes) -> InboundMessage:
+            message = parse_inbound(raw, keywords)
+            return message if self.store_text else message.without_text()
+
         outcome = await self._receive(request, Route.INBOUND, parse,
                                       lambda s, message, at, token: Deferred.ready(_store_inbound(s, message, at, token)),
                                       lambda new: new, lambda message: message.message_uuid)  # fmt: skip
@@ -505,10 +514,6 @@ def _store_inbound(store: HistoryStore, message: InboundMessage, at: float, toke
             store.change_optout(dataclasses.replace(change, sender=blocking.sender))
         store.change_optout(change)
     return new
-
-
-def _parse_inbound_without_text(raw: bytes) -> InboundMessage:
-    return parse_inbound(raw).without_text()
 
 
 async def serve_app(

@@ -5,6 +5,7 @@ request, START allows it again; a 1240 rejection adds the number; `bulk` suppres
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,12 @@ def opted_out(where: StoreLocation, number: str = PERSON) -> bool:
 def test_stop_refuses_the_next_send_before_any_request_and_start_allows_it(
     on_backend: StoreLocation, sandbox: BackgroundSandbox
 ) -> None:
-    with ListenProcess() as listener:
+    # The listener's own keyword list (a French-speaking audience too): a word of it opts out.
+    with ListenProcess(env={"SMSCTL_OPTOUT_KEYWORDS": "STOP, Arret"}) as listener:
         # The emulator's application sends inbound SMS to this listener (what `listen --update-app` sets).
         hooks = sandbox.sandbox.application["capabilities"]["messages"]["webhooks"]
         hooks["inbound_url"] = {"address": listener.ready()["inbound_url"], "http_method": "POST"}
-        text_in(sandbox, " Stop ")
+        text_in(sandbox, " ARRET ")
         until(lambda: opted_out(on_backend), "the STOP to reach the ledger")
         requests = len(sandbox.requests)
         code, _, stderr = invoke("send", PERSON, "hello again")
@@ -94,28 +96,37 @@ def test_a_1240_rejection_adds_the_number_as_carrier(
     assert [m.status for m in flagged].count("suppressed") == 1
 
 
+@pytest.fixture
+def unthrottled(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundSandbox]:
+    """The emulator without its rate limit: 10,000 sends in one burst draw no 429 pauses (seconds each)."""
+    with BackgroundSandbox.from_environment(time_scale=0.01, rate=None) as running:
+        monkeypatch.setenv("VONAGE_API_URL", running.url)
+        yield running
+
+
 def test_bulk_sends_the_rest_and_reports_the_opted_out_as_suppressed(
-    on_backend: StoreLocation, sandbox: BackgroundSandbox, tmp_path: Path
+    on_backend: StoreLocation, unthrottled: BackgroundSandbox, tmp_path: Path
 ) -> None:
-    numbers = [f"+1415555{2000 + n:04d}" for n in range(2000)]
+    sandbox = unthrottled
+    numbers = [f"+1{area}555{n:04d}" for area in (212, 646) for n in range(5000)]  # 10,000, as the issue asks
     stop_list = tmp_path / "stop.csv"
-    stop_list.write_text("name,number\n" + "".join(f"x,{n}\n" for n in numbers[::20]))  # 100 of them
-    assert invoke("optout", "import", str(stop_list))[1] == {"imported": 100, "file": str(stop_list)}
+    stop_list.write_text("name,number\n" + "".join(f"x,{n}\n" for n in numbers[::20]))  # 500 of them
+    assert invoke("optout", "import", str(stop_list))[1] == {"imported": 500, "file": str(stop_list)}
     csv = tmp_path / "list.csv"
     csv.write_text("to\n" + "".join(f"{n}\n" for n in numbers))
     dry = runner.invoke(app, ["bulk", str(csv), "hello", "--dry-run", "--json"])
-    assert json.loads(dry.stdout.splitlines()[0])["opted_out"] == 100 and sandbox.requests == []  # told first
-    code, summary, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "20")
+    assert json.loads(dry.stdout.splitlines()[0])["opted_out"] == 500 and sandbox.requests == []  # told first
+    code, summary, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "64")
     assert code == 0, stderr
-    assert summary["counts"] == {"accepted": 1900, "suppressed": 100}
-    assert len([r for r in sandbox.requests if r.status == 202]) == 1900  # none went to an opted-out number
+    assert summary["counts"] == {"accepted": 9500, "suppressed": 500}
+    assert len([r for r in sandbox.requests if r.status == 202]) == 9500  # none went to an opted-out number
     assert {r.body["to"] for r in sandbox.requests if r.body}.isdisjoint(n[1:] for n in numbers[::20])
     batch = invoke("batch", summary["batch_id"])[1]
-    assert batch["counts"]["suppressed"] == 100
-    assert stored(on_backend, lambda s: s.refusals_since(0)) == (100, 0)  # what /metrics and the footer count
-    code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "20")
+    assert batch["counts"]["suppressed"] == 500
+    assert stored(on_backend, lambda s: s.refusals_since(0)) == (500, 0)  # what /metrics and the footer count
+    code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "64")
     assert code == 0, stderr
-    assert again["counts"] == {"already_sent": 1900, "suppressed": 100}  # a rerun sends nothing twice
+    assert again["counts"] == {"already_sent": 9500, "suppressed": 500}  # a rerun sends nothing twice
 
 
 def test_optout_commands_keep_every_change_and_refuse_bad_input(
@@ -152,6 +163,23 @@ def test_keywords_are_whole_texts_case_and_space_insensitive(
     text: str | None, keyword: OptKeyword | None
 ) -> None:
     assert opt_keyword(text) == keyword
+
+
+def test_keyword_lists_are_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smsctl.config import load_settings
+    from smsctl.errors import ConfigError
+    from smsctl.history.events import Keywords
+
+    monkeypatch.setenv("SMSCTL_OPTOUT_KEYWORDS", "stop, arret ,Baja")
+    monkeypatch.setenv("SMSCTL_OPTIN_KEYWORDS", "START,Alta")
+    keywords = Keywords(*load_settings().optout_keywords)
+    assert [keywords.of(t) for t in ("Baja", "ARRET!", "unsubscribe", "alta", "STOPALL")] == [
+        OptKeyword.STOP, OptKeyword.STOP, None, OptKeyword.START, OptKeyword.STOP_ALL]  # fmt: skip
+    for name, value in (("SMSCTL_OPTOUT_KEYWORDS", "STOP,,END"), ("SMSCTL_OPTIN_KEYWORDS", "START,QUIT")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError):
+            _ = load_settings().optout_keywords
+        monkeypatch.delenv(name)
 
 
 def test_the_ledger_check_is_one_lookup_by_key(db_path: Path) -> None:

@@ -85,7 +85,14 @@ def drop_table(where: StoreLocation, table: str) -> None:
         conn.execute(f"DROP TABLE {table}")
 
 
-NOTHING = {"messages": 0, "events": 0, "message_status": 0, "dead_letters": 0, "inbound": 0}
+NOTHING = {
+    "messages": 0,
+    "events": 0,
+    "message_status": 0,
+    "dead_letters": 0,
+    "inbound": 0,
+    "optout_events": 0,
+}
 
 
 async def post(
