@@ -116,7 +116,7 @@ def _render_report(report: dict[str, Any], json_output: bool, dry_run: bool) -> 
     if json_output:
         emit_json({"event": "validation", **report})
         return
-    encodings = ", ".join(f"{n} {e}" for e, n in report["encodings"].items()) or "none"
+    encodings = ", ".join(f"{n:,} {e}" for e, n in report["encodings"].items()) or "none"
     note(f"batch {report['batch_id']}: {report['valid']:,} of {report['rows']:,} rows valid, "
          f"{report['segments']:,} SMS segments ({encodings})")  # fmt: skip
     for bad in report["invalid"]:
@@ -138,7 +138,9 @@ def _render_cost(report: dict[str, Any], per_country: bool) -> None:
 
     currency, total = report["currency"], report["estimated_cost"]
     if per_country and report["countries"]:
-        table = Table("country", "rows", "segments", "estimated cost", box=None)
+        table = Table("country", box=None)
+        for column in ("rows", "segments", "estimated cost"):
+            table.add_column(column, justify="right")
         for c in report["countries"]:
             cost = "unknown" if c["estimated_cost"] is None else money(c["estimated_cost"], currency)
             table.add_row(
