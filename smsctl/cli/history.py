@@ -25,14 +25,25 @@ def _when(epoch: float | None) -> str:
 
 
 def status(
-    message: Annotated[str, typer.Argument(help="Message UUID (or its first 8+ characters).")],
+    message: Annotated[
+        str,
+        typer.Argument(
+            help="Message UUID (or its first 8+ characters), or a +number for its opt-out history."
+        ),
+    ],
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show one message and its whole timeline of status events.
+    """Show one message and its whole timeline of status events; or, for a +number, every opt-out change
+    of that number (as `smsctl optout show`).
 
-    Example: smsctl status 5b3c0d7e-…
+    Example: smsctl status 5b3c0d7e-…   smsctl status +14155550123
     """
+    if message.startswith("+"):  # a UUID never starts with +: the number's opt-out history
+        from smsctl.cli.optout import show
+
+        show(message, json_output, debug)
+        return
     from smsctl.config import load_settings
     from smsctl.errors import NotFound
     from smsctl.history.backends import open_reader

@@ -204,3 +204,18 @@ def test_the_ledger_check_is_one_lookup_by_key(db_path: Path) -> None:
         assert store.optout_of("447700999999", "14155550199") is None
     finally:
         store.close()
+
+
+def test_status_of_a_number_is_its_opt_out_history(credentials: dict[str, str]) -> None:
+    assert invoke("optout", "add", PERSON)[0] == 0
+    assert invoke("optout", "remove", PERSON)[0] == 0
+    code, history, _ = invoke("status", PERSON)
+    assert code == 0 and [(h["opted_out"], h["source"]) for h in history] == [
+        (True, "manual"),
+        (False, "manual"),
+    ]
+    assert history == invoke("optout", "show", PERSON)[1]
+    for entry in history:
+        valid("optout", entry)
+    code, _, stderr = invoke("status", "+12")
+    assert code == 2 and "not an E.164 number" in stderr
