@@ -28,6 +28,7 @@ from smsctl.cli import (
     replay,
     sandbox,
     send,
+    stats,
     trigger,
 )
 from smsctl.errors import EXIT_CODE_MEANINGS
@@ -118,6 +119,7 @@ app.command("trigger")(trigger.trigger)
 app.command("export")(export.export)
 app.command("replay")(replay.replay)
 app.command("reconcile")(reconcile.reconcile)
+app.command("stats")(stats.stats)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 app.add_typer(app_cmd.app_app, name="app")

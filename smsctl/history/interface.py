@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from smsctl.history.events import InboundMessage, StatusEvent
     from smsctl.history.optouts import OptoutChange, OptoutState
     from smsctl.history.pricing import PriceSeen
+    from smsctl.history.stats import StatsFigures, StatsQuery
 
 
 T = TypeVar("T")
@@ -561,6 +562,9 @@ class HistoryStore(Protocol):
     # spend (issue 23): history/pricing.py
     def prices_seen(self, limit: int = 5_000) -> list[PriceSeen]: ...
     def countries_sent(self) -> set[str]: ...
+
+    # insight (issue 24): history/stats.py
+    def delivery_stats(self, query: StatsQuery) -> StatsFigures: ...
     def release_lease(self, name: str, holder: str) -> None: ...
 
     # forwarding (`listen --forward-to`): an outbox, claimed with a lease so listeners never share a delivery

@@ -59,6 +59,7 @@ from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
 from smsctl.history.pricing import Pricing
 from smsctl.history.reconciliation import AdvisoryLease, Reconciliation
+from smsctl.history.stats import PostgresStats
 
 if TYPE_CHECKING:
     from smsctl.config import StoreLocation
@@ -128,7 +129,7 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing):
+class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, PostgresStats):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or

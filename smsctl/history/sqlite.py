@@ -43,6 +43,7 @@ from smsctl.history.pricing import Pricing
 from smsctl.history.reconciliation import Reconciliation
 from smsctl.history.sqlite_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.sqlite_outbox import SqliteOutbox, SqliteTransfer, sent_message
+from smsctl.history.stats import SqliteStats
 
 log = logging.getLogger("smsctl.history.sqlite")
 WAL_RESET_FIXED = (3, 51, 3)
@@ -128,7 +129,7 @@ def _refuse_foreign(db: Path) -> None:
         probe.close()
 
 
-class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing):
+class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, SqliteStats):
     """A connection to the store. Not thread-safe: one per thread.
 
     `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files

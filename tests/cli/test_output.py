@@ -34,6 +34,7 @@ FAILURES = {
     "replay": (lambda tmp: ["replay", "--url", "http://127.0.0.1:9/x"], 2),  # nothing chosen to replay
     "init": (lambda tmp: ["init", str(tmp)], 2),  # exists already
     "reconcile": (lambda tmp: ["reconcile"], 3),  # no API key and secret
+    "stats": (lambda tmp: ["stats", "--since", "last week"], 2),
 }
 
 

@@ -1,0 +1,382 @@
+"""Delivery statistics computed in the database (`smsctl stats`, `smsctl report`, the inspector's charts).
+
+One SQL statement per call, on both backends: a materialised per-message table of facts (one row per
+message `export` would write: smsctl's sends, then messages seen only through webhooks), then every
+figure as rows of one UNION ALL, so the store is read once and nothing but the answers reaches Python.
+
+Latency runs from submission to the final status. Both ends come from Vonage's own timestamps when the
+message has a `submitted` and a final event with readable ones (basis `vonage`); otherwise from our
+clock: when smsctl sent it (or first heard of it) to when the final status was received (`received`).
+Percentiles are nearest-rank: the value at rank ceil(p·n) of the sorted latencies, in integer
+arithmetic, so any independent computation over `smsctl export` gets the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from smsctl.history.dialect import DialectSql
+
+FINALS = "('delivered', 'rejected', 'undeliverable')"
+PERCENTILES = (50, 90, 99)
+# Latency histogram buckets (upper bounds in seconds) and their labels.
+BUCKETS = ((1, "<1s"), (2, "1-2s"), (5, "2-5s"), (10, "5-10s"), (30, "10-30s"), (60, "30-60s"), (300, "1-5m"))
+SLOWEST = "5m+"
+
+
+class GroupBy(StrEnum):
+    COUNTRY = "country"
+    NETWORK = "network"
+    SENDER = "sender"
+    ERROR = "error"
+    HOUR = "hour"
+    DAY = "day"
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    since: float | None = None  # epoch seconds: messages sent (or first seen) from then on
+    batch: str | None = None
+    by: GroupBy | None = None
+    now: float = 0.0  # for `stale`: injected, so a test decides what time it is
+    stale_after: float = 900.0
+
+
+@dataclass(frozen=True)
+class Latency:
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+    vonage: int  # latencies from Vonage's timestamps
+    received: int  # latencies from our clock (a timestamp missing or unreadable)
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    messages: int
+    sent: int
+    delivered: int
+    rejected: int
+    undeliverable: int
+    final: int
+    cost: float
+
+
+@dataclass
+class StatsFigures:
+    """What the store says, before any rendering."""
+
+    statuses: dict[str, int] = field(default_factory=dict)  # current status, or the local state if never sent
+    sent: int = 0  # messages that reached Vonage (have a message UUID)
+    stale: int = 0
+    latency: Latency = Latency(0, None, None, None, None, 0, 0)
+    histogram: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, tuple[float, int]] = field(default_factory=dict)  # currency: (sum, messages priced)
+    segments: int = 0
+    groups: list[Group] = field(default_factory=list)
+    series: list[tuple[str, int, int, int]] = field(
+        default_factory=list
+    )  # (day or hour, sent, final, delivered)
+    series_unit: str = "day"
+
+
+class Stats(DialectSql):
+    """The mixin (history/sqlite.py `Store`, history/postgres.py `PgStore`). Backends name:"""
+
+    _events_by: str  # the column events are grouped by, and the message_status column it matches
+    _status_by: str
+    _greatest: str  # GREATEST (PostgreSQL) or MAX (SQLite's scalar form)
+
+    def _vonage_epoch(self, column: str) -> str:
+        """SQL for a Vonage timestamp column as epoch seconds; NULL when unreadable."""
+        raise NotImplementedError
+
+    def _price_number(self, column: str) -> str:
+        raise NotImplementedError
+
+    def _milliseconds(self, seconds: str) -> str:
+        """Seconds rounded to the millisecond (what any other computation can agree on)."""
+        return f"ROUND({seconds}, 3)"
+
+    def _bucket(self, column: str, unit: str) -> str:
+        """SQL for an epoch column as its UTC day (YYYY-MM-DD) or hour (YYYY-MM-DD HH:00)."""
+        raise NotImplementedError
+
+    def _network_of(self) -> str:
+        """SQL for the network of an event: the Reports API's name, else the webhook's network code."""
+        raise NotImplementedError
+
+    def delivery_stats(self, query: StatsQuery) -> StatsFigures:
+        sql, params = self._stats_sql(query)
+        figures = StatsFigures()
+        for kind, key, a, b, c, d, e, f, g in (tuple(r) for r in self._run(sql, params).fetchall()):
+            _collect(figures, kind, key, [a, b, c, d, e, f, g])
+        figures.series.sort()
+        if len(figures.series) > 48:  # more than two days: drawn by the day
+            figures.series, figures.series_unit = _by_day(figures.series), "day"
+        else:
+            figures.series_unit = "hour"
+        return figures
+
+    def _facts(self, query: StatsQuery, with_network: bool) -> tuple[str, list[object]]:
+        """The WITH clause: `facts`, one row per message `export` writes (each message with a status row,
+        its events folded in one pass along the events' key; then smsctl's sends without one), and
+        `timed`, the facts with each message's latency, materialised once for every figure."""
+        vonage = self._vonage_epoch("e.timestamp")
+        network = f"MAX({self._network_of()})" if with_network else "NULL"
+        hooked_where, unhooked_where = ["TRUE"], ["TRUE"]
+        params: list[object] = []
+        if query.since is not None:
+            hooked_where.append("COALESCE(m.created_at, f.first_seen) >= {m}")
+            params.append(query.since)
+        if query.batch is not None:
+            hooked_where.append("m.batch_id = {m}")  # a batch is smsctl's: webhook-only messages have none
+            params.append(query.batch)
+        params.extend(p for p in (query.since, query.batch) if p is not None)
+        if query.since is not None:
+            unhooked_where.append("m.created_at >= {m}")
+        if query.batch is not None:
+            unhooked_where.append("m.batch_id = {m}")
+        facts = f"""WITH folded AS (
+            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final,
+                   MIN(CASE WHEN e.status = 'submitted' THEN {vonage} END) AS sub_v,
+                   MIN(CASE WHEN e.status = 'submitted' THEN e.received_at END) AS sub_r,
+                   MIN(CASE WHEN e.status IN {FINALS} THEN {vonage} END) AS fin_v,
+                   MIN(CASE WHEN e.status IN {FINALS} THEN e.received_at END) AS fin_r,
+                   MAX(CASE WHEN e.status IN ('rejected', 'undeliverable') THEN e.error_code END) AS error_code,
+                   MAX(e.price) AS price, MAX(e.currency) AS currency, MAX(e.country) AS rcountry,
+                   {network} AS network
+            FROM message_status s LEFT JOIN events e ON e.{self._events_by} = s.{self._status_by}
+            GROUP BY s.{self._status_by}),
+          facts AS (
+            SELECT f.uuid, COALESCE(m.created_at, f.first_seen) AS at, f.status,
+                   CASE WHEN f.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, f.rcountry) AS country,
+                   m.from_number AS sender, m.segments, f.sub_v, f.sub_r, f.fin_v, f.fin_r, f.error_code,
+                   {self._price_number("f.price")} AS price, f.currency, f.network
+            FROM folded f LEFT JOIN messages m ON m.message_uuid = f.uuid
+            WHERE {" AND ".join(hooked_where)}
+            UNION ALL
+            SELECT m.message_uuid, m.created_at, CASE WHEN m.message_uuid IS NULL THEN m.state ELSE 'accepted' END,
+                   0, m.country, m.from_number, m.segments, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            FROM messages m
+            WHERE (m.message_uuid IS NULL
+                   OR NOT EXISTS (SELECT 1 FROM message_status s WHERE s.message_uuid = m.message_uuid))
+              AND {" AND ".join(unhooked_where)}),
+          timed AS MATERIALIZED (
+            SELECT facts.*, CASE
+                WHEN final = 1 AND fin_v IS NOT NULL AND sub_v IS NOT NULL
+                  THEN {self._milliseconds(f"{self._greatest}(fin_v - sub_v, 0)")}
+                WHEN final = 1 AND fin_r IS NOT NULL
+                  THEN {self._milliseconds(f"{self._greatest}(fin_r - COALESCE(at, sub_r, fin_r), 0)")}
+              END AS latency,
+              CASE WHEN final = 1 AND fin_v IS NOT NULL AND sub_v IS NOT NULL THEN 'vonage'
+                   WHEN final = 1 AND fin_r IS NOT NULL THEN 'received' END AS basis
+            FROM facts)"""
+        return facts, params
+
+    def _stats_sql(self, query: StatsQuery) -> tuple[str, list[object]]:
+        head, params = self._facts(query, with_network=query.by is GroupBy.NETWORK)
+        ranks = ", ".join(f"(({p} * MAX(n) + 99) / 100) AS k{p}" for p in PERCENTILES)  # ceil(p·n/100)
+        latency = f""", ranked AS (SELECT latency, basis, ROW_NUMBER() OVER (ORDER BY latency) AS rn,
+                                         COUNT(*) OVER () AS n FROM timed WHERE latency IS NOT NULL),
+            ranks AS (SELECT MAX(n) AS n, {ranks} FROM ranked)"""
+        picks = ", ".join(f"MAX(CASE WHEN rn = k{p} THEN latency END)" for p in PERCENTILES)
+        hist = " ".join(f"WHEN latency < {bound} THEN '{label}'" for bound, label in BUCKETS)
+        stale_at = query.now - query.stale_after
+        group = self._group_sql(query.by)
+        pieces = [
+            "SELECT 'status', status, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed GROUP BY status",
+            "SELECT 'sent', NULL, COUNT(uuid), SUM(CASE WHEN uuid IS NOT NULL AND final = 0 AND at < {m}"
+            " THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), 0, 0, 0, 0 FROM timed",
+            f"SELECT 'lat', NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage' THEN 1"
+            " ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM ranked, ranks",
+            f"SELECT 'hist', CASE {hist} ELSE '{SLOWEST}' END, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed"
+            f" WHERE latency IS NOT NULL GROUP BY CASE {hist} ELSE '{SLOWEST}' END",
+            "SELECT 'error', error_code, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed WHERE error_code IS NOT NULL"
+            " AND status IN ('rejected', 'undeliverable') GROUP BY error_code",
+            "SELECT 'cost', currency, SUM(price), COUNT(*), 0, 0, 0, 0, 0 FROM timed WHERE price IS NOT NULL"
+            " GROUP BY currency",
+            f"SELECT 'series', {self._bucket('at', 'hour')}, COUNT(uuid), SUM(CASE WHEN uuid IS NOT NULL AND"
+            " final = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0, 0, 0, 0"
+            f" FROM timed GROUP BY {self._bucket('at', 'hour')}",
+        ]
+        if group is not None:
+            pieces.append(
+                f"SELECT 'group', {group}, COUNT(*), COUNT(uuid), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0"
+                " END), SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), SUM(CASE WHEN status ="
+                " 'undeliverable' THEN 1 ELSE 0 END), SUM(CASE WHEN final = 1 THEN 1 ELSE 0 END),"
+                f" COALESCE(SUM(price), 0) FROM timed GROUP BY {group}"
+            )
+        sql = head + latency + " " + " UNION ALL ".join(pieces)
+        return sql, [*params, stale_at]
+
+    def _group_sql(self, by: GroupBy | None) -> str | None:
+        return {
+            None: None,
+            GroupBy.COUNTRY: "COALESCE(country, 'unknown')",
+            GroupBy.NETWORK: "COALESCE(network, 'unknown')",
+            GroupBy.SENDER: "COALESCE(sender, 'unknown')",
+            GroupBy.ERROR: "COALESCE(error_code, CASE WHEN final = 1 THEN 'none' ELSE 'no final status' END)",
+            GroupBy.HOUR: self._bucket("at", "hour"),
+            GroupBy.DAY: self._bucket("at", "day"),
+        }[by]
+
+
+def _collect(figures: StatsFigures, kind: str, key: Any, v: list[Any]) -> None:
+    """One row of the UNION ALL into the figures."""
+    if kind == "status":
+        figures.statuses[str(key)] = int(v[0])
+    elif kind == "sent":
+        figures.sent, figures.stale, figures.segments = int(v[0] or 0), int(v[1] or 0), int(v[2] or 0)
+    elif kind == "lat" and v[0]:
+        figures.latency = Latency(
+            int(v[0]), _f(v[1]), _f(v[2]), _f(v[3]), _f(v[4]), int(v[5] or 0), int(v[6] or 0)
+        )
+    elif kind == "hist":
+        figures.histogram[str(key)] = int(v[0])
+    elif kind == "error":
+        figures.errors[str(key)] = int(v[0])
+    elif kind == "cost":
+        figures.cost[str(key or "?")] = (float(v[0] or 0), int(v[1]))
+    elif kind == "series":
+        figures.series.append((str(key), int(v[0]), int(v[1] or 0), int(v[2] or 0)))
+    elif kind == "group":
+        a, b, c, d, e, f = (int(x or 0) for x in v[:6])
+        figures.groups.append(Group(str(key), a, b, c, d, e, f, float(v[6] or 0)))
+
+
+def _by_day(hours: list[tuple[str, int, int, int]]) -> list[tuple[str, int, int, int]]:
+    days: dict[str, list[int]] = {}
+    for hour, *counts in hours:
+        day = days.setdefault(hour[:10], [0, 0, 0])
+        for i, count in enumerate(counts):
+            day[i] += count
+    return [(day, a, b, c) for day, (a, b, c) in sorted(days.items())]
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class SqliteStats(Stats):
+    """SQLite's pieces: events are keyed by their status row; timestamps through julianday."""
+
+    _events_by, _status_by, _greatest = "msg_id", "id", "MAX"
+
+    def _vonage_epoch(self, column: str) -> str:
+        return (
+            f"CASE WHEN anomaly IS NOT 'bad_timestamp' THEN (julianday({column}) - 2440587.5) * 86400.0 END"
+        )
+
+    def _price_number(self, column: str) -> str:  # digits and a point only: anything else is no price
+        return (f"CASE WHEN {column} GLOB '*[0-9]*' AND {column} NOT GLOB '*[^0-9.]*' AND length({column}) < 20"
+                f" THEN CAST({column} AS REAL) END")  # fmt: skip
+
+    def _bucket(self, column: str, unit: str) -> str:
+        return f"strftime('{'%Y-%m-%d %H:00' if unit == 'hour' else '%Y-%m-%d'}', {column}, 'unixepoch')"
+
+    def _network_of(self) -> str:
+        return "COALESCE(network, CASE WHEN json_valid(body) THEN json_extract(body, '$.destination.network_code') END)"
+
+
+class PostgresStats(Stats):
+    """PostgreSQL's pieces: a timestamp is cast only in the one form that cannot fail (the listener
+    already flagged any it could not read), prices only when they are plain decimals."""
+
+    _events_by, _status_by, _greatest = "message_uuid", "message_uuid", "GREATEST"
+
+    def _milliseconds(self, seconds: str) -> str:
+        return f"CAST(round(CAST({seconds} AS numeric), 3) AS double precision)"
+
+    def _vonage_epoch(self, column: str) -> str:
+        iso = r"^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9]+)?(Z|[+-][0-9][0-9]:?[0-9][0-9])$"
+        return (f"CASE WHEN anomaly IS DISTINCT FROM 'bad_timestamp' AND {column} ~ '{iso}'"
+                f" THEN extract(epoch FROM CAST({column} AS timestamptz)) END")  # fmt: skip
+
+    def _price_number(self, column: str) -> str:
+        return (f"CASE WHEN {column} ~ '^[0-9]+(\\.[0-9]+)?$' AND length({column}) < 20"
+                f" THEN CAST({column} AS double precision) END")  # fmt: skip
+
+    def _bucket(self, column: str, unit: str) -> str:
+        pattern = "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD"
+        return f"to_char(to_timestamp({column}) AT TIME ZONE 'UTC', '{pattern}')"
+
+    def _network_of(self) -> str:
+        return """COALESCE(network, substring(body from '"network_code"\\s*:\\s*"([0-9]+)"'))"""
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    """`smsctl stats`: the figures with what they were asked of; one renderer each for the terminal, JSON
+    and HTML (cli/stats.py, history/report.py)."""
+
+    figures: StatsFigures
+    query: StatsQuery
+    generated_at: float
+
+    @property
+    def messages(self) -> int:
+        return sum(self.figures.statuses.values())
+
+    @property
+    def not_sent(self) -> dict[str, int]:
+        """Messages that never reached Vonage, by local state (refused, suppressed, unsent, unknown…)."""
+        from smsctl.history.interface import LocalState
+
+        local = {s.value for s in LocalState} - {LocalState.ACCEPTED.value}
+        return {k: v for k, v in self.figures.statuses.items() if k in local}
+
+    def count(self, status: str) -> int:
+        return self.figures.statuses.get(status, 0)
+
+    def rate(self, count: int, of: int | None = None) -> float | None:
+        whole = self.figures.sent if of is None else of
+        return round(count / whole, 4) if whole else None
+
+    @property
+    def pending(self) -> int:
+        """Sent, without a final status yet (stale ones included)."""
+        return self.figures.sent - sum(self.count(s) for s in ("delivered", "rejected", "undeliverable"))
+
+    def errors(self) -> list[tuple[str, str | None, int]]:
+        from smsctl.history.events import error_meaning
+
+        ranked = sorted(self.figures.errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(code, error_meaning(code), count) for code, count in ranked]
+
+    def histogram(self) -> list[tuple[str, int]]:
+        labels = [label for _, label in BUCKETS] + [SLOWEST]
+        return [(label, self.figures.histogram.get(label, 0)) for label in labels]
+
+    def to_json(self) -> dict[str, Any]:
+        from smsctl.codec import iso_utc
+
+        f, lat = self.figures, self.figures.latency
+        outcome = {s: {"count": self.count(s), "rate": self.rate(self.count(s))} for s in ("delivered", "rejected", "undeliverable")}  # fmt: skip
+        return {
+            "generated_at": iso_utc(self.generated_at),
+            "filters": {"since": iso_utc(self.query.since) if self.query.since else None, "batch": self.query.batch},
+            "messages": self.messages, "sent": f.sent, "not_sent": self.not_sent, "statuses": f.statuses,
+            **outcome,
+            "pending": {"count": self.pending, "stale": f.stale},
+            "latency": {"count": lat.count, "p50": lat.p50, "p90": lat.p90, "p99": lat.p99, "max": lat.max,
+                        "basis": {"vonage": lat.vonage, "received": lat.received}},
+            "histogram": [{"bucket": b, "count": n} for b, n in self.histogram()],
+            "errors": [{"code": c, "meaning": m, "count": n} for c, m, n in self.errors()],
+            "cost": [{"currency": c, "total": round(t, 6), "messages": n} for c, (t, n) in sorted(f.cost.items())],
+            "segments": f.segments,
+            "by": self.query.by.value if self.query.by else None,
+            "groups": [{"key": g.key, "messages": g.messages, "sent": g.sent, "delivered": g.delivered,
+                        "delivered_rate": self.rate(g.delivered, g.sent), "rejected": g.rejected,
+                        "undeliverable": g.undeliverable, "pending": g.sent - g.final, "cost": round(g.cost, 6)}
+                       for g in sorted(f.groups, key=lambda g: (-g.messages, g.key))],
+            "series": {"unit": f.series_unit,
+                       "points": [{"at": at, "sent": s, "final": fin, "delivered": d,
+                                   "delivered_rate": self.rate(d, fin)} for at, s, fin, d in f.series]},
+        }  # fmt: skip
