@@ -34,7 +34,7 @@ test-fast: setup
 
 # Each benchmark prints its figures beside a baseline measured in the same run. The listener one
 # needs Debian's wrk and installs it (apt-get) when missing.
-BENCHES := listener sender startup wait_latency bulk_validate team export outbox reconcile
+BENCHES := listener sender startup wait_latency bulk_validate team export outbox reconcile stats
 
 bench: setup
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done

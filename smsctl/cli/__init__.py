@@ -26,6 +26,7 @@ from smsctl.cli import (
     optout,
     reconcile,
     replay,
+    report,
     sandbox,
     send,
     stats,
@@ -120,6 +121,7 @@ app.command("export")(export.export)
 app.command("replay")(replay.replay)
 app.command("reconcile")(reconcile.reconcile)
 app.command("stats")(stats.stats)
+app.command("report")(report.report)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 app.add_typer(app_cmd.app_app, name="app")

@@ -181,7 +181,7 @@ def export_to_file(settings: Settings, fmt: ExportFormat, output: Path, **filter
     through either): opening it for writing would destroy the history being exported. A device or a
     pipe (`-o /dev/null`) is written in place."""
     target = Path(os.path.realpath(output))  # a symlink's target is replaced, not the link
-    _refuse_store_files(settings, output, target)
+    refuse_store_files(settings, output, target)
     try:
         existing = target.stat()
     except FileNotFoundError:
@@ -236,7 +236,7 @@ def _writer(sink: Any, output: Path) -> Any:
     return write
 
 
-def _refuse_store_files(settings: Settings, output: Path, target: Path) -> None:
+def refuse_store_files(settings: Settings, output: Path, target: Path) -> None:
     try:
         wanted = target.stat()
     except OSError:
@@ -248,6 +248,6 @@ def _refuse_store_files(settings: Settings, output: Path, target: Path) -> None:
             continue
         if (theirs.st_dev, theirs.st_ino) == (wanted.st_dev, wanted.st_ino):
             raise UsageError(
-                f"{output} is the store's own file ({own}): writing the export there would destroy the history",
-                hint="choose another file for -o, e.g. smsctl export -o export.jsonl",
+                f"{output} is the store's own file ({own}): writing there would destroy the history",
+                hint="choose another file for -o (e.g. export.jsonl, report.html)",
             )

@@ -35,6 +35,7 @@ FAILURES = {
     "init": (lambda tmp: ["init", str(tmp)], 2),  # exists already
     "reconcile": (lambda tmp: ["reconcile"], 3),  # no API key and secret
     "stats": (lambda tmp: ["stats", "--since", "last week"], 2),
+    "report": (lambda tmp: ["report", "-o", str(tmp / "no" / "such" / "dir.html")], 2),
 }
 
 

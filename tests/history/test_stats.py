@@ -167,3 +167,31 @@ def test_stats_without_a_store_say_so(credentials: dict[str, str]) -> None:
     code, out, err = cli("stats")
     assert code == 0 and out == "" and "no messages" in err
     assert json.loads(cli("stats", "--json")[1])["messages"] == 0
+
+
+def test_report_is_one_private_self_contained_page_with_the_same_figures(
+    history: str, tmp_path: Path
+) -> None:
+    import re
+    import stat
+
+    page_path = tmp_path / "report.html"
+    code, _, err = cli("report", "-o", str(page_path))
+    assert code == 0, err
+    assert stat.S_IMODE(page_path.stat().st_mode) == 0o600
+    page = page_path.read_text()
+    embedded = re.search(r'<script type="application/json" id="smsctl-stats">(.*?)</script>', page, re.S)
+    assert embedded is not None
+    figures = json.loads(embedded.group(1))
+    stats = json.loads(cli("stats", "--json", "--by", "country")[1])
+    assert {k: v for k, v in figures.items() if k != "generated_at"} == {
+        k: v for k, v in stats.items() if k != "generated_at"
+    }
+    assert re.search(r"(src|href)\s*=|https?://|@import|url\(", page) is None  # nothing to load when opened
+    assert "default-src 'none'" in page and "<svg" in page
+    assert "x" * 170 not in page and "+14155550110" not in page and "+1415•••••10" in page  # no text, masked
+    with_text = tmp_path / "with-text.html"
+    assert cli("report", "-o", str(with_text), "--include-text")[0] == 0
+    assert "x" * 170 in with_text.read_text()
+    code, _, err = cli("report", "-o", str(tmp_path / "missing-dir" / "r.html"))
+    assert code == 2 and "cannot write" in err
