@@ -31,6 +31,7 @@ from smsctl.cli import (
     send,
     stats,
     trigger,
+    ui,
 )
 from smsctl.errors import EXIT_CODE_MEANINGS
 
@@ -122,6 +123,7 @@ app.command("replay")(replay.replay)
 app.command("reconcile")(reconcile.reconcile)
 app.command("stats")(stats.stats)
 app.command("report")(report.report)
+app.command("ui")(ui.ui)
 app.add_typer(db.db_app, name="db")
 app.add_typer(forwards.forwards_app, name="forwards")
 app.add_typer(app_cmd.app_app, name="app")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -57,6 +57,15 @@ def listen(
         str | None,
         typer.Option(help="Also run `smsctl reconcile` every 10m, 1h…: one listener of a store at a time."),
     ] = None,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui", help="Also serve the web inspector on 127.0.0.1 (--ui-port), never through the tunnel."
+        ),
+    ] = False,
+    ui_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The inspector's port (0: any free one).")
+    ] = 4041,
     no_store_text: NoStoreTextOption = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -93,7 +102,7 @@ def listen(
         # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
         view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
         options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
-                                update_app, keep_app_urls, companions)  # fmt: skip
+                                update_app, keep_app_urls, companions, _inspector(settings, ui, ui_port, forward_to))  # fmt: skip
         run_event_loop(run_listener(settings, view, options, stop=stop))
 
 
@@ -109,6 +118,17 @@ def _reconciler(settings: Settings, every: str) -> Companion:
     if interval < 60:
         raise UsageError(f"--reconcile-every {every} is too often", hint="use 1m or more, e.g. 10m")
     return reconcile_every(settings, interval, ReconcileOptions(older_than=settings.stale_after))
+
+
+def _inspector(settings: Settings, ui: bool, port: int, forward_to: str | None) -> Any:
+    """`--ui`: the inspector to start beside the listener, with its Reconcile action when the Reports API
+    can be asked (the send side's, which the receive side may not import)."""
+    if not ui:
+        return None
+    from smsctl.messages.reconciling import inspector_action
+    from smsctl.webhooks.inspector import InspectorOptions, beside_listener
+
+    return beside_listener(settings, InspectorOptions(port, forward_to), inspector_action(settings))
 
 
 def _logging(json_lines: bool) -> None:

@@ -112,6 +112,12 @@ class Stats(DialectSql):
         """SQL for the network of an event: the Reports API's name, else the webhook's network code."""
         raise NotImplementedError
 
+    def change_marker(self) -> tuple[int, int]:
+        """(newest event id, newest send id): two primary-key lookups; the inspector polls it to go live."""
+        row = self._run("SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM messages)",
+                        ()).fetchone()  # fmt: skip
+        return int(row[0]), int(row[1])
+
     def delivery_stats(self, query: StatsQuery) -> StatsFigures:
         sql, params = self._stats_sql(query)
         figures = StatsFigures()

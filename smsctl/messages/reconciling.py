@@ -296,6 +296,26 @@ def _event(kind: str, detail: str) -> Any:
     return ListenerEvent(kind, time.time(), detail=detail)
 
 
+def inspector_action(
+    settings: Settings,
+) -> Callable[[StoreWriter], Callable[[str], Awaitable[dict[str, Any]]]] | None:
+    """The inspector's Reconcile button: ask the Reports API about one message now (None without the
+    account's key and secret, which the Reports API needs)."""
+    if not (settings.api_key and settings.api_secret):
+        return None
+
+    def bound(writer: StoreWriter) -> Callable[[str], Awaitable[dict[str, Any]]]:
+        async def one(uuid: str) -> dict[str, Any]:
+            report = await fill_in(settings, writer, [uuid])
+            if report is None:
+                return {"summary": "no Reports API credentials"}
+            return {"summary": report.summary(), "changes": [c.to_json() for c in report.changes]}
+
+        return one
+
+    return bound
+
+
 async def fill_in(settings: Settings, writer: StoreWriter, uuids: list[str]) -> ReconcileReport | None:
     """`send --wait` / `bulk --wait` past --timeout: ask the Reports API about the messages still without
     a final status, when the account's key and secret are set; None when they are not. The answers are

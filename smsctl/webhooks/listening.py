@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -347,6 +347,8 @@ class ListenOptions:
     companions: tuple[
         Companion, ...
     ] = ()  # run beside the server (`--reconcile-every`: messages/reconciling)
+    # `--ui`: starts the web inspector (webhooks/inspector.py, given by the CLI) and yields its URL
+    ui: Callable[[StoreWriter], contextlib.AbstractAsyncContextManager[str]] | None = None
 
 
 async def run_listener(settings: Settings, view: ListenerView, options: ListenOptions,
@@ -361,7 +363,7 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
                             public_url=options.public_url, max_token_age=options.max_token_age,
                             forward=options.forward, tunnel_check=options.tunnel_check,
                             delivery=options.delivery)  # fmt: skip
-        async with listener:
+        async with listener, options.ui(writer) if options.ui else _no_ui() as ui_url:
             change = await _point_app(api, listener) if api else None
             sharing = len(await writer.run(lambda s: s.fresh_listeners()))  # this one included
             forward = options.forward
@@ -373,6 +375,7 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
                 "forward_inbound_to": forward.inbound_url if forward else None,
                 "tunnel_check": "checking" if options.tunnel_check and listener.public_url else None,
                 "application": (change.to_json() | {"restore_on_exit": not options.keep_app_urls}) if change else None,
+                **({"ui_url": ui_url} if ui_url else {}),
             }, listener.counters)  # fmt: skip
             listener.start_tunnel_check()
             for companion in options.companions:
@@ -385,6 +388,11 @@ async def run_listener(settings: Settings, view: ListenerView, options: ListenOp
                     await _restore_app(api, change, view, writer)
     view.stopped(listener.counters)
     return listener.counters
+
+
+@contextlib.asynccontextmanager
+async def _no_ui() -> AsyncIterator[str | None]:
+    yield None
 
 
 async def _serve_until(stop: asyncio.Event, writer: StoreWriter) -> None:

@@ -298,7 +298,11 @@ class LiveView:
                 else "kept on exit"
             )
             lines.append(f" webhooks point here ({back})", "dim")
-        for label, key in (("forward →", "forward_to"), ("inbound →", "forward_inbound_to")):
+        for label, key in (
+            ("forward →", "forward_to"),
+            ("inbound →", "forward_inbound_to"),
+            ("inspector", "ui_url"),
+        ):
             if info.get(key):
                 lines.append(f"\n{label:<11} ", "dim").append(str(info[key]), "bold")
         lines.append("\nstatus URL  ", "dim").append(str(info.get("status_url", "")), "bold")
