@@ -36,6 +36,7 @@ const token = new URLSearchParams(location.search).get('token') || '';
 const $ = (id) => document.getElementById(id);
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text != null) e.textContent = text; if (cls) e.className = cls; return e; };
 let selected = null, known = new Set(), first = true;
+const notes = {};
 
 async function api(path, body) {
   const init = {headers: {'X-Smsctl-Token': token}};
@@ -64,7 +65,7 @@ async function loadList() {
     tr.onclick = () => m.message_uuid && show(m.message_uuid);
     body.append(tr);
   }
-  $('count').textContent = rows.length + ' messages';
+  $('count').textContent = rows.length + (rows.length >= 200 ? ' most recent shown' : ' shown');
   first = false;
 }
 async function loadStats() {
@@ -115,11 +116,13 @@ async function show(uuid, scroll = true) {
       d.append(row);
     }
   }
-  d.append(el('div', '', null)); const note = el('div', '', null); note.id = 'note'; d.append(note);
+  d.append(el('div', '', null)); const note = el('div', notes[uuid] || '', null); note.id = 'note'; d.append(note);
   if (innerWidth <= 800 && scroll) d.scrollIntoView();
 }
 async function act(path, body) {
-  try { $('note').textContent = JSON.stringify(await api(path, body), null, 1); } catch (err) { $('note').textContent = 'refused: ' + err.message; }
+  // Kept per message: a live refresh redraws the detail, and the answer must survive it.
+  try { notes[selected] = JSON.stringify(await api(path, body), null, 1); } catch (err) { notes[selected] = 'refused: ' + err.message; }
+  $('note').textContent = notes[selected];
 }
 let pending = null;
 function refresh() { clearTimeout(pending); pending = setTimeout(() => { loadList(); if (selected) show(selected, false); }, 150); }
