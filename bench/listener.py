@@ -6,6 +6,9 @@ store is checked: exactly one row per acknowledged event, none missing.
     python bench/listener.py            # 100,000 webhooks (50,000 messages × submitted + final)
     python bench/listener.py --quick    # 3,000 webhooks, a few seconds; for CI, speed not judged
     python bench/listener.py --count 40000 --rounds 4 --only verify smsctl   # a quicker comparison
+
+`smsctl-ui` is `listen --json --ui` with the inspector open in headless chromium (pinned to CPU 1, beside
+wrk: a browser is the user's, not the listener's core) for the whole run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -104,6 +108,37 @@ def _terminal() -> int:
     return slave
 
 
+def browser_on(log: Path, tmp: Path) -> Any:
+    """Open the inspector (`smsctl-ui`) in headless chromium on CPU 1 (beside wrk: the user's browser is not
+    the listener's core) and keep it connected while the load runs; returns a call that reads how many rows
+    the page shows at the end and closes the browser. None of it when chromium or Playwright is missing."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("chromium is not installed: smsctl-ui runs without a browser connected", file=sys.stderr)
+        return lambda: 0
+    from playwright.sync_api import sync_playwright
+
+    ready = json.loads(log.read_text().splitlines()[0])
+    wrapper = tmp / "chromium-cpu1"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(pinned(1))} {chromium} "$@"\n')
+    wrapper.chmod(0o755)
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=str(wrapper), args=["--no-sandbox"])
+    page = browser.new_page()
+    page.goto(ready["ui_url"])
+    page.wait_for_selector("#live.on")
+
+    def done() -> int:
+        rows = page.locator("#rows tr").count()
+        browser.close()
+        playwright.stop()
+        return rows
+
+    return done
+
+
 def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes]:
     if target.startswith("smsctl"):
         env = {
@@ -120,6 +155,8 @@ def serve(target: str, port: int, db: Path, log: Path) -> subprocess.Popen[bytes
                 [*pinned(0), *command], env=env, stdin=tty, stdout=tty, stderr=log.open("wb")
             )
         command = [*SMSCTL, "listen", "--port", str(port), "--json"]
+        if target == "smsctl-ui":  # the inspector beside it, a browser connected (see `browser_on`)
+            command += ["--ui", "--ui-port", "0"]
     else:
         env = dict(os.environ)
         command = [PYTHON, str(Path(__file__).with_name("baselines.py")), target, str(port), SECRET]
@@ -189,7 +226,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["bare", "verify", "smsctl", "smsctl-tty"],
+        choices=["bare", "verify", "smsctl", "smsctl-tty", "smsctl-ui"],
         help="measure only these servers",
     )
     parser.add_argument(
@@ -214,13 +251,16 @@ def main() -> int:
         # Interleaved rounds, best of each server: the machine's noise hits all three alike.
         for round_ in range(rounds):
             measured.append({})
-            for target in args.only or ["bare", "verify", "smsctl", "smsctl-tty"]:
+            for target in args.only or ["bare", "verify", "smsctl", "smsctl-tty", "smsctl-ui"]:
                 port, db = free_port(), Path(tmp) / f"{target}-{round_}.db"
                 server = serve(target, port, db, OUT / f"{target}.log")
                 try:
                     wait_http(f"http://127.0.0.1:{port}/healthz")
+                    watching = browser_on(OUT / f"{target}.log", Path(tmp)) if target == "smsctl-ui" else None
                     before, used = cpu_ticks(0), process_cpu_seconds(server.pid)
                     stats = run_wrk(wrk, f"http://127.0.0.1:{port}", webhooks)
+                    if watching is not None:
+                        stats["rows_seen"] = watching()
                     stolen = stolen_share(before, cpu_ticks(0))
                     if used is not None and (now := process_cpu_seconds(server.pid)) is not None:
                         stats["cpu_us"] = (now - used) / stats["requests"] * 1e6

@@ -46,6 +46,9 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarde
                  "Ngrok-Trace-Id", "X-Original-Host")  # fmt: skip
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 POLL = 0.25  # seconds between looks at the store for new events and sends (one cheap query)
+# At most one "changed" every 2 s: under load every look finds something new, and each one sends the
+# page back for its list; a person cannot read faster, and the listener keeps its CPU for webhooks.
+NOTIFY_EVERY = 2.0
 KEEPALIVE = 15.0
 LIST_LIMIT = 200
 
@@ -134,11 +137,13 @@ class Inspector:
     async def _watch(self) -> None:
         """Tell every open event stream when the store holds a new event or send (whoever wrote it)."""
         seen: tuple[int, int] | None = None
+        told = 0.0
         while not self.closing.is_set():
             with contextlib.suppress(Exception):  # a busy or missing store: look again next time
                 marker = await self._read(lambda s: s.change_marker())
-                if marker is not None and marker != seen:
+                if marker is not None and marker != seen and time.monotonic() - told >= NOTIFY_EVERY:
                     if seen is not None:
+                        told = time.monotonic()
                         for queue in list(self._listeners):
                             queue.put_nowait(json.dumps({"events": marker[0], "messages": marker[1]}))
                     seen = marker

@@ -127,7 +127,8 @@ async function act(path, body) {
 let pending = null;
 function refresh() { clearTimeout(pending); pending = setTimeout(() => { loadList(); if (selected) show(selected, false); }, 150); }
 let statsAt = 0;
-function refreshStats() { if (Date.now() - statsAt > 5000) { statsAt = Date.now(); loadStats(); } }
+// The stats read the whole store: at most every 15 s, and only while the page is shown.
+function refreshStats() { if (!document.hidden && Date.now() - statsAt > 15000) { statsAt = Date.now(); loadStats(); } }
 $('filters').onsubmit = (e) => { e.preventDefault(); known = new Set(); first = true; loadList(); };
 for (const k of ['status', 'since']) $(k).onchange = () => { known = new Set(); first = true; loadList(); };
 const source = new EventSource('/ui/events?token=' + encodeURIComponent(token));
