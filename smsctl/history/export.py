@@ -15,10 +15,10 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, TypeVar, cast
 
 from smsctl.codec import e164, iso_utc
 from smsctl.config import Settings
@@ -29,6 +29,7 @@ from smsctl.history.interface import ExportedMessage, InboundRecord
 from smsctl.history.reading import stale_test, summary_json, timeline_event
 
 PAGE = 1_000
+T = TypeVar("T")
 
 CSV_COLUMNS = ("message_uuid", "to", "from", "client_ref", "status", "final", "sent_at", "submitted_at",
                "final_at", "error_code", "error_meaning", "price", "currency", "segments", "source",
@@ -192,6 +193,14 @@ def export_to_file(settings: Settings, fmt: ExportFormat, output: Path, **filter
         ) from None
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         return _export_in_place(settings, fmt, output, target, **filters)
+    return write_privately(
+        output, target, lambda sink: export(settings, fmt, write=_writer(sink, output), **filters)
+    )
+
+
+def write_privately(output: Path, target: Path, write: Callable[[TextIO], T]) -> T:
+    """`write(sink)` into a private (0600) temporary file beside `target`, synced and renamed over it once
+    complete: an existing file is never left half-written. The caller has refused the store's files."""
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     except OSError as exc:
@@ -200,7 +209,7 @@ def export_to_file(settings: Settings, fmt: ExportFormat, output: Path, **filter
         ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as sink:  # mkstemp made it 0600
-            count = export(settings, fmt, write=_writer(sink, output), **filters)
+            result = write(sink)
             sink.flush()
             os.fsync(sink.fileno())
         os.replace(temporary, target)
@@ -209,7 +218,7 @@ def export_to_file(settings: Settings, fmt: ExportFormat, output: Path, **filter
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-    return count
+    return result
 
 
 def _export_in_place(

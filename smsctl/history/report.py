@@ -12,16 +12,14 @@ import contextlib
 import html
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from smsctl.codec import iso_utc
 from smsctl.config import Settings
-from smsctl.errors import OutputUnwritable, UsageError
 from smsctl.history.backends import open_reader
-from smsctl.history.export import refuse_store_files
+from smsctl.history.export import refuse_store_files, write_privately
 from smsctl.history.interface import MessageSummary
 from smsctl.history.stats import GroupBy, StatsFigures, StatsQuery, StatsReport
 
@@ -84,27 +82,10 @@ def build_report(settings: Settings, query: StatsQuery, include_text: bool) -> H
 
 
 def write_report(settings: Settings, output: Path, page: str) -> None:
-    """Write the page private (0600) beside its final name and rename it into place: an existing file is
-    never left half-written, and the store's own files are refused."""
+    """Write the page private (0600), renamed into place once complete; the store's own files refused."""
     target = Path(os.path.realpath(output))
     refuse_store_files(settings, output, target)
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write {output}: {exc.strerror}", hint="choose a file you can write"
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as sink:  # mkstemp made it 0600
-            sink.write(page)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        raise OutputUnwritable.of(str(output), exc) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    write_privately(output, target, lambda sink: sink.write(page))
 
 
 # --- the page -----------------------------------------------------------------------------------------
