@@ -94,7 +94,7 @@ class Stats(DialectSql):
     _greatest: str  # GREATEST (PostgreSQL) or MAX (SQLite's scalar form)
 
     def _vonage_epoch(self, column: str) -> str:
-        """SQL for a Vonage timestamp column as epoch seconds; NULL when unreadable."""
+        """SQL for a readable Vonage timestamp (the listener flagged the others) as epoch seconds."""
         raise NotImplementedError
 
     def _price_number(self, column: str) -> str:
@@ -134,7 +134,9 @@ class Stats(DialectSql):
         """The WITH clause: `facts`, one row per message `export` writes (each message with a status row,
         its events folded in one pass along the events' key; then smsctl's sends without one), and
         `timed`, the facts with each message's latency, materialised once for every figure."""
-        vonage = self._vonage_epoch("e.timestamp")
+        # Each message's earliest readable timestamp of a kind, as text (Vonage writes them in one ISO form,
+        # so text order is time order), made a number once per message, not once per event.
+        readable = "e.anomaly IS DISTINCT FROM 'bad_timestamp'"
         network = f"MAX({self._network_of()})" if with_network else "NULL"
         hooked_where, unhooked_where = ["TRUE"], ["TRUE"]
         params: list[object] = []
@@ -151,9 +153,9 @@ class Stats(DialectSql):
             unhooked_where.append("m.batch_id = {m}")
         facts = f"""WITH folded AS (
             SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final,
-                   MIN(CASE WHEN e.status = 'submitted' THEN {vonage} END) AS sub_v,
+                   MIN(CASE WHEN e.status = 'submitted' AND {readable} THEN e.timestamp END) AS sub_t,
                    MIN(CASE WHEN e.status = 'submitted' THEN e.received_at END) AS sub_r,
-                   MIN(CASE WHEN e.status IN {FINALS} THEN {vonage} END) AS fin_v,
+                   MIN(CASE WHEN e.status IN {FINALS} AND {readable} THEN e.timestamp END) AS fin_t,
                    MIN(CASE WHEN e.status IN {FINALS} THEN e.received_at END) AS fin_r,
                    MAX(CASE WHEN e.status IN ('rejected', 'undeliverable') THEN e.error_code END) AS error_code,
                    MAX(e.price) AS price, MAX(e.currency) AS currency, MAX(e.country) AS rcountry,
@@ -163,7 +165,8 @@ class Stats(DialectSql):
           facts AS (
             SELECT f.uuid, COALESCE(m.created_at, f.first_seen) AS at, f.status,
                    CASE WHEN f.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, f.rcountry) AS country,
-                   m.from_number AS sender, m.segments, f.sub_v, f.sub_r, f.fin_v, f.fin_r, f.error_code,
+                   m.from_number AS sender, m.segments, {self._vonage_epoch("f.sub_t")} AS sub_v, f.sub_r,
+                   {self._vonage_epoch("f.fin_t")} AS fin_v, f.fin_r, f.error_code,
                    {self._price_number("f.price")} AS price, f.currency, f.network
             FROM folded f LEFT JOIN messages m ON m.message_uuid = f.uuid
             WHERE {" AND ".join(hooked_where)}
@@ -276,9 +279,7 @@ class SqliteStats(Stats):
     _events_by, _status_by, _greatest = "msg_id", "id", "MAX"
 
     def _vonage_epoch(self, column: str) -> str:
-        return (
-            f"CASE WHEN anomaly IS NOT 'bad_timestamp' THEN (julianday({column}) - 2440587.5) * 86400.0 END"
-        )
+        return f"(julianday({column}) - 2440587.5) * 86400.0"
 
     def _price_number(self, column: str) -> str:  # digits and a point only: anything else is no price
         return (f"CASE WHEN {column} GLOB '*[0-9]*' AND {column} NOT GLOB '*[^0-9.]*' AND length({column}) < 20"
@@ -302,7 +303,7 @@ class PostgresStats(Stats):
 
     def _vonage_epoch(self, column: str) -> str:
         iso = r"^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9]+)?(Z|[+-][0-9][0-9]:?[0-9][0-9])$"
-        return (f"CASE WHEN anomaly IS DISTINCT FROM 'bad_timestamp' AND {column} ~ '{iso}'"
+        return (f"CASE WHEN {column} ~ '{iso}'"
                 f" THEN extract(epoch FROM CAST({column} AS timestamptz)) END")  # fmt: skip
 
     def _price_number(self, column: str) -> str:
