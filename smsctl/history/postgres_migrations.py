@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING
 from smsctl.history.schema import (
     APP_URLS,
     DESTINATION_COUNTRY,
+    FOLD_FROM,
+    FOLDED_COLUMNS,
     FORWARD_ROUTES,
     FORWARDS_TABLE,
     OPTOUTS,
     RECONCILE,
     SEND_COUNTS,
+    folded_backfill,
+    folded_sets,
 )
 
 if TYPE_CHECKING:
@@ -242,6 +246,30 @@ def m009_destination_country(conn: psycopg.Connection[tuple[object, ...]]) -> No
     conn.execute(DESTINATION_COUNTRY)
 
 
+def m010_folded_events(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Each message's events folded onto its status row, kept by a trigger (as SQLite's m014)."""
+    for column in FOLDED_COLUMNS:
+        conn.execute(f"ALTER TABLE message_status ADD COLUMN {column.format(real='DOUBLE PRECISION')}")
+    names = ", ".join(FOLD_FROM)
+    readable = "anomaly IS DISTINCT FROM 'bad_timestamp'"
+    conn.execute(
+        f"""UPDATE message_status s SET ({names}) = ({", ".join(f"f.{c}" for c in FOLD_FROM)})
+            FROM (SELECT message_uuid, {folded_backfill(readable)} FROM events GROUP BY message_uuid) f
+            WHERE f.message_uuid = s.message_uuid"""
+    )
+    conn.execute(
+        f"""CREATE FUNCTION smsctl_fold_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE message_status SET {folded_sets("NEW.anomaly IS DISTINCT FROM 'bad_timestamp'")}
+            WHERE message_uuid = NEW.message_uuid;
+            RETURN NULL;
+        END $$"""
+    )
+    conn.execute(
+        "CREATE TRIGGER events_fold AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION smsctl_fold_event()"
+    )
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m001_initial,
     m002_apply_status_function,
@@ -252,6 +280,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m007_optouts,
     m008_send_counts,
     m009_destination_country,
+    m010_folded_events,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

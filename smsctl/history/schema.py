@@ -120,6 +120,44 @@ DESTINATION_COUNTRY = """
 """
 
 
+# Each message's events folded onto its status row as they are stored (a trigger, so every path that
+# stores an event folds it: webhooks, the Reports API, `db copy`): `stats` then reads one row per message
+# instead of every event. Timestamps stay Vonage's text (one ISO form, so text order is time order);
+# `*_at` are our receive times.
+FOLDED_COLUMNS = ("sub_ts TEXT", "sub_at {real}", "fin_ts TEXT", "fin_at {real}", "fail_code TEXT", "price TEXT",
+                  "currency TEXT", "rcountry TEXT")  # fmt: skip
+FOLD_FROM = {  # each folded column: its aggregate over a message's events (the backfill) …
+    "sub_ts": "MIN(CASE WHEN status = 'submitted' AND {readable} THEN timestamp END)",
+    "sub_at": "MIN(CASE WHEN status = 'submitted' THEN received_at END)",
+    "fin_ts": "MIN(CASE WHEN status IN ('delivered', 'rejected', 'undeliverable') AND {readable} THEN timestamp END)",
+    "fin_at": "MIN(CASE WHEN status IN ('delivered', 'rejected', 'undeliverable') THEN received_at END)",
+    "fail_code": "MAX(CASE WHEN status IN ('rejected', 'undeliverable') THEN error_code END)",
+    "price": "MAX(price)",
+    "currency": "MAX(currency)",
+    "rcountry": "MAX(country)",
+}
+FOLD_NEW = {  # … and the same fold of one new event (NEW) into the row's value so far
+    "sub_ts": "CASE WHEN NEW.status = 'submitted' AND {new_readable} AND (sub_ts IS NULL OR NEW.timestamp < sub_ts) THEN NEW.timestamp ELSE sub_ts END",
+    "sub_at": "CASE WHEN NEW.status = 'submitted' AND (sub_at IS NULL OR NEW.received_at < sub_at) THEN NEW.received_at ELSE sub_at END",
+    "fin_ts": "CASE WHEN NEW.status IN ('delivered', 'rejected', 'undeliverable') AND {new_readable} AND (fin_ts IS NULL OR NEW.timestamp < fin_ts) THEN NEW.timestamp ELSE fin_ts END",
+    "fin_at": "CASE WHEN NEW.status IN ('delivered', 'rejected', 'undeliverable') AND (fin_at IS NULL OR NEW.received_at < fin_at) THEN NEW.received_at ELSE fin_at END",
+    "fail_code": "CASE WHEN NEW.status IN ('rejected', 'undeliverable') AND NEW.error_code IS NOT NULL AND (fail_code IS NULL OR NEW.error_code > fail_code) THEN NEW.error_code ELSE fail_code END",
+    "price": "CASE WHEN NEW.price IS NOT NULL AND (price IS NULL OR NEW.price > price) THEN NEW.price ELSE price END",
+    "currency": "CASE WHEN NEW.currency IS NOT NULL AND (currency IS NULL OR NEW.currency > currency) THEN NEW.currency ELSE currency END",
+    "rcountry": "CASE WHEN NEW.country IS NOT NULL AND (rcountry IS NULL OR NEW.country > rcountry) THEN NEW.country ELSE rcountry END",
+}
+
+
+def folded_sets(readable: str) -> str:
+    """`col = fold, …` of one new event, for the triggers."""
+    return ", ".join(f"{c} = {FOLD_NEW[c].format(new_readable=readable)}" for c in FOLD_FROM)
+
+
+def folded_backfill(readable: str) -> str:
+    """`(col, …)` and `(aggregate, …)` for the migrations' backfill from the events already stored."""
+    return ", ".join(f"{FOLD_FROM[c].format(readable=readable)} AS {c}" for c in FOLD_FROM)
+
+
 # Send caps (SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): messages counted per UTC day and per batch as each send
 # is recorded, in the same transaction, so a cap holds across every sender of the store.
 SEND_COUNTS = """

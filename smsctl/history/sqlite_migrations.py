@@ -11,11 +11,15 @@ from smsctl.history.events import FINAL_STATUSES
 from smsctl.history.schema import (
     APP_URLS,
     DESTINATION_COUNTRY,
+    FOLD_FROM,
+    FOLDED_COLUMNS,
     FORWARD_ROUTES,
     FORWARDS_TABLE,
     OPTOUTS,
     RECONCILE,
     SEND_COUNTS,
+    folded_backfill,
+    folded_sets,
 )
 
 log = logging.getLogger("smsctl.history.sqlite")
@@ -290,6 +294,22 @@ def m013_destination_country(conn: sqlite3.Connection) -> None:
     _run_script(conn, DESTINATION_COUNTRY)
 
 
+def m014_folded_events(conn: sqlite3.Connection) -> None:
+    """Each message's events folded onto its status row, kept by a trigger (schema.FOLDED_COLUMNS)."""
+    for column in FOLDED_COLUMNS:
+        conn.execute(f"ALTER TABLE message_status ADD COLUMN {column.format(real='REAL')}")
+    names = ", ".join(FOLD_FROM)
+    conn.execute(
+        f"""UPDATE message_status SET ({names}) = (SELECT {folded_backfill("anomaly IS NOT 'bad_timestamp'")}
+            FROM events WHERE events.msg_id = message_status.id)"""
+    )
+    conn.execute(
+        f"""CREATE TRIGGER events_fold AFTER INSERT ON events BEGIN
+            UPDATE message_status SET {folded_sets("NEW.anomaly IS NOT 'bad_timestamp'")} WHERE id = NEW.msg_id;
+        END"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_drop_unused_status_index,
@@ -304,6 +324,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m011_optouts,
     m012_send_counts,
     m013_destination_country,
+    m014_folded_events,
 ]
 
 

@@ -1,8 +1,9 @@
 """Delivery statistics computed in the database (`smsctl stats`, `smsctl report`, the inspector's charts).
 
 One SQL statement per call, on both backends: a materialised per-message table of facts (one row per
-message `export` would write: smsctl's sends, then messages seen only through webhooks), then every
-figure as rows of one UNION ALL, so the store is read once and nothing but the answers reaches Python.
+message `export` would write: smsctl's sends, then messages seen only through webhooks; each message's
+events come folded on its status row, kept so by a trigger as they are stored), then every figure as
+rows of one UNION ALL, so the store is read once and nothing but the answers reaches Python.
 
 Latency runs from submission to the final status. Both ends come from Vonage's own timestamps when the
 message has a `submitted` and a final event with readable ones (basis `vonage`); otherwise from our
@@ -132,12 +133,8 @@ class Stats(DialectSql):
 
     def _facts(self, query: StatsQuery, with_network: bool) -> tuple[str, list[object]]:
         """The WITH clause: `facts`, one row per message `export` writes (each message with a status row,
-        its events folded in one pass along the events' key; then smsctl's sends without one), and
-        `timed`, the facts with each message's latency, materialised once for every figure."""
-        # Each message's earliest readable timestamp of a kind, as text (Vonage writes them in one ISO form,
-        # so text order is time order), made a number once per message, not once per event.
-        readable = "e.anomaly IS DISTINCT FROM 'bad_timestamp'"
-        network = f"MAX({self._network_of()})" if with_network else "NULL"
+        its events as folded there; then smsctl's sends without one), and `timed`, the facts with each
+        message's latency, materialised once for every figure."""
         hooked_where, unhooked_where = ["TRUE"], ["TRUE"]
         params: list[object] = []
         if query.since is not None:
@@ -151,17 +148,15 @@ class Stats(DialectSql):
             unhooked_where.append("m.created_at >= {m}")
         if query.batch is not None:
             unhooked_where.append("m.batch_id = {m}")
+        # The events come folded on each status row (schema.FOLDED_COLUMNS): one row per message is read.
+        # Only `--by network` still looks at the events (the network is in the bodies).
+        network = (f"(SELECT MAX({self._network_of()}) FROM events WHERE events.{self._events_by} = s.{self._status_by})"
+                   if with_network else "NULL")  # fmt: skip
         facts = f"""WITH folded AS (
-            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final,
-                   MIN(CASE WHEN e.status = 'submitted' AND {readable} THEN e.timestamp END) AS sub_t,
-                   MIN(CASE WHEN e.status = 'submitted' THEN e.received_at END) AS sub_r,
-                   MIN(CASE WHEN e.status IN {FINALS} AND {readable} THEN e.timestamp END) AS fin_t,
-                   MIN(CASE WHEN e.status IN {FINALS} THEN e.received_at END) AS fin_r,
-                   MAX(CASE WHEN e.status IN ('rejected', 'undeliverable') THEN e.error_code END) AS error_code,
-                   MAX(e.price) AS price, MAX(e.currency) AS currency, MAX(e.country) AS rcountry,
-                   {network} AS network
-            FROM message_status s LEFT JOIN events e ON e.{self._events_by} = s.{self._status_by}
-            GROUP BY s.{self._status_by}),
+            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final, s.sub_ts AS sub_t, s.sub_at AS sub_r,
+                   s.fin_ts AS fin_t, s.fin_at AS fin_r, s.fail_code AS error_code, s.price, s.currency,
+                   s.rcountry, {network} AS network
+            FROM message_status s),
           facts AS (
             SELECT f.uuid, COALESCE(m.created_at, f.first_seen) AS at, f.status,
                    CASE WHEN f.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, f.rcountry) AS country,
@@ -177,8 +172,9 @@ class Stats(DialectSql):
             WHERE (m.message_uuid IS NULL
                    OR NOT EXISTS (SELECT 1 FROM message_status s WHERE s.message_uuid = m.message_uuid))
               AND {" AND ".join(unhooked_where)}),
-          timed AS MATERIALIZED (
-            SELECT facts.*, CASE
+          timed AS MATERIALIZED (  -- narrow: every figure scans it
+            SELECT at, status, final, CASE WHEN uuid IS NULL THEN 0 ELSE 1 END AS sent, country, sender, segments,
+              error_code, price, currency, network, CASE
                 WHEN final = 1 AND fin_v IS NOT NULL AND sub_v IS NOT NULL
                   THEN {self._milliseconds(f"{self._greatest}(fin_v - sub_v, 0)")}
                 WHEN final = 1 AND fin_r IS NOT NULL
@@ -192,17 +188,17 @@ class Stats(DialectSql):
     def _stats_sql(self, query: StatsQuery) -> tuple[str, list[object]]:
         head, params = self._facts(query, with_network=query.by is GroupBy.NETWORK)
         ranks = ", ".join(f"(({p} * MAX(n) + 99) / 100) AS k{p}" for p in PERCENTILES)  # ceil(p·n/100)
-        latency = f""", ranked AS (SELECT latency, basis, ROW_NUMBER() OVER (ORDER BY latency) AS rn,
-                                         COUNT(*) OVER () AS n FROM timed WHERE latency IS NOT NULL),
-            ranks AS (SELECT MAX(n) AS n, {ranks} FROM ranked)"""
+        latency = f""", ranked AS (SELECT latency, basis, ROW_NUMBER() OVER (ORDER BY latency) AS rn
+                                  FROM timed WHERE latency IS NOT NULL),
+            ranks AS (SELECT MAX(n) AS n, {ranks} FROM (SELECT COUNT(*) AS n FROM timed WHERE latency IS NOT NULL) AS c)"""
         picks = ", ".join(f"MAX(CASE WHEN rn = k{p} THEN latency END)" for p in PERCENTILES)
         hist = " ".join(f"WHEN latency < {bound} THEN '{label}'" for bound, label in BUCKETS)
         stale_at = query.now - query.stale_after
         group = self._group_sql(query.by)
         pieces = [
-            "SELECT 'status', status, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed GROUP BY status",
-            "SELECT 'sent', NULL, COUNT(uuid), SUM(CASE WHEN uuid IS NOT NULL AND final = 0 AND at < {m}"
-            " THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), 0, 0, 0, 0 FROM timed",
+            # per status: messages, sent, stale, segments (summed over the statuses in Python)
+            "SELECT 'status', status, COUNT(*), SUM(sent), SUM(CASE WHEN sent = 1 AND final = 0 AND at < {m}"
+            " THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), 0, 0, 0 FROM timed GROUP BY status",
             f"SELECT 'lat', NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage' THEN 1"
             " ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM ranked, ranks",
             f"SELECT 'hist', CASE {hist} ELSE '{SLOWEST}' END, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed"
@@ -211,13 +207,13 @@ class Stats(DialectSql):
             " AND status IN ('rejected', 'undeliverable') GROUP BY error_code",
             "SELECT 'cost', currency, SUM(price), COUNT(*), 0, 0, 0, 0, 0 FROM timed WHERE price IS NOT NULL"
             " GROUP BY currency",
-            f"SELECT 'series', {self._bucket('at', 'hour')}, COUNT(uuid), SUM(CASE WHEN uuid IS NOT NULL AND"
+            f"SELECT 'series', {self._bucket('at', 'hour')}, SUM(sent), SUM(CASE WHEN sent = 1 AND"
             " final = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0, 0, 0, 0"
             f" FROM timed GROUP BY {self._bucket('at', 'hour')}",
         ]
         if group is not None:
             pieces.append(
-                f"SELECT 'group', {group}, COUNT(*), COUNT(uuid), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0"
+                f"SELECT 'group', {group}, COUNT(*), SUM(sent), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0"
                 " END), SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), SUM(CASE WHEN status ="
                 " 'undeliverable' THEN 1 ELSE 0 END), SUM(CASE WHEN final = 1 THEN 1 ELSE 0 END),"
                 f" COALESCE(SUM(price), 0) FROM timed GROUP BY {group}"
@@ -241,8 +237,9 @@ def _collect(figures: StatsFigures, kind: str, key: Any, v: list[Any]) -> None:
     """One row of the UNION ALL into the figures."""
     if kind == "status":
         figures.statuses[str(key)] = int(v[0])
-    elif kind == "sent":
-        figures.sent, figures.stale, figures.segments = int(v[0] or 0), int(v[1] or 0), int(v[2] or 0)
+        figures.sent += int(v[1] or 0)
+        figures.stale += int(v[2] or 0)
+        figures.segments += int(v[3] or 0)
     elif kind == "lat" and v[0]:
         figures.latency = Latency(
             int(v[0]), _f(v[1]), _f(v[2]), _f(v[3]), _f(v[4]), int(v[5] or 0), int(v[6] or 0)
