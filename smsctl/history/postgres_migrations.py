@@ -20,6 +20,7 @@ from smsctl.history.schema import (
     FORWARD_ROUTES,
     FORWARDS_TABLE,
     OPTOUTS,
+    PG_EPOCH,
     RECONCILE,
     SEND_COUNTS,
     folded_backfill,
@@ -251,16 +252,16 @@ def m010_folded_events(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     for column in FOLDED_COLUMNS:
         conn.execute(f"ALTER TABLE message_status ADD COLUMN {column.format(real='DOUBLE PRECISION')}")
     names = ", ".join(FOLD_FROM)
-    readable = "anomaly IS DISTINCT FROM 'bad_timestamp'"
     conn.execute(
         f"""UPDATE message_status s SET ({names}) = ({", ".join(f"f.{c}" for c in FOLD_FROM)})
-            FROM (SELECT message_uuid, {folded_backfill(readable)} FROM events GROUP BY message_uuid) f
+            FROM (SELECT message_uuid, {folded_backfill(PG_EPOCH.format(p=""))} FROM events GROUP BY message_uuid) f
             WHERE f.message_uuid = s.message_uuid"""
     )
     conn.execute(
         f"""CREATE FUNCTION smsctl_fold_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE vonage_at DOUBLE PRECISION := {PG_EPOCH.format(p="NEW.")};
         BEGIN
-            UPDATE message_status SET {folded_sets("NEW.anomaly IS DISTINCT FROM 'bad_timestamp'")}
+            UPDATE message_status SET {folded_sets("vonage_at")}
             WHERE message_uuid = NEW.message_uuid;
             RETURN NULL;
         END $$"""

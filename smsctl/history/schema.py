@@ -122,25 +122,26 @@ DESTINATION_COUNTRY = """
 
 # Each message's events folded onto its status row as they are stored (a trigger, so every path that
 # stores an event folds it: webhooks, the Reports API, `db copy`): `stats` then reads one row per message
-# instead of every event. Timestamps stay Vonage's text (one ISO form, so text order is time order);
-# `*_at` are our receive times.
-FOLDED_COLUMNS = ("sub_ts TEXT", "sub_at {real}", "fin_ts TEXT", "fin_at {real}", "fail_code TEXT", "price TEXT",
+# instead of every event. `sub_v`/`fin_v`: the earliest readable Vonage time of a `submitted` and of a
+# final event, as epoch seconds (worked out once, when the event is stored); `*_at`: our receive times.
+FOLDED_COLUMNS = ("sub_v {real}", "sub_at {real}", "fin_v {real}", "fin_at {real}", "fail_code TEXT", "price TEXT",
                   "currency TEXT", "rcountry TEXT")  # fmt: skip
+FINAL_SQL = "('delivered', 'rejected', 'undeliverable')"
 FOLD_FROM = {  # each folded column: its aggregate over a message's events (the backfill) …
-    "sub_ts": "MIN(CASE WHEN status = 'submitted' AND {readable} THEN timestamp END)",
+    "sub_v": "MIN(CASE WHEN status = 'submitted' THEN {epoch} END)",
     "sub_at": "MIN(CASE WHEN status = 'submitted' THEN received_at END)",
-    "fin_ts": "MIN(CASE WHEN status IN ('delivered', 'rejected', 'undeliverable') AND {readable} THEN timestamp END)",
-    "fin_at": "MIN(CASE WHEN status IN ('delivered', 'rejected', 'undeliverable') THEN received_at END)",
+    "fin_v": f"MIN(CASE WHEN status IN {FINAL_SQL} THEN {{epoch}} END)",
+    "fin_at": f"MIN(CASE WHEN status IN {FINAL_SQL} THEN received_at END)",
     "fail_code": "MAX(CASE WHEN status IN ('rejected', 'undeliverable') THEN error_code END)",
     "price": "MAX(price)",
     "currency": "MAX(currency)",
     "rcountry": "MAX(country)",
 }
-FOLD_NEW = {  # … and the same fold of one new event (NEW) into the row's value so far
-    "sub_ts": "CASE WHEN NEW.status = 'submitted' AND {new_readable} AND (sub_ts IS NULL OR NEW.timestamp < sub_ts) THEN NEW.timestamp ELSE sub_ts END",
+FOLD_NEW = {  # … and the same fold of one new event (NEW, its epoch `{epoch}`) into the row's value so far
+    "sub_v": "CASE WHEN NEW.status = 'submitted' AND {epoch} < COALESCE(sub_v, 1e300) THEN {epoch} ELSE sub_v END",
     "sub_at": "CASE WHEN NEW.status = 'submitted' AND (sub_at IS NULL OR NEW.received_at < sub_at) THEN NEW.received_at ELSE sub_at END",
-    "fin_ts": "CASE WHEN NEW.status IN ('delivered', 'rejected', 'undeliverable') AND {new_readable} AND (fin_ts IS NULL OR NEW.timestamp < fin_ts) THEN NEW.timestamp ELSE fin_ts END",
-    "fin_at": "CASE WHEN NEW.status IN ('delivered', 'rejected', 'undeliverable') AND (fin_at IS NULL OR NEW.received_at < fin_at) THEN NEW.received_at ELSE fin_at END",
+    "fin_v": f"CASE WHEN NEW.status IN {FINAL_SQL} AND {{epoch}} < COALESCE(fin_v, 1e300) THEN {{epoch}} ELSE fin_v END",
+    "fin_at": f"CASE WHEN NEW.status IN {FINAL_SQL} AND (fin_at IS NULL OR NEW.received_at < fin_at) THEN NEW.received_at ELSE fin_at END",
     "fail_code": "CASE WHEN NEW.status IN ('rejected', 'undeliverable') AND NEW.error_code IS NOT NULL AND (fail_code IS NULL OR NEW.error_code > fail_code) THEN NEW.error_code ELSE fail_code END",
     "price": "CASE WHEN NEW.price IS NOT NULL AND (price IS NULL OR NEW.price > price) THEN NEW.price ELSE price END",
     "currency": "CASE WHEN NEW.currency IS NOT NULL AND (currency IS NULL OR NEW.currency > currency) THEN NEW.currency ELSE currency END",
@@ -148,14 +149,25 @@ FOLD_NEW = {  # … and the same fold of one new event (NEW) into the row's valu
 }
 
 
-def folded_sets(readable: str) -> str:
-    """`col = fold, …` of one new event, for the triggers."""
-    return ", ".join(f"{c} = {FOLD_NEW[c].format(new_readable=readable)}" for c in FOLD_FROM)
+def folded_sets(epoch: str) -> str:
+    """`col = fold, …` of one new event, for the triggers (`epoch`: SQL for NEW's Vonage time, or NULL)."""
+    return ", ".join(f"{c} = {FOLD_NEW[c].format(epoch=epoch)}" for c in FOLD_FROM)
 
 
-def folded_backfill(readable: str) -> str:
-    """`(col, …)` and `(aggregate, …)` for the migrations' backfill from the events already stored."""
-    return ", ".join(f"{FOLD_FROM[c].format(readable=readable)} AS {c}" for c in FOLD_FROM)
+def folded_backfill(epoch: str) -> str:
+    """`aggregate AS col, …` for the migrations' backfill from the events already stored."""
+    return ", ".join(f"{FOLD_FROM[c].format(epoch=epoch)} AS {c}" for c in FOLD_FROM)
+
+
+# A Vonage timestamp as epoch seconds, NULL when the listener could not read it (anomaly bad_timestamp).
+# PostgreSQL casts only the one ISO form that cannot fail once Python has read it (a failing cast in the
+# trigger would refuse the webhook).
+SQLITE_EPOCH = (
+    "CASE WHEN {p}anomaly IS NOT 'bad_timestamp' THEN (julianday({p}timestamp) - 2440587.5) * 86400.0 END"
+)
+PG_ISO = r"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\.[0-9]+)?(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$"
+PG_EPOCH = ("CASE WHEN {p}anomaly IS DISTINCT FROM 'bad_timestamp' AND {p}timestamp ~ '" + PG_ISO
+            + "' THEN extract(epoch FROM CAST({p}timestamp AS timestamptz)) END")  # fmt: skip
 
 
 # Send caps (SMSCTL_DAILY_CAP, SMSCTL_BATCH_CAP): messages counted per UTC day and per batch as each send

@@ -18,6 +18,7 @@ from smsctl.history.schema import (
     OPTOUTS,
     RECONCILE,
     SEND_COUNTS,
+    SQLITE_EPOCH,
     folded_backfill,
     folded_sets,
 )
@@ -300,12 +301,12 @@ def m014_folded_events(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE message_status ADD COLUMN {column.format(real='REAL')}")
     names = ", ".join(FOLD_FROM)
     conn.execute(
-        f"""UPDATE message_status SET ({names}) = (SELECT {folded_backfill("anomaly IS NOT 'bad_timestamp'")}
+        f"""UPDATE message_status SET ({names}) = (SELECT {folded_backfill(SQLITE_EPOCH.format(p=""))}
             FROM events WHERE events.msg_id = message_status.id)"""
     )
     conn.execute(
         f"""CREATE TRIGGER events_fold AFTER INSERT ON events BEGIN
-            UPDATE message_status SET {folded_sets("NEW.anomaly IS NOT 'bad_timestamp'")} WHERE id = NEW.msg_id;
+            UPDATE message_status SET {folded_sets(SQLITE_EPOCH.format(p="NEW."))} WHERE id = NEW.msg_id;
         END"""
     )
 

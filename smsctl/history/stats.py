@@ -94,16 +94,13 @@ class Stats(DialectSql):
     _status_by: str
     _greatest: str  # GREATEST (PostgreSQL) or MAX (SQLite's scalar form)
 
-    def _vonage_epoch(self, column: str) -> str:
-        """SQL for a readable Vonage timestamp (the listener flagged the others) as epoch seconds."""
-        raise NotImplementedError
-
     def _price_number(self, column: str) -> str:
         raise NotImplementedError
 
     def _milliseconds(self, seconds: str) -> str:
-        """Seconds rounded to the millisecond (what any other computation can agree on)."""
-        return f"ROUND({seconds}, 3)"
+        """Seconds rounded to the millisecond (what any other computation can agree on); round() to a whole
+        number is the one form both backends share for floating point."""
+        return f"round(({seconds}) * 1000) / 1000.0"
 
     def _bucket(self, column: str, unit: str) -> str:
         """SQL for an epoch column as its UTC day (YYYY-MM-DD) or hour (YYYY-MM-DD HH:00)."""
@@ -153,15 +150,14 @@ class Stats(DialectSql):
         network = (f"(SELECT MAX({self._network_of()}) FROM events WHERE events.{self._events_by} = s.{self._status_by})"
                    if with_network else "NULL")  # fmt: skip
         facts = f"""WITH folded AS (
-            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final, s.sub_ts AS sub_t, s.sub_at AS sub_r,
-                   s.fin_ts AS fin_t, s.fin_at AS fin_r, s.fail_code AS error_code, s.price, s.currency,
+            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final, s.sub_v, s.sub_at AS sub_r,
+                   s.fin_v, s.fin_at AS fin_r, s.fail_code AS error_code, s.price, s.currency,
                    s.rcountry, {network} AS network
             FROM message_status s),
           facts AS (
             SELECT f.uuid, COALESCE(m.created_at, f.first_seen) AS at, f.status,
                    CASE WHEN f.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, f.rcountry) AS country,
-                   m.from_number AS sender, m.segments, {self._vonage_epoch("f.sub_t")} AS sub_v, f.sub_r,
-                   {self._vonage_epoch("f.fin_t")} AS fin_v, f.fin_r, f.error_code,
+                   m.from_number AS sender, m.segments, f.sub_v, f.sub_r, f.fin_v, f.fin_r, f.error_code,
                    {self._price_number("f.price")} AS price, f.currency, f.network
             FROM folded f LEFT JOIN messages m ON m.message_uuid = f.uuid
             WHERE {" AND ".join(hooked_where)}
@@ -271,12 +267,9 @@ def _f(value: Any) -> float | None:
 
 
 class SqliteStats(Stats):
-    """SQLite's pieces: events are keyed by their status row; timestamps through julianday."""
+    """SQLite's pieces: events are keyed by their status row."""
 
     _events_by, _status_by, _greatest = "msg_id", "id", "MAX"
-
-    def _vonage_epoch(self, column: str) -> str:
-        return f"(julianday({column}) - 2440587.5) * 86400.0"
 
     def _price_number(self, column: str) -> str:  # digits and a point only: anything else is no price
         return (f"CASE WHEN {column} GLOB '*[0-9]*' AND {column} NOT GLOB '*[^0-9.]*' AND length({column}) < 20"
@@ -290,18 +283,9 @@ class SqliteStats(Stats):
 
 
 class PostgresStats(Stats):
-    """PostgreSQL's pieces: a timestamp is cast only in the one form that cannot fail (the listener
-    already flagged any it could not read), prices only when they are plain decimals."""
+    """PostgreSQL's pieces: prices are cast only when they are plain decimals."""
 
     _events_by, _status_by, _greatest = "message_uuid", "message_uuid", "GREATEST"
-
-    def _milliseconds(self, seconds: str) -> str:
-        return f"CAST(round(CAST({seconds} AS numeric), 3) AS double precision)"
-
-    def _vonage_epoch(self, column: str) -> str:
-        iso = r"^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9]+)?(Z|[+-][0-9][0-9]:?[0-9][0-9])$"
-        return (f"CASE WHEN {column} ~ '{iso}'"
-                f" THEN extract(epoch FROM CAST({column} AS timestamptz)) END")  # fmt: skip
 
     def _price_number(self, column: str) -> str:
         return (f"CASE WHEN {column} ~ '^[0-9]+(\\.[0-9]+)?$' AND length({column}) < 20"

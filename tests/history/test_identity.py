@@ -140,6 +140,13 @@ def test_a_store_from_the_previous_release_is_carried_over_whole(tmp_path: Path)
             store.message_in_batch("b0123456789a", 3).message_uuid == "11111111-0000-4000-8000-000000000004"
         )
         assert store.find_message("11111111-0000-4000-8000-000000000002").status == "rejected"
+        # Its events were folded onto their status rows by the migration, so stats see them all: two
+        # messages with a submitted and a final event (Vonage's times), two with a final one only.
+        from smsctl.history.stats import StatsQuery
+
+        figures = store.delivery_stats(StatsQuery(now=2e9))
+        assert (figures.latency.count, figures.latency.vonage, figures.latency.received) == (4, 2, 2)
+        assert figures.errors == {"1240": 1, "1260": 1}
         with store.transaction():  # client_ref is no longer unique
             store.conn.execute("INSERT INTO messages (client_ref, to_number, from_number, encoding, segments,"
                                " state, created_at, updated_at) VALUES ('order-42', '1', 'x', 'GSM-7', 1,"
