@@ -119,8 +119,11 @@ class Stats(DialectSql):
     def delivery_stats(self, query: StatsQuery) -> StatsFigures:
         sql, params = self._stats_sql(query)
         figures = StatsFigures()
-        for kind, key, a, b, c, d, e, f, g in (tuple(r) for r in self._run(sql, params).fetchall()):
-            _collect(figures, kind, key, [a, b, c, d, e, f, g])
+        for kind, key, currency, code, *values in (tuple(r) for r in self._run(sql, params).fetchall()):
+            if kind == "status":
+                _count_status(figures, str(key), currency, code, values)
+            else:
+                _collect(figures, kind, key, values)
         figures.series.sort()
         if len(figures.series) > 48:  # more than two days: drawn by the day
             figures.series, figures.series_unit = _by_day(figures.series), "day"
@@ -132,42 +135,28 @@ class Stats(DialectSql):
         """The WITH clause: `facts`, one row per message `export` writes (each message with a status row,
         its events as folded there; then smsctl's sends without one), and `timed`, the facts with each
         message's latency, materialised once for every figure."""
-        hooked_where, unhooked_where = ["TRUE"], ["TRUE"]
+        where: list[str] = ["TRUE"]
         params: list[object] = []
         if query.since is not None:
-            hooked_where.append("COALESCE(m.created_at, f.first_seen) >= {m}")
+            where.append("COALESCE(m.created_at, s.first_seen) >= {m}")
             params.append(query.since)
         if query.batch is not None:
-            hooked_where.append("m.batch_id = {m}")  # a batch is smsctl's: webhook-only messages have none
+            where.append("m.batch_id = {m}")  # a batch is smsctl's: webhook-only messages have none
             params.append(query.batch)
-        params.extend(p for p in (query.since, query.batch) if p is not None)
-        if query.since is not None:
-            unhooked_where.append("m.created_at >= {m}")
-        if query.batch is not None:
-            unhooked_where.append("m.batch_id = {m}")
         # The events come folded on each status row (schema.FOLDED_COLUMNS): one row per message is read.
         # Only `--by network` still looks at the events (the network is in the bodies).
         network = (f"(SELECT MAX({self._network_of()}) FROM events WHERE events.{self._events_by} = s.{self._status_by})"
                    if with_network else "NULL")  # fmt: skip
-        facts = f"""WITH folded AS (
-            SELECT s.message_uuid AS uuid, s.first_seen, s.status, s.final, s.sub_v, s.sub_at AS sub_r,
-                   s.fin_v, s.fin_at AS fin_r, s.fail_code AS error_code, s.price, s.currency,
-                   s.rcountry, {network} AS network
-            FROM message_status s),
-          facts AS (
-            SELECT f.uuid, COALESCE(m.created_at, f.first_seen) AS at, f.status,
-                   CASE WHEN f.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, f.rcountry) AS country,
-                   m.from_number AS sender, m.segments, f.sub_v, f.sub_r, f.fin_v, f.fin_r, f.error_code,
-                   {self._price_number("f.price")} AS price, f.currency, f.network
-            FROM folded f LEFT JOIN messages m ON m.message_uuid = f.uuid
-            WHERE {" AND ".join(hooked_where)}
-            UNION ALL
-            SELECT m.message_uuid, m.created_at, CASE WHEN m.message_uuid IS NULL THEN m.state ELSE 'accepted' END,
-                   0, m.country, m.from_number, m.segments, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-            FROM messages m
-            WHERE (m.message_uuid IS NULL
-                   OR NOT EXISTS (SELECT 1 FROM message_status s WHERE s.message_uuid = m.message_uuid))
-              AND {" AND ".join(unhooked_where)}),
+        # One full join gives export's rows: each send with its status (a status row per message UUID; two
+        # sends that got one UUID are two rows), each send without one, each message seen only by webhook.
+        facts = f"""WITH facts AS (
+            SELECT COALESCE(s.message_uuid, m.message_uuid) AS uuid, COALESCE(m.created_at, s.first_seen) AS at,
+                   COALESCE(s.status, CASE WHEN m.message_uuid IS NULL THEN m.state ELSE 'accepted' END) AS status,
+                   CASE WHEN s.final = {{true}} THEN 1 ELSE 0 END AS final, COALESCE(m.country, s.rcountry) AS country,
+                   m.from_number AS sender, m.segments, s.sub_v, s.sub_at AS sub_r, s.fin_v, s.fin_at AS fin_r,
+                   s.fail_code AS error_code, {self._price_number("s.price")} AS price, s.currency, {network} AS network
+            FROM message_status s FULL JOIN messages m ON m.message_uuid = s.message_uuid
+            WHERE {" AND ".join(where)}),
           timed AS MATERIALIZED (  -- narrow: every figure scans it
             SELECT at, status, final, CASE WHEN uuid IS NULL THEN 0 ELSE 1 END AS sent, country, sender, segments,
               error_code, price, currency, network, CASE
@@ -191,25 +180,24 @@ class Stats(DialectSql):
         hist = " ".join(f"WHEN latency < {bound} THEN '{label}'" for bound, label in BUCKETS)
         stale_at = query.now - query.stale_after
         group = self._group_sql(query.by)
+        failure = "CASE WHEN status IN ('rejected', 'undeliverable') THEN error_code END"
         pieces = [
-            # per status: messages, sent, stale, segments (summed over the statuses in Python)
-            "SELECT 'status', status, COUNT(*), SUM(sent), SUM(CASE WHEN sent = 1 AND final = 0 AND at < {m}"
-            " THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), 0, 0, 0 FROM timed GROUP BY status",
-            f"SELECT 'lat', NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage' THEN 1"
+            # Per status, currency and failure code, in one scan: messages, sent, stale, segments, cost and
+            # messages priced (status, cost and error figures are summed from these few rows in Python).
+            f"SELECT 'status', status, currency, {failure}, COUNT(*), SUM(sent), SUM(CASE WHEN sent = 1 AND final = 0"
+            " AND at < {m} THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), COALESCE(SUM(price), 0), COUNT(price), 0"
+            f" FROM timed GROUP BY status, currency, {failure}",
+            f"SELECT 'lat', NULL, NULL, NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage' THEN 1"
             " ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM ranked, ranks",
-            f"SELECT 'hist', CASE {hist} ELSE '{SLOWEST}' END, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed"
+            f"SELECT 'hist', CASE {hist} ELSE '{SLOWEST}' END, NULL, NULL, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed"
             f" WHERE latency IS NOT NULL GROUP BY CASE {hist} ELSE '{SLOWEST}' END",
-            "SELECT 'error', error_code, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed WHERE error_code IS NOT NULL"
-            " AND status IN ('rejected', 'undeliverable') GROUP BY error_code",
-            "SELECT 'cost', currency, SUM(price), COUNT(*), 0, 0, 0, 0, 0 FROM timed WHERE price IS NOT NULL"
-            " GROUP BY currency",
-            f"SELECT 'series', {self._bucket('at', 'hour')}, SUM(sent), SUM(CASE WHEN sent = 1 AND"
+            f"SELECT 'series', {self._bucket('at', 'hour')}, NULL, NULL, SUM(sent), SUM(CASE WHEN sent = 1 AND"
             " final = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0, 0, 0, 0"
             f" FROM timed GROUP BY {self._bucket('at', 'hour')}",
         ]
         if group is not None:
             pieces.append(
-                f"SELECT 'group', {group}, COUNT(*), SUM(sent), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0"
+                f"SELECT 'group', {group}, NULL, NULL, COUNT(*), SUM(sent), SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0"
                 " END), SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), SUM(CASE WHEN status ="
                 " 'undeliverable' THEN 1 ELSE 0 END), SUM(CASE WHEN final = 1 THEN 1 ELSE 0 END),"
                 f" COALESCE(SUM(price), 0) FROM timed GROUP BY {group}"
@@ -229,23 +217,27 @@ class Stats(DialectSql):
         }[by]
 
 
+def _count_status(figures: StatsFigures, status: str, currency: Any, code: Any, v: list[Any]) -> None:
+    """One (status, currency, failure code) row: into the status, sent, cost and error figures."""
+    figures.statuses[status] = figures.statuses.get(status, 0) + int(v[0])
+    figures.sent += int(v[1] or 0)
+    figures.stale += int(v[2] or 0)
+    figures.segments += int(v[3] or 0)
+    if int(v[5] or 0):
+        total, priced = figures.cost.get(str(currency or "?"), (0.0, 0))
+        figures.cost[str(currency or "?")] = (total + float(v[4] or 0), priced + int(v[5]))
+    if code is not None:
+        figures.errors[str(code)] = figures.errors.get(str(code), 0) + int(v[0])
+
+
 def _collect(figures: StatsFigures, kind: str, key: Any, v: list[Any]) -> None:
     """One row of the UNION ALL into the figures."""
-    if kind == "status":
-        figures.statuses[str(key)] = int(v[0])
-        figures.sent += int(v[1] or 0)
-        figures.stale += int(v[2] or 0)
-        figures.segments += int(v[3] or 0)
-    elif kind == "lat" and v[0]:
+    if kind == "lat" and v[0]:
         figures.latency = Latency(
             int(v[0]), _f(v[1]), _f(v[2]), _f(v[3]), _f(v[4]), int(v[5] or 0), int(v[6] or 0)
         )
     elif kind == "hist":
         figures.histogram[str(key)] = int(v[0])
-    elif kind == "error":
-        figures.errors[str(key)] = int(v[0])
-    elif kind == "cost":
-        figures.cost[str(key or "?")] = (float(v[0] or 0), int(v[1]))
     elif kind == "series":
         figures.series.append((str(key), int(v[0]), int(v[1] or 0), int(v[2] or 0)))
     elif kind == "group":
