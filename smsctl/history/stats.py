@@ -97,6 +97,11 @@ class Stats(DialectSql):
     def _price_number(self, column: str) -> str:
         raise NotImplementedError
 
+    def _latency_piece(self, picks: str) -> str:
+        """The `lat` row: count, the percentiles by nearest rank over `ranked`, max, and the basis counts."""
+        return (f"SELECT 'lat', NULL, NULL, NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage'"
+                " THEN 1 ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM ranked, ranks")  # fmt: skip
+
     def _milliseconds(self, seconds: str) -> str:
         """Seconds rounded to the millisecond (what any other computation can agree on); round() to a whole
         number is the one form both backends share for floating point."""
@@ -187,8 +192,7 @@ class Stats(DialectSql):
             f"SELECT 'status', status, currency, {failure}, COUNT(*), SUM(sent), SUM(CASE WHEN sent = 1 AND final = 0"
             " AND at < {m} THEN 1 ELSE 0 END), COALESCE(SUM(segments), 0), COALESCE(SUM(price), 0), COUNT(price), 0"
             f" FROM timed GROUP BY status, currency, {failure}",
-            f"SELECT 'lat', NULL, NULL, NULL, MAX(ranks.n), {picks}, MAX(latency), SUM(CASE WHEN basis = 'vonage' THEN 1"
-            " ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM ranked, ranks",
+            self._latency_piece(picks),
             f"SELECT 'hist', CASE {hist} ELSE '{SLOWEST}' END, NULL, NULL, COUNT(*), 0, 0, 0, 0, 0, 0 FROM timed"
             f" WHERE latency IS NOT NULL GROUP BY CASE {hist} ELSE '{SLOWEST}' END",
             f"SELECT 'series', {self._bucket('at', 'hour')}, NULL, NULL, SUM(sent), SUM(CASE WHEN sent = 1 AND"
@@ -278,6 +282,15 @@ class PostgresStats(Stats):
     """PostgreSQL's pieces: prices are cast only when they are plain decimals."""
 
     _events_by, _status_by, _greatest = "message_uuid", "message_uuid", "GREATEST"
+
+    def _latency_piece(self, picks: str) -> str:
+        """percentile_disc is nearest rank (the first value whose share of the sorted values reaches p), in
+        one sort inside the aggregate instead of a window over every latency."""
+        fractions = ", ".join(f"{p / 100}" for p in PERCENTILES)
+        chosen = "percentile_disc(ARRAY[" + fractions + "]) WITHIN GROUP (ORDER BY latency)"
+        picked = ", ".join(f"({chosen})[{i + 1}]" for i in range(len(PERCENTILES)))
+        return (f"SELECT 'lat', NULL, NULL, NULL, COUNT(latency), {picked}, MAX(latency), SUM(CASE WHEN basis = 'vonage'"
+                " THEN 1 ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM timed")  # fmt: skip
 
     def _price_number(self, column: str) -> str:
         return (f"CASE WHEN {column} ~ '^[0-9]+(\\.[0-9]+)?$' AND length({column}) < 20"
