@@ -51,8 +51,11 @@ function filters() {
   for (const k of ['status', 'number', 'batch', 'since']) { const v = $(k).value.trim(); if (v) q.set(k, v); }
   return q;
 }
+let listCost = 0;
 async function loadList() {
+  const started = performance.now();
   const rows = await api('/ui/api/messages?' + filters());
+  listCost = performance.now() - started;
   const body = $('rows'); body.replaceChildren();
   for (const m of rows) {
     const key = (m.message_uuid || m.client_ref) + '|' + m.status;
@@ -124,8 +127,14 @@ async function act(path, body) {
   try { notes[selected] = JSON.stringify(await api(path, body), null, 1); } catch (err) { notes[selected] = 'refused: ' + err.message; }
   $('note').textContent = notes[selected];
 }
-let pending = null;
-function refresh() { clearTimeout(pending); pending = setTimeout(() => { loadList(); if (selected) show(selected, false); }, 150); }
+// A live refresh waits 10 times as long as the last list took (a big store's list costs more), so the
+// page never keeps the store busy more than a tenth of the time, however large it grows.
+let pending = null, listedAt = 0;
+function refresh() {
+  clearTimeout(pending);
+  const wait = Math.max(150, listedAt + 10 * listCost - Date.now());
+  pending = setTimeout(() => { listedAt = Date.now(); loadList(); if (selected) show(selected, false); }, wait);
+}
 let statsAt = 0;
 // The stats read the whole store: at most every 15 s, and only while the page is shown.
 function refreshStats() { if (!document.hidden && Date.now() - statsAt > 15000) { statsAt = Date.now(); loadStats(); } }
