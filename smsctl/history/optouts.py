@@ -130,23 +130,30 @@ class Optouts(DialectSql):
 
     def count_send(self, keys: list[tuple[str, int, int | None]]) -> str | None:
         """Add a send's amount under each key (`day:…`, `batch:…`: 1 message; `spend-day:…`, `spend-batch:…`:
-        its estimated cost in millionths) unless that would pass the key's cap; the first such key, or None. Read and written in the send's own transaction, each counter row
-        locked first (SQLite: the write lock; PostgreSQL: FOR UPDATE, always day before batch, so no two
-        senders deadlock): a cap holds exactly across every sender of the store."""
-        counts = []
-        for key, _, _ in keys:
-            self._run(
-                "INSERT INTO send_counts (key, messages) VALUES ({m}, 0) ON CONFLICT (key) DO NOTHING", (key,)
-            )
-            row = self._run(
-                "SELECT messages FROM send_counts WHERE key = {m}" + self._lock_row, (key,)
-            ).fetchone()
-            counts.append(int(row[0]))
-        for (key, amount, cap), count in zip(keys, counts, strict=True):
-            if cap is not None and count + amount > cap:
+        its estimated cost in millionths) unless that would pass the key's cap; the first such key, or None.
+
+        One upsert per key, in the send's own transaction: it locks the counter row (SQLite: the write
+        lock; PostgreSQL: the row, re-checking the cap against the latest committed count after any wait),
+        always in the same key order, so no two senders deadlock and a cap holds exactly across every
+        sender of the store. A key that refuses undoes the keys counted before it."""
+        counted: list[tuple[str, int]] = []
+        for key, amount, cap in keys:
+            if cap is None:
+                self._run(
+                    "INSERT INTO send_counts (key, messages) VALUES ({m}, {m}) ON CONFLICT (key) DO UPDATE"
+                    " SET messages = send_counts.messages + excluded.messages", (key, amount)
+                )  # fmt: skip
+            elif self._run(
+                "INSERT INTO send_counts (key, messages) SELECT {m}, {m} WHERE {m} <= {m} ON CONFLICT (key) DO UPDATE"
+                " SET messages = send_counts.messages + excluded.messages"
+                " WHERE send_counts.messages + excluded.messages <= {m} RETURNING messages", (key, amount, amount, cap, cap)
+            ).fetchone() is None:  # fmt: skip
+                for done, added in counted:
+                    self._run(
+                        "UPDATE send_counts SET messages = messages - {m} WHERE key = {m}", (added, done)
+                    )
                 return key
-        for key, amount, _ in keys:
-            self._run("UPDATE send_counts SET messages = messages + {m} WHERE key = {m}", (amount, key))
+            counted.append((key, amount))
         return None
 
     def refusals_since(self, since: float) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from smsctl.history.pricing import PriceSeen, _segments
 from smsctl.messages.pricing import PriceBook, micros
 
@@ -32,3 +34,16 @@ def test_segments_come_from_the_network_when_it_said_and_are_sane() -> None:
 def test_spend_is_counted_in_millionths_rounded_up() -> None:
     assert micros(0.0057) == 5700 and micros(0.1) == 100_000 and micros(0.0000001) == 1
     assert micros(0.0057 * 3) == 17100  # float noise does not add a millionth
+
+
+def test_a_refused_send_counts_under_no_key(tmp_path: Path) -> None:
+    """A key at its cap refuses the send, and the keys counted before it in the same send are undone."""
+    from smsctl.history.sqlite import Store
+
+    with Store(tmp_path / "s.db") as store:
+        keys = [("day:d", 1, None), ("spend-day:d", 5700, 10_000), ("batch:b", 1, 5)]
+        with store.transaction():
+            assert store.count_send(keys) is None
+            assert store.count_send(keys) == "spend-day:d"  # 11,400 millionths would pass 10,000
+        counts = dict(store.conn.execute("SELECT key, messages FROM send_counts").fetchall())
+    assert counts == {"day:d": 1, "spend-day:d": 5700, "batch:b": 1}
