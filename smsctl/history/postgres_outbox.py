@@ -79,10 +79,13 @@ class PostgresOutbox:
              now if done else None, str(outcome.state), forward_id, done, forward_id),
         )  # fmt: skip
 
-    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+    def forwards(
+        self, states: list[ForwardState], limit: int, message_uuid: str | None = None
+    ) -> list[Forward]:
         rows = self._dicts(
-            "SELECT * FROM forwards WHERE state = ANY(%s) ORDER BY id LIMIT %s",
-            ([str(s) for s in states], limit),
+            "SELECT * FROM forwards WHERE state = ANY(%s) AND (%s::text IS NULL OR message_uuid = %s)"
+            " ORDER BY id LIMIT %s",
+            ([str(s) for s in states], message_uuid, message_uuid, limit),
         )
         return [forward_from(r) for r in rows]
 

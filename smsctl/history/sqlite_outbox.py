@@ -79,10 +79,13 @@ class SqliteOutbox:
                 (row["route_key"], row["message_uuid"]),
             )
 
-    def forwards(self, states: list[ForwardState], limit: int) -> list[Forward]:
+    def forwards(
+        self, states: list[ForwardState], limit: int, message_uuid: str | None = None
+    ) -> list[Forward]:
         marks = ",".join("?" * len(states))
         rows = self.conn.execute(
-            f"SELECT * FROM forwards WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*map(str, states), limit)
+            f"SELECT * FROM forwards WHERE state IN ({marks}) AND (? IS NULL OR message_uuid = ?) ORDER BY id LIMIT ?",
+            (*map(str, states), message_uuid, message_uuid, limit),
         ).fetchall()
         return [forward_from(r) for r in rows]
 

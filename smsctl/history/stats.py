@@ -20,7 +20,6 @@ from typing import Any
 
 from smsctl.history.dialect import DialectSql
 
-FINALS = "('delivered', 'rejected', 'undeliverable')"
 PERCENTILES = (50, 90, 99)
 # Latency histogram buckets (upper bounds in seconds) and their labels.
 BUCKETS = ((1, "<1s"), (2, "1-2s"), (5, "2-5s"), (10, "5-10s"), (30, "10-30s"), (60, "30-60s"), (300, "1-5m"))

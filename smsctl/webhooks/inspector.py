@@ -244,9 +244,7 @@ class Inspector:
             found = s.find_message(uuid)
             if found is None:
                 return None
-            forwards = [
-                f for f in s.forwards(list(ForwardState), 2000) if f.message_uuid == found.message_uuid
-            ]
+            forwards = s.forwards(list(ForwardState), 200, message_uuid=found.message_uuid)
             return {
                 "message_uuid": found.message_uuid, "status": found.status, "final": found.final,
                 "conflict": found.conflict, "duplicates": found.duplicates, "via": found.via,
@@ -262,7 +260,7 @@ class Inspector:
                 "forwards": [{
                     "id": f.id, "route": f.route, "target": f.target, "state": f.state, "attempts": f.attempts,
                     "last_code": f.last_code, "last_error": f.last_error, "last_ms": f.last_ms,
-                } for f in sorted(forwards, key=lambda f: f.id)],
+                } for f in forwards],
             }  # fmt: skip
 
         found = await self._read(read)

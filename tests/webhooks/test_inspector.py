@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smsctl.config import StoreLocation
-from tests.helpers import BackgroundSandbox, ListenProcess, stored, until
+from tests.helpers import BackgroundSandbox, CaptureApp, ListenProcess, stored, until
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,39 +38,6 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-class App:
-    """The user's app: records the webhooks replayed to it; also serves a page of another origin."""
-
-    def __init__(self) -> None:
-        received: list[bytes] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                self.send_response(204)
-                self.end_headers()
-
-            def do_GET(self) -> None:  # noqa: N802
-                body = b"<!doctype html><title>another site</title>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def send(number: str) -> str:
@@ -99,9 +64,8 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
 ) -> None:
     from playwright.sync_api import expect
 
-    user_app = App()
-    try:
-        with ListenProcess("--ui", "--ui-port", "0") as listener:
+    with CaptureApp() as user_app, CaptureApp() as forwarded_to:
+        with ListenProcess("--ui", "--ui-port", "0", "--forward-to", forwarded_to.url()) as listener:
             ui_url = listener.ready()["ui_url"]
             delivered, rejected = send("+14155550101"), send("+14155550110")
             until(
@@ -120,19 +84,24 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
 
             # Filters: only the rejected one.
             page.select_option("#status", "rejected")
-            expect(page.locator("#rows tr")).to_have_count(
-                1
-            )  # (no wait_for_function: the page's CSP forbids eval)
+            expect(page.locator("#rows tr")).to_have_count(1)  # (not wait_for_function: the CSP forbids eval)
             assert page.locator("#rows tr").get_attribute("data-uuid") == rejected
 
-            # A message's timeline with its raw bodies; Replay sends them to the app.
+            # A message's timeline with its raw bodies and its forwards; Replay sends them to the app.
+            until(lambda: [r["json"]["message_uuid"] for r in forwarded_to.delivered()].count(rejected) == 2,
+                  "its two events forwarded")  # fmt: skip
             page.click(f"#rows tr[data-uuid='{rejected}']")
             page.wait_for_selector("#detail .ev pre")
             assert rejected in page.inner_text("#detail") and "1240" in page.inner_text("#detail")
-            page.fill("#replayUrl", user_app.url + "/webhooks/status")
+            assert (
+                page.inner_text("#detail").count("delivered, 1 attempt(s)") == 2
+            )  # this message's forwards only
+            page.fill("#replayUrl", user_app.url())
             page.click("text=Replay to app")
             expect(page.locator("#note")).to_contain_text("answers", timeout=15_000)
-            assert user_app.received and all(rejected.encode() in body for body in user_app.received)
+            # The app got the message's events, signed afresh as Vonage would sign them.
+            assert user_app.received and all(r["verified"] and rejected in r["json"]["message_uuid"]
+                                             for r in user_app.received)  # fmt: skip
             page.screenshot(path=str(tmp_path / "inspector-1280x800.png"))
             phone = browser.new_page(viewport={"width": 390, "height": 844})
             phone.goto(ui_url)
@@ -145,7 +114,7 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
             token = ui_url.split("token=")[1]
             base = ui_url.split("/ui")[0]
             other = browser.new_page()
-            other.goto(user_app.url + "/")
+            other.goto(user_app.url("/"))  # a page of another origin (the app's)
             outcome = other.evaluate(
                 """async ([base, token, uuid, target]) => {
                     const body = JSON.stringify({message_uuid: uuid, url: target});
@@ -160,7 +129,7 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
                     try { listed = 'read ' + (await fetch(base + '/ui/api/messages?token=' + token)).status; } catch (e) {}
                     return [read, listed];
                 }""",
-                [base, token, rejected, user_app.url + "/webhooks/status"],
+                [base, token, rejected, user_app.url()],
             )
             assert outcome == ["refused", "refused"]  # no CORS: the preflight fails and nothing can be read
             assert len(user_app.received) == replays  # and the no-cors POST did nothing
@@ -172,5 +141,3 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
             webhook_port = listener.ready()["local_url"]
             assert status_code(webhook_port + "/ui?token=" + token) == 404  # never on the tunnelled port
             assert listener.stop() == 0
-    finally:
-        user_app.close()
