@@ -69,6 +69,7 @@ def charts_wanted(console: Console) -> bool:
 def render(report: StatsReport) -> None:
     from rich.table import Table
 
+    from smsctl.history.stats import share
     from smsctl.output import note, out
 
     console, data = out(), report.to_json()
@@ -84,9 +85,9 @@ def render(report: StatsReport) -> None:
         f", {not_sent:,} not sent ({', '.join(f'{k} {v:,}' for k, v in sorted(data['not_sent'].items()))})" if not_sent else ""))  # fmt: skip
     outcome = Table("outcome", "messages", "share", box=None)
     for status in ("delivered", "rejected", "undeliverable"):
-        outcome.add_row(status, f"{data[status]['count']:,}", _percent(data[status]["rate"]))
+        outcome.add_row(status, f"{data[status]['count']:,}", share(data[status]["rate"]))
     pending = data["pending"]
-    outcome.add_row("no final status", f"{pending['count']:,}", _percent(report.rate(pending["count"])) +
+    outcome.add_row("no final status", f"{pending['count']:,}", share(report.rate(pending["count"])) +
                     (f"  ({pending['stale']:,} stale)" if pending["stale"] else ""))  # fmt: skip
     console.print(outcome)
     _latency(console, report, charts)
@@ -108,6 +109,8 @@ def render(report: StatsReport) -> None:
 def _latency(console: Console, report: StatsReport, charts: bool) -> None:
     from rich.table import Table
 
+    from smsctl.history.stats import duration
+
     lat = report.figures.latency
     if not lat.count:
         console.print("latency: no final statuses yet")
@@ -115,8 +118,8 @@ def _latency(console: Console, report: StatsReport, charts: bool) -> None:
     basis = f"Vonage's timestamps for {lat.vonage:,}" + (
         f", our clock for {lat.received:,}" if lat.received else ""
     )
-    console.print(f"latency to a final status (n={lat.count:,}; {basis}): p50 {_secs(lat.p50)}  p90 {_secs(lat.p90)}  "
-                  f"p99 {_secs(lat.p99)}  max {_secs(lat.max)}")  # fmt: skip
+    console.print(f"latency to a final status (n={lat.count:,}; {basis}): p50 {duration(lat.p50)}  p90 {duration(lat.p90)}  "
+                  f"p99 {duration(lat.p99)}  max {duration(lat.max)}")  # fmt: skip
     histogram = report.histogram()
     table = Table("latency", "messages", box=None)
     if charts:
@@ -131,6 +134,8 @@ def _latency(console: Console, report: StatsReport, charts: bool) -> None:
 def _series(console: Console, report: StatsReport, charts: bool) -> None:
     from rich.table import Table
 
+    from smsctl.history.stats import share
+
     points = report.figures.series
     if len(points) < 2:
         return
@@ -142,12 +147,14 @@ def _series(console: Console, report: StatsReport, charts: bool) -> None:
         return
     table = Table(unit, "sent", "final", "delivered", box=None)
     for (at, sent, final, _), rate in zip(points, rates, strict=True):
-        table.add_row(at, f"{sent:,}", f"{final:,}", _percent(rate))
+        table.add_row(at, f"{sent:,}", f"{final:,}", share(rate))
     console.print(table)
 
 
 def _groups(console: Console, data: dict[str, object], charts: bool) -> None:
     from rich.table import Table
+
+    from smsctl.history.stats import share
 
     groups = data["groups"]
     assert isinstance(groups, list)
@@ -158,17 +165,7 @@ def _groups(console: Console, data: dict[str, object], charts: bool) -> None:
         table.add_column("")
     peak = max(g["messages"] for g in groups) or 1
     for g in groups:
-        row = [g["key"], f"{g['messages']:,}", _percent(g["delivered_rate"]), f"{g['rejected']:,}",
+        row = [g["key"], f"{g['messages']:,}", share(g["delivered_rate"]), f"{g['rejected']:,}",
                f"{g['undeliverable']:,}", f"{g['pending']:,}", f"{g['cost']:.4f}"]  # fmt: skip
         table.add_row(*row, *([BAR * round(20 * g["messages"] / peak)] if charts else []))
     console.print(table)
-
-
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"

@@ -14,14 +14,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from smsctl.codec import iso_utc
 from smsctl.config import Settings
 from smsctl.history.backends import open_reader
 from smsctl.history.export import refuse_store_files, write_privately
 from smsctl.history.interface import MessageSummary
-from smsctl.history.stats import GroupBy, StatsFigures, StatsQuery, StatsReport
+from smsctl.history.stats import GroupBy, StatsFigures, StatsQuery, StatsReport, duration, share
 
 FAILURES_SHOWN = 50
 
@@ -111,11 +110,11 @@ def render_html(report: HtmlReport) -> str:
     lat = data["latency"]
     cards = [
         ("messages", f"{data['messages']:,}", f"{data['sent']:,} reached Vonage", ""),
-        ("delivered", _pct(data["delivered"]["rate"]), f"{data['delivered']['count']:,}", "ok"),
-        ("rejected", _pct(data["rejected"]["rate"]), f"{data['rejected']['count']:,}", "bad"),
-        ("undeliverable", _pct(data["undeliverable"]["rate"]), f"{data['undeliverable']['count']:,}", "bad"),
+        ("delivered", share(data["delivered"]["rate"]), f"{data['delivered']['count']:,}", "ok"),
+        ("rejected", share(data["rejected"]["rate"]), f"{data['rejected']['count']:,}", "bad"),
+        ("undeliverable", share(data["undeliverable"]["rate"]), f"{data['undeliverable']['count']:,}", "bad"),
         ("no final status", f"{data['pending']['count']:,}", f"{data['pending']['stale']:,} stale", "warn"),
-        ("latency p50 / p90", f"{_secs(lat['p50'])} / {_secs(lat['p90'])}", f"p99 {_secs(lat['p99'])}, max {_secs(lat['max'])}", ""),
+        ("latency p50 / p90", f"{duration(lat['p50'])} / {duration(lat['p90'])}", f"p99 {duration(lat['p99'])}, max {duration(lat['max'])}", ""),
         ("cost", "; ".join(f"{c['total']:.4f} {c['currency']}" for c in data["cost"]) or "-", f"{data['segments']:,} segments", ""),
     ]  # fmt: skip
     filters = ", ".join(f"{k} {v}" for k, v in data["filters"].items() if v) or "all messages"
@@ -142,7 +141,7 @@ def render_html(report: HtmlReport) -> str:
         parts.append(f"<h2>By {e(str(data['by']))}</h2>")
         parts.append(_bars([(g["key"], g["messages"]) for g in data["groups"][:20]]))
         parts.append(_table(["", "messages", "delivered", "rejected", "undeliverable", "pending", "cost"],
-                            [[g["key"], f"{g['messages']:,}", _pct(g["delivered_rate"]), f"{g['rejected']:,}",
+                            [[g["key"], f"{g['messages']:,}", share(g["delivered_rate"]), f"{g['rejected']:,}",
                               f"{g['undeliverable']:,}", f"{g['pending']:,}", f"{g['cost']:.4f}"] for g in data["groups"]],
                             numeric=(1, 2, 3, 4, 5, 6)))  # fmt: skip
     if data["errors"]:
@@ -197,25 +196,15 @@ def _line(points: list[tuple[str, float | None]]) -> str:
         svg.append(f'<text x=0 y={y + 4:.0f}>{grid:.0%}</text><line x1={left} x2={width} y1={y:.0f} y2={y:.0f} '
                    'stroke="currentColor" stroke-opacity=".12"></line>')  # fmt: skip
     path: list[str] = []
-    for i, (_, share) in enumerate(points):
-        if share is None:
+    for i, (_, rate) in enumerate(points):
+        if rate is None:
             continue
-        x, y = left + i * step, 8 + (1 - share) * height
+        x, y = left + i * step, 8 + (1 - rate) * height
         path.append(f"{'M' if not path else 'L'}{x:.1f},{y:.1f}")
     svg.append(f'<path d="{" ".join(path)}" fill=none stroke="var(--ok)" stroke-width=2></path>')
     svg.append(f'<text x={left} y={height + 22}>{e(points[0][0])}</text>'
                f'<text x={width} y={height + 22} text-anchor=end>{e(points[-1][0])}</text></svg>')  # fmt: skip
     return "".join(svg)
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _secs(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
 def report_query(since: float | None, batch: str | None, now: float, stale_after: float) -> StatsQuery:

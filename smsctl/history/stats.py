@@ -380,3 +380,15 @@ class StatsReport:
                        "points": [{"at": at, "sent": s, "final": fin, "delivered": d,
                                    "delivered_rate": self.rate(d, fin)} for at, s, fin, d in f.series]},
         }  # fmt: skip
+
+
+def share(rate: float | None) -> str:
+    """A rate as the terminal, the report and their tests show it: `99.4%`, or `-` when there is none."""
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """A latency as shown: `240 ms` under a second, else `8.9 s`; `-` when there is none."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"

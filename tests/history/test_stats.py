@@ -159,7 +159,8 @@ def test_stats_filters_and_rendering(history: str) -> None:
     drawn = runner.invoke(app, ["stats", "--by", "country"], env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1",
                                                                   "FORCE_COLOR": "1"})  # fmt: skip
     assert drawn.exit_code == 0 and "█" in drawn.stdout
-    dumb = runner.invoke(app, ["stats"], env={"FORCE_COLOR": "1", "TERM": "dumb"})
+    dumb = runner.invoke(app, ["stats", "--by", "country"], env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1",
+                                                                 "FORCE_COLOR": "1", "TERM": "dumb"})  # fmt: skip
     assert dumb.exit_code == 0 and "█" not in dumb.stdout
 
 
