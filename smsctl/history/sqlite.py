@@ -89,8 +89,8 @@ def unavailable(exc: sqlite3.OperationalError, context: str = "") -> StoreUnavai
 def private_files(db: Path) -> None:
     """Create the store's directory 0700 and file 0600 (it holds phone numbers and one-time codes);
     tighten existing files that others can read, with a warning."""
-    if not db.parent.exists():
-        db.parent.mkdir(parents=True, mode=0o700)
+    # exist_ok: several processes may open a new store at once; the loser of the race must not fail.
+    db.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     if not db.exists():
         os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):

@@ -104,9 +104,9 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(db_path: Path) ->
     code = "import sys; from smsctl.history.sqlite import Store; Store(sys.argv[1]).close()"
     processes = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE, text=True)
                  for _ in range(6)]  # fmt: skip
-    for process in processes:
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 0, stderr
+    # Wait for every process before asserting, so one failure does not leave the others running.
+    outcomes = [(process.communicate(timeout=60)[1], process.returncode) for process in processes]
+    assert [code for _, code in outcomes] == [0] * len(processes), [err for err, _ in outcomes]
     names = [row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM _smsctl_migrations")]
     assert sorted(names) == sorted(m.__name__ for m in MIGRATIONS)
 
