@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Some machines set PYTHONDONTWRITEBYTECODE=1; then every `smsctl` the tests start compiles the package
+# from source again (a tenth of a listener's start-up CPU). Our own commands may cache bytecode.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test test-fast lint bench-quick bench clean
 
@@ -24,8 +27,10 @@ lint: setup
 	$(BIN)/lint-imports
 
 # Four workers on two cores: most of the suite waits on real servers and processes, not the CPU.
+# worksteal: an idle worker takes tests queued on a busy one (with `load`, one worker often ran 20 s
+# after the others had finished).
 test: lint
-	$(BIN)/pytest -n 4
+	$(BIN)/pytest -n 4 --dist worksteal
 
 # The unit tier, for the edit-run loop: no processes, no servers, no PostgreSQL (a test that starts
 # one fails here, saying so). `make test` runs everything.

@@ -156,7 +156,7 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
                 self.conn = self._connect_for_writing(busy_timeout)
             self._closed = False
             self.conn.row_factory = sqlite3.Row
-            self._prepare(readonly)
+            self._prepare_when_unlocked(readonly, busy_timeout)
         except NotOurs as exc:
             self.close()
             raise StoreError(
@@ -199,6 +199,24 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
             conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
                                    check_same_thread=False)  # fmt: skip
         return conn
+
+    def _prepare_when_unlocked(self, readonly: bool, busy_timeout: float) -> None:
+        """`_prepare`, again while another process holds a lock it must not wait on: processes opening a new
+        store at once can get "database is locked" straight away (switching a new file to WAL, or reading the
+        WAL index while another process recovers it) instead of from the busy handler. Each step is
+        idempotent, so retrying it until the busy timeout is safe."""
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.01
+        while True:
+            try:
+                return self._prepare(readonly)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            time.sleep(pause)  # a lock held by another process: nothing to poll but the lock itself
+            pause = min(pause * 2, 0.2)
 
     def _prepare(self, readonly: bool) -> None:
         done = applied(self.conn)  # NotOurs before anything is changed

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import jwt as pyjwt
 import pytest
 from aiohttp import web
 
@@ -279,6 +280,22 @@ async def test_one_jwt_for_many_sends(emulator: Sandbox) -> None:
         results = await asyncio.gather(*(client.send(GOOD, f"r{i}") for i in range(25)))
     assert len({r.message_uuid for r in results}) == 25
     assert jwt.minted == 1
+
+
+async def test_a_verified_token_is_remembered_only_until_it_expires(emulator: Sandbox) -> None:
+    settings = load_settings()
+    key = load_private_key(settings)
+    assert key is not None
+    application = settings.require("VONAGE_APPLICATION_ID", "")
+    good = "Bearer " + ApplicationJwt(application, key).mint()
+    assert (await post(emulator.url, GOOD, good))[0] == 202
+    assert (await post(emulator.url, GOOD, good))[0] == 202  # served from the verified tokens
+    assert (await post(emulator.url, GOOD, good[:-4] + "AAAA"))[0] == 401  # a tampered copy is verified
+    expired = ApplicationJwt(application, key, clock=lambda: time.time() - 3600).mint()
+    assert (await post(emulator.url, GOOD, "Bearer " + expired))[0] == 401
+    token = good.removeprefix("Bearer ")
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    assert emulator._verified_tokens == {token: claims["exp"]}  # remembered no longer than it is valid
 
 
 @pytest.mark.parametrize(
