@@ -21,6 +21,7 @@ from smsctl.history.schema import (
     FORWARDS_TABLE,
     OPTOUTS,
     PG_EPOCH,
+    PG_PRICE_OK,
     RECONCILE,
     SEND_COUNTS,
     folded_backfill,
@@ -254,20 +255,36 @@ def m010_folded_events(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     names = ", ".join(FOLD_FROM)
     conn.execute(
         f"""UPDATE message_status s SET ({names}) = ({", ".join(f"f.{c}" for c in FOLD_FROM)})
-            FROM (SELECT message_uuid, {folded_backfill(PG_EPOCH.format(p=""))} FROM events GROUP BY message_uuid) f
+            FROM (SELECT message_uuid, {folded_backfill(PG_EPOCH.format(p=""), PG_PRICE_OK)} FROM events GROUP BY message_uuid) f
             WHERE f.message_uuid = s.message_uuid"""
     )
+    _define_fold_function(conn)
     conn.execute(
-        f"""CREATE FUNCTION smsctl_fold_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE TRIGGER events_fold AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION smsctl_fold_event()"
+    )
+
+
+def _define_fold_function(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    conn.execute(
+        f"""CREATE OR REPLACE FUNCTION smsctl_fold_event() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE vonage_at DOUBLE PRECISION := {PG_EPOCH.format(p="NEW.")};
         BEGIN
-            UPDATE message_status SET {folded_sets("vonage_at")}
+            UPDATE message_status SET {folded_sets("vonage_at", PG_PRICE_OK)}
             WHERE message_uuid = NEW.message_uuid;
             RETURN NULL;
         END $$"""
     )
+
+
+def m011_folded_prices_are_numbers(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Fold only prices that are plain decimals (schema.PG_PRICE_OK), as SQLite's m015: the trigger's
+    function again, and each folded price worked out again from its events (m010 folded any text)."""
+    _define_fold_function(conn)
     conn.execute(
-        "CREATE TRIGGER events_fold AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION smsctl_fold_event()"
+        f"""UPDATE message_status s SET price = f.price
+            FROM (SELECT message_uuid, MAX(CASE WHEN {PG_PRICE_OK.format(c="price")} THEN price END) AS price
+                  FROM events WHERE price IS NOT NULL GROUP BY message_uuid) f
+            WHERE f.message_uuid = s.message_uuid AND s.price IS DISTINCT FROM f.price"""
     )
 
 
@@ -282,6 +299,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     m008_send_counts,
     m009_destination_country,
     m010_folded_events,
+    m011_folded_prices_are_numbers,
 ]
 KNOWN = frozenset(m.__name__ for m in MIGRATIONS)
 

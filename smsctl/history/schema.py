@@ -133,7 +133,7 @@ FOLD_FROM = {  # each folded column: its aggregate over a message's events (the 
     "fin_v": f"MIN(CASE WHEN status IN {FINAL_SQL} THEN {{epoch}} END)",
     "fin_at": f"MIN(CASE WHEN status IN {FINAL_SQL} THEN received_at END)",
     "fail_code": "MAX(CASE WHEN status IN ('rejected', 'undeliverable') THEN error_code END)",
-    "price": "MAX(price)",
+    "price": "MAX(CASE WHEN {price_ok} THEN price END)",
     "currency": "MAX(currency)",
     "rcountry": "MAX(country)",
 }
@@ -143,20 +143,31 @@ FOLD_NEW = {  # … and the same fold of one new event (NEW, its epoch `{epoch}`
     "fin_v": f"CASE WHEN NEW.status IN {FINAL_SQL} AND {{epoch}} < COALESCE(fin_v, 1e300) THEN {{epoch}} ELSE fin_v END",
     "fin_at": f"CASE WHEN NEW.status IN {FINAL_SQL} AND (fin_at IS NULL OR NEW.received_at < fin_at) THEN NEW.received_at ELSE fin_at END",
     "fail_code": "CASE WHEN NEW.status IN ('rejected', 'undeliverable') AND NEW.error_code IS NOT NULL AND (fail_code IS NULL OR NEW.error_code > fail_code) THEN NEW.error_code ELSE fail_code END",
-    "price": "CASE WHEN NEW.price IS NOT NULL AND (price IS NULL OR NEW.price > price) THEN NEW.price ELSE price END",
+    "price": "CASE WHEN {price_ok} AND (price IS NULL OR NEW.price > price) THEN NEW.price ELSE price END",
     "currency": "CASE WHEN NEW.currency IS NOT NULL AND (currency IS NULL OR NEW.currency > currency) THEN NEW.currency ELSE currency END",
     "rcountry": "CASE WHEN NEW.country IS NOT NULL AND (rcountry IS NULL OR NEW.country > rcountry) THEN NEW.country ELSE rcountry END",
 }
 
 
-def folded_sets(epoch: str) -> str:
-    """`col = fold, …` of one new event, for the triggers (`epoch`: SQL for NEW's Vonage time, or NULL)."""
-    return ", ".join(f"{c} = {FOLD_NEW[c].format(epoch=epoch)}" for c in FOLD_FROM)
+# A price is folded only when it is a plain decimal that casts without fail (the webhook's `usage.price` is
+# the network's text; anything else is no price), so `stats` casts folded prices without checking each one
+# again (a regular expression over 1,000,000 rows cost PostgreSQL a quarter of a second). `{c}`: the column.
+SQLITE_PRICE_OK = ("({c} GLOB '[0-9]*' AND {c} GLOB '*[0-9]' AND {c} NOT GLOB '*[^0-9.]*' AND {c} NOT GLOB '*.*.*'"
+                   " AND length({c}) < 20)")  # PostgreSQL's ^[0-9]+(\.[0-9]+)?$ in GLOBs  # fmt: skip
+PG_PRICE_OK = "({c} ~ '^[0-9]+(\\.[0-9]+)?$' AND length({c}) < 20)"
 
 
-def folded_backfill(epoch: str) -> str:
+def folded_sets(epoch: str, price_ok: str) -> str:
+    """`col = fold, …` of one new event, for the triggers (`epoch`: SQL for NEW's Vonage time, or NULL;
+    `price_ok`: the dialect's SQLITE_PRICE_OK or PG_PRICE_OK)."""
+    ok = price_ok.format(c="NEW.price")
+    return ", ".join(f"{c} = {FOLD_NEW[c].format(epoch=epoch, price_ok=ok)}" for c in FOLD_FROM)
+
+
+def folded_backfill(epoch: str, price_ok: str) -> str:
     """`aggregate AS col, …` for the migrations' backfill from the events already stored."""
-    return ", ".join(f"{FOLD_FROM[c].format(epoch=epoch)} AS {c}" for c in FOLD_FROM)
+    ok = price_ok.format(c="price")
+    return ", ".join(f"{FOLD_FROM[c].format(epoch=epoch, price_ok=ok)} AS {c}" for c in FOLD_FROM)
 
 
 # A Vonage timestamp as epoch seconds, NULL when the listener could not read it (anomaly bad_timestamp).

@@ -19,6 +19,7 @@ from smsctl.history.schema import (
     RECONCILE,
     SEND_COUNTS,
     SQLITE_EPOCH,
+    SQLITE_PRICE_OK,
     folded_backfill,
     folded_sets,
 )
@@ -301,13 +302,29 @@ def m014_folded_events(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE message_status ADD COLUMN {column.format(real='REAL')}")
     names = ", ".join(FOLD_FROM)
     conn.execute(
-        f"""UPDATE message_status SET ({names}) = (SELECT {folded_backfill(SQLITE_EPOCH.format(p=""))}
+        f"""UPDATE message_status SET ({names}) = (SELECT {folded_backfill(SQLITE_EPOCH.format(p=""), SQLITE_PRICE_OK)}
             FROM events WHERE events.msg_id = message_status.id)"""
     )
+    _create_fold_trigger(conn)
+
+
+def _create_fold_trigger(conn: sqlite3.Connection) -> None:
     conn.execute(
         f"""CREATE TRIGGER events_fold AFTER INSERT ON events BEGIN
-            UPDATE message_status SET {folded_sets(SQLITE_EPOCH.format(p="NEW."))} WHERE id = NEW.msg_id;
+            UPDATE message_status SET {folded_sets(SQLITE_EPOCH.format(p="NEW."), SQLITE_PRICE_OK)} WHERE id = NEW.msg_id;
         END"""
+    )
+
+
+def m015_folded_prices_are_numbers(conn: sqlite3.Connection) -> None:
+    """Fold only prices that are plain decimals (schema.SQLITE_PRICE_OK): the trigger again, and each
+    folded price worked out again from its events (m014 folded any text)."""
+    conn.execute("DROP TRIGGER events_fold")
+    _create_fold_trigger(conn)
+    ok = SQLITE_PRICE_OK.format(c="price")
+    conn.execute(
+        f"""UPDATE message_status SET price = (SELECT MAX(CASE WHEN {ok} THEN price END) FROM events
+            WHERE events.msg_id = message_status.id) WHERE price IS NOT NULL"""
     )
 
 
@@ -326,6 +343,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m012_send_counts,
     m013_destination_country,
     m014_folded_events,
+    m015_folded_prices_are_numbers,
 ]
 
 

@@ -107,7 +107,9 @@ class Stats(DialectSql):
         return f"round(({seconds}) * 1000) / 1000.0"
 
     def _bucket(self, column: str, unit: str) -> str:
-        """SQL for an epoch column as its UTC day (YYYY-MM-DD) or hour (YYYY-MM-DD HH:00)."""
+        """SQL for an epoch column as the number of its UTC hour or day since the epoch, as text (`bucket_label`
+        names it). Formatting a date for every row (to_char, strftime) cost a fifth of the statement; this
+        formats one per bucket, in Python."""
         raise NotImplementedError
 
     def _network_of(self) -> str:
@@ -126,6 +128,8 @@ class Stats(DialectSql):
         for kind, key, currency, code, *values in (tuple(r) for r in self._run(sql, params).fetchall()):
             if kind == "status":
                 _count_status(figures, str(key), currency, code, values)
+            elif kind == "group" and query.by in (GroupBy.HOUR, GroupBy.DAY):
+                _collect(figures, kind, bucket_label(key, query.by.value), values)
             else:
                 _collect(figures, kind, key, values)
         figures.series.sort()
@@ -233,6 +237,19 @@ def _count_status(figures: StatsFigures, status: str, currency: Any, code: Any, 
         figures.errors[str(code)] = figures.errors.get(str(code), 0) + int(v[0])
 
 
+BUCKET_SECONDS = {"hour": 3600, "day": 86400}
+
+
+def bucket_label(key: Any, unit: str) -> str:
+    """A bucket's number (`_bucket`) as shown: `YYYY-MM-DD HH:00` for an hour, `YYYY-MM-DD` for a day."""
+    import datetime
+
+    if key is None:
+        return str(key)
+    start = datetime.datetime.fromtimestamp(int(key) * BUCKET_SECONDS[unit], datetime.UTC)
+    return start.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d")
+
+
 def _collect(figures: StatsFigures, kind: str, key: Any, v: list[Any]) -> None:
     """One row of the UNION ALL into the figures."""
     if kind == "lat" and v[0]:
@@ -242,7 +259,7 @@ def _collect(figures: StatsFigures, kind: str, key: Any, v: list[Any]) -> None:
     elif kind == "hist":
         figures.histogram[str(key)] = int(v[0])
     elif kind == "series":
-        figures.series.append((str(key), int(v[0]), int(v[1] or 0), int(v[2] or 0)))
+        figures.series.append((bucket_label(key, "hour"), int(v[0]), int(v[1] or 0), int(v[2] or 0)))
     elif kind == "group":
         a, b, c, d, e, f = (int(x or 0) for x in v[:6])
         figures.groups.append(Group(str(key), a, b, c, d, e, f, float(v[6] or 0)))
@@ -274,19 +291,18 @@ class SqliteStats(Stats):
         self._run(f"PRAGMA threads = {min(4, os.cpu_count() or 1)}", ())
         return super().delivery_stats(query)
 
-    def _price_number(self, column: str) -> str:  # digits and a point only: anything else is no price
-        return (f"CASE WHEN {column} GLOB '*[0-9]*' AND {column} NOT GLOB '*[^0-9.]*' AND length({column}) < 20"
-                f" THEN CAST({column} AS REAL) END")  # fmt: skip
+    def _price_number(self, column: str) -> str:  # folded only when a plain decimal (schema.SQLITE_PRICE_OK)
+        return f"CAST({column} AS REAL)"
 
     def _bucket(self, column: str, unit: str) -> str:
-        return f"strftime('{'%Y-%m-%d %H:00' if unit == 'hour' else '%Y-%m-%d'}', {column}, 'unixepoch')"
+        return f"CAST(CAST({column} / {BUCKET_SECONDS[unit]} AS INTEGER) AS TEXT)"  # epochs are positive
 
     def _network_of(self) -> str:
         return "COALESCE(network, CASE WHEN json_valid(body) THEN json_extract(body, '$.destination.network_code') END)"
 
 
 class PostgresStats(Stats):
-    """PostgreSQL's pieces: prices are cast only when they are plain decimals."""
+    """PostgreSQL's pieces."""
 
     _events_by, _status_by, _greatest = "message_uuid", "message_uuid", "GREATEST"
 
@@ -299,13 +315,11 @@ class PostgresStats(Stats):
         return (f"SELECT 'lat', NULL, NULL, NULL, COUNT(latency), {picked}, MAX(latency), SUM(CASE WHEN basis = 'vonage'"
                 " THEN 1 ELSE 0 END), SUM(CASE WHEN basis = 'received' THEN 1 ELSE 0 END) FROM timed")  # fmt: skip
 
-    def _price_number(self, column: str) -> str:
-        return (f"CASE WHEN {column} ~ '^[0-9]+(\\.[0-9]+)?$' AND length({column}) < 20"
-                f" THEN CAST({column} AS double precision) END")  # fmt: skip
+    def _price_number(self, column: str) -> str:  # folded only when a plain decimal (schema.PG_PRICE_OK)
+        return f"CAST({column} AS double precision)"
 
     def _bucket(self, column: str, unit: str) -> str:
-        pattern = "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD"
-        return f"to_char(to_timestamp({column}) AT TIME ZONE 'UTC', '{pattern}')"
+        return f"CAST(CAST(floor({column} / {BUCKET_SECONDS[unit]}) AS bigint) AS text)"
 
     def _network_of(self) -> str:
         return """COALESCE(network, substring(body from '"network_code"\\s*:\\s*"([0-9]+)"'))"""

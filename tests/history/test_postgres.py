@@ -36,7 +36,7 @@ runner = CliRunner()
 # Every PostgreSQL migration, in order, as a new database gets them (written out, not read from the code).
 ALL_MIGRATIONS = ["m001_initial", "m002_apply_status_function", "m003_forwarding", "m004_forward_routes",
                   "m005_app_urls", "m006_reconcile", "m007_optouts", "m008_send_counts",
-                  "m009_destination_country", "m010_folded_events"]  # fmt: skip
+                  "m009_destination_country", "m010_folded_events", "m011_folded_prices_are_numbers"]  # fmt: skip
 
 
 def pg(url: str) -> StoreLocation:

@@ -196,3 +196,72 @@ def test_report_is_one_private_self_contained_page_with_the_same_figures(
     assert "x" * 170 in with_text.read_text()
     code, _, err = cli("report", "-o", str(tmp_path / "missing-dir" / "r.html"))
     assert code == 2 and "cannot write" in err
+
+
+def test_a_price_that_is_not_a_plain_decimal_counts_as_no_price(on_backend: StoreLocation) -> None:
+    """A webhook's `usage.price` is the network's text: stats casts folded prices, so only plain decimals are
+    folded (a cast of `abc` or `1e999` would otherwise fail the whole statement, or count nonsense)."""
+    import time
+
+    from smsctl.history.backends import open_store
+    from smsctl.history.events import parse_status
+
+    prices = ["0.05", "abc", "1e999", "9" * 25, "0.0057", "-1", "1.2.3", " 0.1"]
+    store = open_store(on_backend)
+    try:
+        with store.transaction():
+            for n, price in enumerate(prices):
+                body = {"message_uuid": f"aaaaaaaa-0000-4000-8000-{n:012d}", "to": "14155550101", "from": "Acme",
+                        "status": "delivered", "timestamp": "2025-02-03T12:00:00Z", "channel": "sms",
+                        "usage": {"price": price, "currency": "EUR"}}  # fmt: skip
+                store.apply_status(parse_status(json.dumps(body).encode()), time.time())
+    finally:
+        store.close()
+    code, out, err = cli("stats", "--json")
+    assert code == 0, err
+    assert json.loads(out)["cost"] == [{"currency": "EUR", "total": 0.0557, "messages": 2}]
+
+
+def test_the_upgrade_folds_each_price_again_from_its_events(on_backend: StoreLocation) -> None:
+    """Stores folded before SQLite's m015 / PostgreSQL's m011 kept the greatest text (`zzz` over `0.05`): the
+    upgrade works each price out again, from the events, keeping only plain decimals."""
+    import sqlite3
+    import time
+
+    import psycopg
+
+    from smsctl.config import StoreKind
+    from smsctl.history.backends import open_store
+    from smsctl.history.events import parse_status
+
+    store = open_store(on_backend)
+    try:
+        with store.transaction():
+            for n, price in enumerate(["0.05", "zzz"]):
+                body = {"message_uuid": "aaaaaaaa-0000-4000-8000-000000000001", "to": "14155550101", "from": "Acme",
+                        "status": ("submitted", "delivered")[n], "timestamp": f"2025-02-03T12:00:0{n}Z",
+                        "channel": "sms", "usage": {"price": price, "currency": "EUR"}}  # fmt: skip
+                store.apply_status(parse_status(json.dumps(body).encode()), time.time())
+    finally:
+        store.close()
+    name = (
+        "m015_folded_prices_are_numbers"
+        if on_backend.kind is StoreKind.SQLITE
+        else "m011_folded_prices_are_numbers"
+    )
+    forget = [
+        "UPDATE message_status SET price = 'zzz'",
+        f"DELETE FROM _smsctl_migrations WHERE name = '{name}'",
+    ]
+    if on_backend.kind is StoreKind.SQLITE:
+        with sqlite3.connect(on_backend.path or "") as conn:  # as the old fold left it
+            for sql in forget:
+                conn.execute(sql)
+    else:
+        with psycopg.connect(on_backend.url or "", autocommit=True) as pg:
+            for sql in forget:
+                pg.execute(sql)
+    open_store(on_backend).close()  # the upgrade
+    code, out, err = cli("stats", "--json")
+    assert code == 0, err
+    assert json.loads(out)["cost"] == [{"currency": "EUR", "total": 0.05, "messages": 1}]

@@ -272,6 +272,7 @@ def test_an_m006_store_keys_its_events_by_message_id_after_upgrading(tmp_path: P
             "m012_send_counts",
             "m013_destination_country",
             "m014_folded_events",
+            "m015_folded_prices_are_numbers",
         ]
         ids = dict(store.conn.execute("SELECT message_uuid, id FROM message_status").fetchall())
         keyed = store.conn.execute("SELECT id, msg_id, token FROM events ORDER BY id").fetchall()
