@@ -257,6 +257,14 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
         )
         return _sent(found) if found else None
 
+    def accepted_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, str]:
+        found = self.conn.execute(
+            "SELECT batch_row, message_uuid FROM messages WHERE batch_id = %s AND batch_row BETWEEN %s AND %s"
+            " AND state = 'accepted'",
+            (batch_id, first, last),
+        )
+        return {int(row): str(uuid) for row, uuid in found}
+
     def mark_pending(self, local_id: int) -> None:
         self._set_state(local_id, LocalState.PENDING, None)
 

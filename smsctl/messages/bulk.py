@@ -280,12 +280,45 @@ def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> R
     return report
 
 
+class AcceptedRows:
+    """A rerun's rows that were already sent, read a block of lines at a time (one query per 1,000 rows,
+    not one per row). Only `accepted` is taken from a block: it is final, so a block read a moment ago is
+    still right about it; any other row is looked up on its own, just before it is sent, as before."""
+
+    BLOCK = 1000
+
+    def __init__(self, writer: StoreWriter, batch_id: str) -> None:
+        self.writer, self.batch_id = writer, batch_id
+        self._blocks: dict[int, asyncio.Future[dict[int, str]]] = {}
+
+    async def message_uuid(self, line: int) -> str | None:
+        block = line // self.BLOCK
+        if block not in self._blocks:  # the first worker to need a block reads it; the others await it
+            if len(self._blocks) >= 16:  # workers move forward together: the oldest blocks are done with
+                del self._blocks[min(self._blocks)]
+            first, last = block * self.BLOCK, block * self.BLOCK + self.BLOCK - 1
+            batch_id = self.batch_id
+            self._blocks[block] = asyncio.ensure_future(
+                self.writer.run(lambda s: s.accepted_in_batch(batch_id, first, last))
+            )
+        reading = self._blocks[block]
+        try:
+            return (await asyncio.shield(reading)).get(line)
+        except Exception:
+            if self._blocks.get(block) is reading:  # the store was away: the next row reads it again
+                del self._blocks[block]
+            raise
+
+
 async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
-                    recording: Recording, caps: Caps) -> RowOutcome:  # fmt: skip
+                    recording: Recording, caps: Caps, sent: AcceptedRows | None = None) -> RowOutcome:  # fmt: skip
     attempt = prepared.attempt
     assert attempt.batch_id is not None and attempt.batch_row is not None
     batch_id, line = attempt.batch_id, attempt.batch_row
     outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
+    if sent is not None and (message_uuid := await sent.message_uuid(line)) is not None:
+        outcome.state, outcome.message_uuid = "already_sent", message_uuid
+        return outcome
     existing = await writer.run(lambda s: s.message_in_batch(batch_id, line))
     if existing is not None:
         if existing.state == LocalState.ACCEPTED:
@@ -334,14 +367,18 @@ async def send_batch(
     When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
     """
     started = time.monotonic()
+    sent: AcceptedRows | None = None
 
     async def worker() -> None:
+        nonlocal sent
         for prepared in messages:  # shared by the workers: each takes the next row when it is free
+            if sent is None and prepared.attempt.batch_id is not None:
+                sent = AcceptedRows(writer, prepared.attempt.batch_id)
             if webhook_url is not None:
                 prepared = with_webhook(prepared, webhook_url)
             if result.capped is not None:
                 return  # a cap was reached: nothing more is sent
-            outcome = await _send_row(client, writer, prepared, options, recording, caps)
+            outcome = await _send_row(client, writer, prepared, options, recording, caps, sent)
             result.states[outcome.state] += 1
             if keep_uuids and outcome.state == "accepted" and outcome.message_uuid:
                 result.accepted.append(outcome.message_uuid)
