@@ -76,7 +76,8 @@ def test_the_inspector_lives_filters_acts_and_refuses_strangers(
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(ui_url)
             page.wait_for_selector(f"#rows tr[data-uuid='{rejected}']")
-            assert page.locator("#kpis .kpi").count() >= 5  # the stats, as charts and figures
+            # The stats load on their own request after the list: wait for them (at least five figures).
+            expect(page.locator("#kpis .kpi").nth(4)).to_be_attached()
 
             # Live: a message sent while the page is open appears without a reload.
             late = send("+14155550120")
