@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.integration  # it binds a port to be in the way
 def test_a_port_in_use_is_a_clear_error(credentials: dict[str, str]) -> None:
     import socket
 
