@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ lifecycles = st.sampled_from(["delivered", "rejected", "undeliverable"]).flatmap
 
 @settings(max_examples=300, deadline=None)
 @given(lifecycles.flatmap(lambda fl: st.permutations(fl[1]).map(lambda order: (fl[0], order))))
-def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -> None:
+def test_any_order_ends_in_the_same_final_state(memory_store: Store, case: tuple[str, list[bytes]]) -> None:
     import uuid as uuidlib
 
     final, arrivals = case
@@ -40,13 +41,15 @@ def test_any_order_ends_in_the_same_final_state(case: tuple[str, list[bytes]]) -
         uuidlib.uuid4()
     )  # a message of its own in the one store (migrating a store per example cost 2 s)
     apply_and_check(
-        _memory_store(), fresh, final, [raw.replace(UUID.encode(), fresh.encode()) for raw in arrivals]
+        memory_store, fresh, final, [raw.replace(UUID.encode(), fresh.encode()) for raw in arrivals]
     )
 
 
-@functools.cache
-def _memory_store() -> Store:
-    return Store(":memory:")  # the class allows it for speed; SMSCTL_DB=:memory: is refused
+@pytest.fixture(scope="module")
+def memory_store() -> Iterator[Store]:
+    store = Store(":memory:")  # the class allows it for speed; SMSCTL_DB=:memory: is refused
+    yield store
+    store.close()
 
 
 def apply_and_check(store: HistoryStore, uuid: str, final: str, arrivals: list[bytes]) -> None:
