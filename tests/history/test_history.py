@@ -20,18 +20,18 @@ _BUILT: dict[str, Any] = {}  # per test process: the uuids and a copy of the sto
 
 
 @pytest.fixture
-def history(credentials: dict[str, str], db_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def history(credentials: dict[str, str], db_path: Path, monkeypatch: pytest.MonkeyPatch,
+            tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:  # fmt: skip
     """Three messages sent and tracked to their final status through the emulator, by a running
     `smsctl listen` (so the duplicate that arrives after `--wait` has returned is stored too).
 
     Built once per test process (a listener, an emulator and three waits: ~1.5 s of CPU) and copied
     into each test's own store directory, so a test that writes changes only its copy."""
     import shutil
-    import tempfile
 
     if "uuids" not in _BUILT:
         _BUILT["uuids"] = _send_three(db_path, monkeypatch)
-        template = Path(tempfile.mkdtemp(prefix="smsctl-history-")) / "store"
+        template = tmp_path_factory.mktemp("history-template") / "store"  # pytest removes it, as its others
         shutil.copytree(db_path.parent, template)
         _BUILT["template"] = template
     else:
