@@ -238,18 +238,18 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
 
     # --- messages we send -------------------------------------------------------------------
 
-    def record_attempt(self, attempt: Attempt) -> int:
+    def record_attempt(self, attempt: Attempt) -> int | None:
         now = time.time()
         row = self._one(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) RETURNING id""",
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
+               ON CONFLICT (batch_id, batch_row) WHERE batch_id IS NOT NULL DO NOTHING RETURNING id""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
              attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
              attempt.country),
         )  # fmt: skip
-        assert row is not None
-        return int(row[0])
+        return None if row is None else int(row[0])  # None: another run of the batch recorded the row first
 
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         found = self._one(

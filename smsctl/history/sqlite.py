@@ -266,18 +266,20 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
 
     # --- messages we send -------------------------------------------------------------------
 
-    def record_attempt(self, attempt: Attempt) -> int:
-        """Record a send about to leave (`pending`: it may reach the API from now on); its local id."""
+    def record_attempt(self, attempt: Attempt) -> int | None:
+        """Record a send about to leave (`pending`: it may reach the API from now on); its local id. None
+        when its batch row is already recorded: another run of the same batch took it first."""
         now = time.time()
-        cursor = self.conn.execute(
+        found = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+               ON CONFLICT (batch_id, batch_row) WHERE batch_id IS NOT NULL DO NOTHING RETURNING id""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
              attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
              attempt.country),
-        )  # fmt: skip
-        return int(cursor.lastrowid or 0)
+        ).fetchone()  # fmt: skip
+        return None if found is None else int(found[0])
 
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""

@@ -45,6 +45,7 @@ from smsctl.messages.ratelimit import RateLimiter
 from smsctl.messages.recipients import Recipients, Row
 from smsctl.messages.runtime import DEFAULT_RECORDING, Recording
 from smsctl.messages.sending import (
+    BatchRowTaken,
     Prepared,
     SendRequest,
     emulator_listener_url,
@@ -175,7 +176,7 @@ class RowOutcome:
     line: int
     to: str
     client_ref: str
-    state: str  # accepted | already_sent | suppressed | capped | refused | unsent | unknown | skipped_unknown | not_recorded
+    state: str  # accepted | already_sent | suppressed | capped | refused | unsent | unknown | skipped_unknown | another_run | not_recorded
     message_uuid: str | None = None
     error: str | None = None
     store_error: str | None = None  # the store could not record: the batch stops
@@ -340,6 +341,9 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
         outcome.store_error = exc.message
     except StoreUnavailable as exc:  # could not record the attempt, so it was not sent
         outcome.state, outcome.error, outcome.store_error = "unsent", exc.message, exc.reason
+    except BatchRowTaken:  # two runs of one batch at once: the other recorded this row first and sends it
+        outcome.state = "another_run"
+        outcome.error = "another run of this batch recorded this row first and sends it; not sent twice"
     except OptedOut as exc:  # recorded as suppressed; the batch goes on
         outcome.state, outcome.error = "suppressed", exc.message
     except GuardRefused as exc:  # a cap is reached: recorded unsent; the batch stops taking rows
@@ -483,6 +487,11 @@ def outcome_error(result: BulkResult, states: dict[str, tuple[str, bool]] | None
     if counts.get("refused"):
         return RowsRefused(f"{counts['refused']} row(s) were refused by the API",
                            hint="see the rows marked refused; fix them and run the same command again")  # fmt: skip
+    if counts.get("another_run"):
+        return ApiUnavailable(f"{counts['another_run']} row(s) were being sent by another run of this batch at the "
+                              "same time (nothing was sent twice)",
+                              hint=f"let the other run finish, then `smsctl batch {result.batch_id}` shows every row; "
+                              "rerunning the same command sends only rows neither run sent")  # fmt: skip
     unsure = counts.get("unknown", 0) + counts.get("skipped_unknown", 0) + counts.get("unsent", 0)
     if unsure:
         return ApiUnavailable(f"{unsure} row(s) were not confirmed sent (unsent or outcome unknown)",

@@ -216,6 +216,8 @@ async def send_prepared(
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
         nonlocal row
         row, refusal = await writer.run(lambda store: first_write(store, attempt, row, caps, uncounted))
+        if row is None:
+            raise BatchRowTaken(attempt.batch_id, attempt.batch_row)
         if isinstance(refusal, str):
             raise caps.refusal(refusal)
         if refusal is not None:
@@ -228,7 +230,7 @@ async def send_prepared(
 
     try:
         accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
-    except (OptedOut, GuardRefused):  # recorded suppressed or unsent in the same write; never sent
+    except (OptedOut, GuardRefused, BatchRowTaken):  # recorded (here or by another run); never sent
         raise
     except BaseException as exc:
         if row is not None:
@@ -242,8 +244,13 @@ async def send_prepared(
     )  # fmt: skip
 
 
+class BatchRowTaken(Exception):
+    """Another run of the same batch recorded this row first (two `bulk` runs of one file at once): it
+    sends it, this run does not."""
+
+
 def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS,
-                uncounted: bool = False) -> tuple[int, OptoutState | str | None]:  # fmt: skip
+                uncounted: bool = False) -> tuple[int | None, OptoutState | str | None]:  # fmt: skip
     """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
     the same transaction as the opt-out ledger's check, which every send obeys: an opted-out recipient
     is recorded `suppressed` instead (so `batch` and `export` show it), and the caller raises OptedOut
@@ -252,6 +259,8 @@ def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Ca
     new = row is None or uncounted  # counted toward the caps once: when it first goes out
     if row is None:
         row = store.record_attempt(attempt)
+        if row is None:  # the batch row was taken by another run: nothing more to write
+            return None, None
     elif optout is None:
         store.mark_pending(row)
     if optout is not None:

@@ -335,6 +335,7 @@ def _fill(where: StoreLocation | Path, messages: int) -> None:
                 local = store.record_attempt(Attempt(f"ref-{i % 7}", "14155550101", "SMSCTL", "code 1234", "text", 1,
                                                      "batch-1" if i % 2 else None, i if i % 2 else None,
                                                      i % 3 == 0, "US" if i % 5 else None))  # fmt: skip
+                assert local is not None
                 if i % 10 == 9:
                     store.mark_failed(local, LocalState.REFUSED, "422 invalid")
                     continue

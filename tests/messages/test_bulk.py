@@ -321,3 +321,33 @@ def test_without_wait_a_running_listener_gets_the_emulators_statuses(
 
 def finals_reach(read: Any, count: int) -> Any:
     return lambda: read() >= count
+
+
+@pytest.mark.integration
+def test_one_batch_run_twice_at_once_sends_each_row_once_and_says_so(
+    sandbox: BackgroundSandbox, credentials: dict[str, str], tmp_path: Path
+) -> None:
+    """The same file and text in two terminals at once: one batch, so the runs share its rows. Each row is
+    sent by the run that records it first; the other says so (it was an internal error: a UNIQUE violation)."""
+    csv = tmp_path / "list.csv"
+    csv.write_text("to\n" + "".join(f"+1212555{n:04d}\n" for n in range(300)))
+    env = {**os.environ, "VONAGE_API_URL": sandbox.url}
+    runs = [subprocess.Popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "same", "--rate", "200",
+                              "--concurrency", "8", "--json"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    summaries = [json.loads(out.splitlines()[-1]) for out, _ in outcomes]
+    assert all(s["event"] == "summary" for s in summaries), [err[-500:] for _, err in outcomes]
+    sent = sum(s["counts"].get("accepted", 0) for s in summaries)
+    assert sent == 300 and len([r for r in sandbox.requests if r.status == 202]) == 300  # each row once
+    for summary, (_, err), run in zip(summaries, outcomes, runs, strict=True):
+        # A row the other run has recorded: `another_run`; one it is sending right now, looked up before
+        # this run's turn: `skipped_unknown` (pending, as after a crash). Neither is sent, both exit 5.
+        taken, in_flight = (
+            summary["counts"].get("another_run", 0),
+            summary["counts"].get("skipped_unknown", 0),
+        )
+        assert run.returncode == (5 if taken or in_flight else 0), err[-500:]
+        assert "internal error" not in err
+        if taken:
+            assert "being sent by another run of this batch" in err
