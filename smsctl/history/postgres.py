@@ -257,13 +257,12 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
         )
         return _sent(found) if found else None
 
-    def accepted_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, str]:
+    def rows_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, tuple[LocalState, str | None]]:
         found = self.conn.execute(
-            "SELECT batch_row, message_uuid FROM messages WHERE batch_id = %s AND batch_row BETWEEN %s AND %s"
-            " AND state = 'accepted'",
+            "SELECT batch_row, state, message_uuid FROM messages WHERE batch_id = %s AND batch_row BETWEEN %s AND %s",
             (batch_id, first, last),
         )
-        return {int(row): str(uuid) for row, uuid in found}
+        return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
 
     def mark_pending(self, local_id: int) -> None:
         self._set_state(local_id, LocalState.PENDING, None)

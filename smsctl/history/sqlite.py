@@ -288,14 +288,13 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
         ).fetchone()
         return sent_message(found) if found else None
 
-    def accepted_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, str]:
-        """The rows from `first` to `last` of a batch that the API accepted, with their message UUIDs."""
+    def rows_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, tuple[LocalState, str | None]]:
+        """The recorded rows from `first` to `last` of a batch: each one's state and message UUID."""
         found = self.conn.execute(
-            "SELECT batch_row, message_uuid FROM messages WHERE batch_id = ? AND batch_row BETWEEN ? AND ?"
-            " AND state = 'accepted'",
+            "SELECT batch_row, state, message_uuid FROM messages WHERE batch_id = ? AND batch_row BETWEEN ? AND ?",
             (batch_id, first, last),
         )
-        return {int(row): str(uuid) for row, uuid in found}
+        return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
 
     def mark_pending(self, local_id: int) -> None:
         """A recorded send that is about to leave again (a rerun, or after a 429)."""

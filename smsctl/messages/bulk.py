@@ -281,18 +281,21 @@ def check(recipients: Recipients, settings: Settings, options: BulkOptions) -> R
     return report
 
 
-class AcceptedRows:
-    """A rerun's rows that were already sent, read a block of lines at a time (one query per 1,000 rows,
-    not one per row). Only `accepted` is taken from a block: it is final, so a block read a moment ago is
-    still right about it; any other row is looked up on its own, just before it is sent, as before."""
+class BatchRows:
+    """The batch's recorded rows, read a block of lines at a time (one query per 1,000 rows, not one per
+    row). What a block says is acted on only where it cannot have gone stale: `accepted` is final (the
+    row is already sent); a row not recorded then is recorded by this run unless another run of the batch
+    recorded it since, which the insert itself detects (history: record_attempt → another_run). Any
+    other recorded row is looked up again just before it is sent."""
 
     BLOCK = 1000
 
     def __init__(self, writer: StoreWriter, batch_id: str) -> None:
         self.writer, self.batch_id = writer, batch_id
-        self._blocks: dict[int, asyncio.Future[dict[int, str]]] = {}
+        self._blocks: dict[int, asyncio.Future[dict[int, tuple[LocalState, str | None]]]] = {}
 
-    async def message_uuid(self, line: int) -> str | None:
+    async def recorded(self, line: int) -> tuple[LocalState, str | None] | None:
+        """The row's state and message UUID when its block was read; None if it was not recorded then."""
         block = line // self.BLOCK
         if block not in self._blocks:  # the first worker to need a block reads it; the others await it
             if len(self._blocks) >= 16:  # workers move forward together: the oldest blocks are done with
@@ -300,7 +303,7 @@ class AcceptedRows:
             first, last = block * self.BLOCK, block * self.BLOCK + self.BLOCK - 1
             batch_id = self.batch_id
             self._blocks[block] = asyncio.ensure_future(
-                self.writer.run(lambda s: s.accepted_in_batch(batch_id, first, last))
+                self.writer.run(lambda s: s.rows_in_batch(batch_id, first, last))
             )
         reading = self._blocks[block]
         try:
@@ -312,15 +315,16 @@ class AcceptedRows:
 
 
 async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
-                    recording: Recording, caps: Caps, sent: AcceptedRows | None = None) -> RowOutcome:  # fmt: skip
+                    recording: Recording, caps: Caps, rows: BatchRows | None = None) -> RowOutcome:  # fmt: skip
     attempt = prepared.attempt
     assert attempt.batch_id is not None and attempt.batch_row is not None
     batch_id, line = attempt.batch_id, attempt.batch_row
     outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
-    if sent is not None and (message_uuid := await sent.message_uuid(line)) is not None:
-        outcome.state, outcome.message_uuid = "already_sent", message_uuid
+    recorded = await rows.recorded(line) if rows is not None else (LocalState.PENDING, None)
+    if recorded is not None and recorded[0] == LocalState.ACCEPTED:
+        outcome.state, outcome.message_uuid = "already_sent", recorded[1]
         return outcome
-    existing = await writer.run(lambda s: s.message_in_batch(batch_id, line))
+    existing = None if recorded is None else await writer.run(lambda s: s.message_in_batch(batch_id, line))
     if existing is not None:
         if existing.state == LocalState.ACCEPTED:
             outcome.state, outcome.message_uuid = "already_sent", existing.message_uuid
@@ -371,18 +375,18 @@ async def send_batch(
     When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
     """
     started = time.monotonic()
-    sent: AcceptedRows | None = None
+    rows: BatchRows | None = None
 
     async def worker() -> None:
-        nonlocal sent
+        nonlocal rows
         for prepared in messages:  # shared by the workers: each takes the next row when it is free
-            if sent is None and prepared.attempt.batch_id is not None:
-                sent = AcceptedRows(writer, prepared.attempt.batch_id)
+            if rows is None and prepared.attempt.batch_id is not None:
+                rows = BatchRows(writer, prepared.attempt.batch_id)
             if webhook_url is not None:
                 prepared = with_webhook(prepared, webhook_url)
             if result.capped is not None:
                 return  # a cap was reached: nothing more is sent
-            outcome = await _send_row(client, writer, prepared, options, recording, caps, sent)
+            outcome = await _send_row(client, writer, prepared, options, recording, caps, rows)
             result.states[outcome.state] += 1
             if keep_uuids and outcome.state == "accepted" and outcome.message_uuid:
                 result.accepted.append(outcome.message_uuid)
