@@ -389,11 +389,17 @@ class StatsReport:
             "groups": [{"key": g.key, "messages": g.messages, "sent": g.sent, "delivered": g.delivered,
                         "delivered_rate": self.rate(g.delivered, g.sent), "rejected": g.rejected,
                         "undeliverable": g.undeliverable, "pending": g.sent - g.final, "cost": round(g.cost, 6)}
-                       for g in sorted(f.groups, key=lambda g: (-g.messages, g.key))],
+                       for g in sorted(f.groups, key=self._group_order)],
             "series": {"unit": f.series_unit,
                        "points": [{"at": at, "sent": s, "final": fin, "delivered": d,
                                    "delivered_rate": self.rate(d, fin)} for at, s, fin, d in f.series]},
         }  # fmt: skip
+
+    def _group_order(self, group: Group) -> tuple[int, str]:
+        """Hours and days in time order; countries, networks, senders and errors biggest first."""
+        if self.query.by in (GroupBy.HOUR, GroupBy.DAY):
+            return 0, group.key
+        return -group.messages, group.key
 
 
 def share(rate: float | None) -> str:

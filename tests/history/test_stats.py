@@ -265,3 +265,17 @@ def test_the_upgrade_folds_each_price_again_from_its_events(on_backend: StoreLoc
     code, out, err = cli("stats", "--json")
     assert code == 0, err
     assert json.loads(out)["cost"] == [{"currency": "EUR", "total": 0.05, "messages": 1}]
+
+
+@pytest.mark.parametrize(("by", "order"), [("hour", ["2026-12-04 23:00", "2026-12-05 00:00", "2026-12-05 01:00"]),
+                                           ("country", ["2026-12-05 00:00", "2026-12-04 23:00", "2026-12-05 01:00"])])  # fmt: skip
+def test_hours_and_days_are_listed_in_time_order_other_groups_biggest_first(
+    by: str, order: list[str]
+) -> None:
+    from smsctl.history.stats import Group, GroupBy, StatsFigures, StatsQuery, StatsReport
+
+    figures = StatsFigures()
+    figures.groups = [Group(key, n, n, n, 0, 0, n, 0.0) for key, n in
+                      (("2026-12-05 01:00", 1), ("2026-12-04 23:00", 5), ("2026-12-05 00:00", 9))]  # fmt: skip
+    report = StatsReport(figures, StatsQuery(by=GroupBy(by)), 0.0)
+    assert [g["key"] for g in report.to_json()["groups"]] == order
