@@ -220,7 +220,7 @@ class BulkProgress:
 
         if outcome.state in ("accepted", "already_sent"):
             self.sent += 1
-        else:
+        elif outcome.state != "another_run":  # not a failure: the other run of the batch sends it
             self.failed += 1
         task = self.progress.tasks[0]
         rate = f"{(task.completed + 1) / task.elapsed:.1f}" if task.elapsed else "0.0"

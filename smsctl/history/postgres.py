@@ -238,8 +238,8 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
 
     # --- messages we send -------------------------------------------------------------------
 
-    def record_attempt(self, attempt: Attempt) -> int | None:
-        now = time.time()
+    def record_attempt(self, attempt: Attempt, at: float | None = None) -> int | None:
+        now = time.time() if at is None else at
         row = self._one(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
@@ -264,8 +264,16 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
         )
         return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
 
-    def mark_pending(self, local_id: int) -> None:
-        self._set_state(local_id, LocalState.PENDING, None)
+    def claim(
+        self, local_id: int, state: LocalState, error: str | None, seen: tuple[LocalState, float]
+    ) -> float | None:
+        now = time.time()
+        done = self._one(
+            "UPDATE messages SET state = %s, error = %s, updated_at = %s"
+            " WHERE id = %s AND state = %s AND updated_at = %s RETURNING id",
+            (str(state), error, now, local_id, str(seen[0]), seen[1]),
+        )
+        return now if done is not None else None
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
         repeated = self._one(

@@ -266,10 +266,11 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
 
     # --- messages we send -------------------------------------------------------------------
 
-    def record_attempt(self, attempt: Attempt) -> int | None:
+    def record_attempt(self, attempt: Attempt, at: float | None = None) -> int | None:
         """Record a send about to leave (`pending`: it may reach the API from now on); its local id. None
-        when its batch row is already recorded: another run of the same batch took it first."""
-        now = time.time()
+        when its batch row is already recorded: another run of the same batch took it first. `at`: its
+        created_at and updated_at (the version `claim` compares), now by default."""
+        now = time.time() if at is None else at
         found = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
@@ -296,9 +297,18 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
         )
         return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
 
-    def mark_pending(self, local_id: int) -> None:
-        """A recorded send that is about to leave again (a rerun, or after a 429)."""
-        self._set_state(local_id, LocalState.PENDING, None)
+    def claim(
+        self, local_id: int, state: LocalState, error: str | None, seen: tuple[LocalState, float]
+    ) -> float | None:
+        """Move a recorded send to `state` only if it is still as this run last saw it (`seen`: its state
+        and updated_at), so two runs of one batch never both send a row nor undo each other's writes;
+        the new updated_at, or None when another run changed the row since."""
+        now = time.time()
+        done = self.conn.execute(
+            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state = ? AND updated_at = ?",
+            (state, error, now, local_id, seen[0], seen[1]),
+        )
+        return now if done.rowcount == 1 else None
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
         """The API answered 202 with this uuid; True when another send already has it (both kept, flagged)."""

@@ -337,7 +337,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
             return outcome
     local_id = existing.id if existing is not None else None
     try:
-        result = await send_prepared(client, writer, prepared, local_id=local_id, recording=recording, caps=caps,
+        seen = (existing.state, existing.updated_at) if existing is not None else None
+        result = await send_prepared(client, writer, prepared, local_id=local_id, seen=seen, recording=recording, caps=caps,
                                      uncounted=existing is not None and never_counted(existing))  # fmt: skip
         outcome.message_uuid = result.message_uuid
     except SentNotRecorded as exc:

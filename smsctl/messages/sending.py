@@ -198,6 +198,7 @@ async def send_prepared(
     prepared: Prepared,
     *,
     local_id: int | None = None,
+    seen: tuple[LocalState, float] | None = None,
     recording: Recording = DEFAULT_RECORDING,
     caps: Caps | None = None,
     uncounted: bool = False,
@@ -205,17 +206,23 @@ async def send_prepared(
     """Send, recording each step durably: `pending` just before the request is written (never while
     it waits for the rate limiter), then what the API said, whatever it said.
 
-    `local_id` is the row of an earlier attempt (a bulk rerun); else a row is made at the first write.
+    `local_id` is the row of an earlier attempt (a bulk rerun) and `seen` its state and updated_at when
+    it was read; else a row is made at the first write. Every later write to the row is conditional on
+    the version this run last wrote or read (`HistoryStore.claim`): when another run of the batch has
+    changed it since, this one stops (BatchRowTaken) and writes nothing more.
     `uncounted`: that earlier attempt never went out (a cap or the opt-out ledger stopped it), so this
     one counts toward the caps as a new send does.
     """
     attempt = prepared.attempt
     row: int | None = local_id
+    version = seen  # the row as this run last wrote or read it
     caps = caps or NO_CAPS
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
-        nonlocal row
-        row, refusal = await writer.run(lambda store: first_write(store, attempt, row, caps, uncounted))
+        nonlocal row, version
+        row, refusal, version = await writer.run(
+            lambda store: first_write(store, attempt, row, caps, uncounted, version)
+        )
         if row is None:
             raise BatchRowTaken(attempt.batch_id, attempt.batch_row)
         if isinstance(refusal, str):
@@ -224,17 +231,23 @@ async def send_prepared(
             raise OptedOut(attempt.to, refusal.sender, refusal.source, refusal.changed_at)
 
     async def held_back() -> None:  # a 429 or no connection: provably not sent while we wait again
-        known = row
-        if known is not None:
-            await writer.run(lambda store: store.mark_failed(known, LocalState.UNSENT, "waiting to retry"))
+        nonlocal version
+        known, was = row, version
+        if known is not None and was is not None:
+            at = await writer.run(
+                lambda store: store.claim(known, LocalState.UNSENT, "waiting to retry", was)
+            )
+            if at is None:
+                raise BatchRowTaken(attempt.batch_id, attempt.batch_row)
+            version = (LocalState.UNSENT, at)
 
     try:
         accepted = await client.send(prepared.body, attempt.client_ref, leaving=leaving, held_back=held_back)
     except (OptedOut, GuardRefused, BatchRowTaken):  # recorded (here or by another run); never sent
         raise
     except BaseException as exc:
-        if row is not None:
-            await _record_failure(writer, row, exc)
+        if row is not None and version is not None:
+            await _record_failure(writer, row, version, exc)
         raise
     assert row is not None  # `leaving` ran before the request that was accepted
     repeated = await record_accepted(writer, row, accepted.message_uuid, recording)
@@ -249,29 +262,44 @@ class BatchRowTaken(Exception):
     sends it, this run does not."""
 
 
-def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS,
-                uncounted: bool = False) -> tuple[int | None, OptoutState | str | None]:  # fmt: skip
+def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS, uncounted: bool = False,
+                seen: tuple[LocalState, float] | None = None,
+                ) -> tuple[int | None, OptoutState | str | None, tuple[LocalState, float] | None]:  # fmt: skip
     """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
     the same transaction as the opt-out ledger's check, which every send obeys: an opted-out recipient
     is recorded `suppressed` instead (so `batch` and `export` show it), and the caller raises OptedOut
-    before any request. One write per send, so the check costs no extra round trip (bench/sender.py)."""
+    before any request. One write per send, so the check costs no extra round trip (bench/sender.py).
+    Returns the row (None: another run of the batch recorded or changed it first, and sends it), the
+    refusal if any, and the row's version as written."""
     optout = None if attempt.optout_ignored else store.optout_of(attempt.to, attempt.from_)
     new = row is None or uncounted  # counted toward the caps once: when it first goes out
     if row is None:
-        row = store.record_attempt(attempt)
+        now = time.time()
+        row = store.record_attempt(attempt, now)
         if row is None:  # the batch row was taken by another run: nothing more to write
-            return None, None
-    elif optout is None:
-        store.mark_pending(row)
+            return None, None, None
+        version = (LocalState.PENDING, now)
+    else:
+        assert seen is not None, "an earlier attempt's row comes with the version it was read at"
+        state, error = (
+            (LocalState.PENDING, None)
+            if optout is None
+            else (LocalState.SUPPRESSED, f"opted out ({optout.source})")
+        )
+        at = store.claim(row, state, error, seen)
+        if at is None:
+            return None, None, None
+        version = (state, at)
     if optout is not None:
-        store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
-        return row, optout
+        if version[0] != LocalState.SUPPRESSED:
+            store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
+        return row, optout, None
     if new:
         counters, refused = caps.counters(store, attempt, time.time())
         if refused is not None or (refused := store.count_send(counters)) is not None:
             store.mark_failed(row, LocalState.UNSENT, caps.row_error(refused))
-            return row, refused
-    return row, None
+            return row, refused, None
+    return row, None, version
 
 
 async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, recording: Recording) -> bool:
@@ -302,10 +330,12 @@ def failure_state(exc: BaseException) -> LocalState:
     return LocalState.UNKNOWN  # OutcomeUnknown, or interrupted while the request was in flight
 
 
-async def _record_failure(writer: StoreWriter, row: int, exc: BaseException) -> None:
+async def _record_failure(
+    writer: StoreWriter, row: int, seen: tuple[LocalState, float], exc: BaseException
+) -> None:
     error = getattr(exc, "message", "") or type(exc).__name__
-    try:
-        await writer.run(lambda store: store.mark_failed(row, failure_state(exc), error))
+    try:  # only as this run left it: another run of the batch may have taken the row since
+        await writer.run(lambda store: store.claim(row, failure_state(exc), error, seen))
     except Exception:  # the original error matters more than this bookkeeping
         pass
 

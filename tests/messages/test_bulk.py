@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from smsctl.config import StoreLocation
 from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
@@ -351,3 +352,38 @@ def test_one_batch_run_twice_at_once_sends_each_row_once_and_says_so(
         assert "internal error" not in err
         if taken:
             assert "being sent by another run of this batch" in err
+
+
+def test_a_row_another_run_took_is_neither_sent_again_nor_overwritten(store_at: StoreLocation) -> None:
+    """Two runs of one batch: run A sends row 2, gets a 429 and marks it unsent while it waits; run B
+    reads it unsent and takes it. A's retry must then stop (it sent such a row a second time: 3 of
+    2,000 rows in two throttled runs) and must not overwrite what B wrote. Each write is conditional
+    on the version the run last wrote or read (HistoryStore.claim)."""
+    from smsctl.history.backends import open_store
+    from smsctl.history.interface import Attempt, LocalState
+    from smsctl.messages.sending import first_write
+
+    attempt = Attempt("b1-2", "14155550101", "Acme", None, "GSM-7", 1, "b1", 2, False, "US")
+    store = open_store(store_at)
+    try:
+        with store.transaction():
+            row, refusal, mine = first_write(store, attempt, None)  # run A: recorded pending, request sent
+        assert row is not None and refusal is None and mine is not None
+        with store.transaction():
+            at = store.claim(row, LocalState.UNSENT, "waiting to retry", mine)  # A: 429, waits to retry
+        assert at is not None
+        mine = (LocalState.UNSENT, at)
+        with store.transaction():
+            assert store.record_attempt(attempt) is None  # B cannot record the row again
+        existing = store.message_in_batch("b1", 2)
+        assert existing is not None and existing.state == LocalState.UNSENT
+        with store.transaction():  # run B takes it, from the version it read
+            taken = first_write(store, attempt, existing.id, seen=(existing.state, existing.updated_at))
+        assert taken[0] == row and taken[2] is not None and taken[2][0] == LocalState.PENDING
+        with store.transaction():  # run A's retry: the row changed since A last wrote it
+            assert first_write(store, attempt, row, seen=mine) == (None, None, None)
+            assert store.claim(row, LocalState.UNKNOWN, "no answer", mine) is None
+        after = store.message_in_batch("b1", 2)
+        assert after is not None and after.state == LocalState.PENDING  # B's, untouched
+    finally:
+        store.close()
