@@ -32,6 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.batch_rows import BatchRowsSql
 from smsctl.history.events import InboundMessage, StatusEvent, status_rank
 from smsctl.history.interface import (
     COPY_TABLES,
@@ -129,7 +130,7 @@ def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connec
     return conn
 
 
-class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, PostgresStats):
+class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, BatchRowsSql, PostgresStats):
     """A connection to a PostgreSQL store. Not thread-safe: one per thread.
 
     `PgStore(location)` opens it for writing: it refuses a database holding someone else's tables or
@@ -256,24 +257,6 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, P
             f"SELECT {_SENT} FROM messages WHERE batch_id = %s AND batch_row = %s", (batch_id, row)
         )
         return _sent(found) if found else None
-
-    def rows_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, tuple[LocalState, str | None]]:
-        found = self.conn.execute(
-            "SELECT batch_row, state, message_uuid FROM messages WHERE batch_id = %s AND batch_row BETWEEN %s AND %s",
-            (batch_id, first, last),
-        )
-        return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
-
-    def claim(
-        self, local_id: int, state: LocalState, error: str | None, seen: tuple[LocalState, float]
-    ) -> float | None:
-        now = time.time()
-        done = self._one(
-            "UPDATE messages SET state = %s, error = %s, updated_at = %s"
-            " WHERE id = %s AND state = %s AND updated_at = %s RETURNING id",
-            (str(state), error, now, local_id, str(seen[0]), seen[1]),
-        )
-        return now if done is not None else None
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
         repeated = self._one(

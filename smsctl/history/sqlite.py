@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
+from smsctl.history.batch_rows import BatchRowsSql
 from smsctl.history.events import InboundMessage, StatusEvent, anomaly_of, status_rank
 from smsctl.history.interface import (
     Applied,
@@ -129,7 +130,7 @@ def _refuse_foreign(db: Path) -> None:
         probe.close()
 
 
-class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, SqliteStats):
+class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, BatchRowsSql, SqliteStats):
     """A connection to the store. Not thread-safe: one per thread.
 
     `Store(path)` opens it for writing: it creates a missing store (private: directory 0700, files
@@ -279,8 +280,8 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
              attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
              attempt.country),
-        ).fetchone()  # fmt: skip
-        return None if found is None else int(found[0])
+        ).fetchall()  # fmt: skip
+        return int(found[0][0]) if found else None
 
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""
@@ -288,27 +289,6 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Sqli
             "SELECT * FROM messages WHERE batch_id = ? AND batch_row = ?", (batch_id, row)
         ).fetchone()
         return sent_message(found) if found else None
-
-    def rows_in_batch(self, batch_id: str, first: int, last: int) -> dict[int, tuple[LocalState, str | None]]:
-        """The recorded rows from `first` to `last` of a batch: each one's state and message UUID."""
-        found = self.conn.execute(
-            "SELECT batch_row, state, message_uuid FROM messages WHERE batch_id = ? AND batch_row BETWEEN ? AND ?",
-            (batch_id, first, last),
-        )
-        return {int(row): (LocalState(state), uuid) for row, state, uuid in found}
-
-    def claim(
-        self, local_id: int, state: LocalState, error: str | None, seen: tuple[LocalState, float]
-    ) -> float | None:
-        """Move a recorded send to `state` only if it is still as this run last saw it (`seen`: its state
-        and updated_at), so two runs of one batch never both send a row nor undo each other's writes;
-        the new updated_at, or None when another run changed the row since."""
-        now = time.time()
-        done = self.conn.execute(
-            "UPDATE messages SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state = ? AND updated_at = ?",
-            (state, error, now, local_id, seen[0], seen[1]),
-        )
-        return now if done.rowcount == 1 else None
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
         """The API answered 202 with this uuid; True when another send already has it (both kept, flagged)."""
