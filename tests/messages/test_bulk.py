@@ -73,10 +73,11 @@ def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> Non
     assert code == 0, stderr
     times = sorted(r.at for r in sandbox.requests)
     assert len(times) == 45
-    assert times[-1] - times[0] >= 44 / 15 - 0.1
-    # Starts are 1/15 s apart, so any 16 consecutive ones span a second. They are timed here as the
-    # emulator receives them, and on a loaded 2-core machine a request can arrive a little late,
-    # bunching it with the next: 0.25 s of that jitter is allowed. An unpaced batch spans ~0.01 s.
+    # Starts are 1/15 s apart, so the 45 span 44/15 s and any 16 consecutive ones span a second. They are
+    # timed here as the emulator receives them, and on a loaded 2-core machine a request can arrive a
+    # little late (the first also opens a connection), bunching it with the next: 0.25 s of that jitter
+    # is allowed (CI once saw the first arrive 0.16 s late). An unpaced batch spans ~0.01 s.
+    assert times[-1] - times[0] >= 44 / 15 - 0.25
     tightest = min(times[i + 15] - times[i] for i in range(len(times) - 15))
     assert tightest >= 0.75, tightest
 
