@@ -83,7 +83,6 @@ def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> Non
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_429_slows_the_whole_batch(
     credentials: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -292,7 +291,6 @@ def test_a_header_without_to_names_the_likely_delimiter(sandbox: BackgroundSandb
     assert result.exit_code == 2 and "has no `to` column" in result.stderr
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_without_wait_a_running_listener_gets_the_emulators_statuses(
     credentials: dict[str, str], tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
