@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -285,3 +286,14 @@ class WebhookTestServer(BaseTestServer):
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return self.app.runner(shutdown_timeout=1.0)
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port another program is listening on, for as long as the block runs."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])

@@ -315,12 +315,12 @@ class BatchRows:
 
 
 async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepared, options: BulkOptions,
-                    recording: Recording, caps: Caps, rows: BatchRows | None = None) -> RowOutcome:  # fmt: skip
+                    recording: Recording, caps: Caps, rows: BatchRows) -> RowOutcome:  # fmt: skip
     attempt = prepared.attempt
     assert attempt.batch_id is not None and attempt.batch_row is not None
     batch_id, line = attempt.batch_id, attempt.batch_row
     outcome = RowOutcome(line, attempt.to, attempt.client_ref, "accepted")
-    recorded = await rows.recorded(line) if rows is not None else (LocalState.PENDING, None)
+    recorded = await rows.recorded(line)
     if recorded is not None and recorded[0] == LocalState.ACCEPTED:
         outcome.state, outcome.message_uuid = "already_sent", recorded[1]
         return outcome
@@ -335,10 +335,8 @@ async def _send_row(client: MessagesClient, writer: StoreWriter, prepared: Prepa
                 "outcome unknown from an earlier run (the request may have reached the API); not resent"
             )
             return outcome
-    local_id = existing.id if existing is not None else None
     try:
-        seen = (existing.state, existing.updated_at) if existing is not None else None
-        result = await send_prepared(client, writer, prepared, local_id=local_id, seen=seen, recording=recording, caps=caps,
+        result = await send_prepared(client, writer, prepared, earlier=existing, recording=recording, caps=caps,
                                      uncounted=existing is not None and never_counted(existing))  # fmt: skip
         outcome.message_uuid = result.message_uuid
     except SentNotRecorded as exc:
@@ -376,13 +374,10 @@ async def send_batch(
     When the store cannot record, the batch stops taking rows: nothing more is sent until a rerun.
     """
     started = time.monotonic()
-    rows: BatchRows | None = None
+    rows = BatchRows(writer, result.batch_id)
 
     async def worker() -> None:
-        nonlocal rows
         for prepared in messages:  # shared by the workers: each takes the next row when it is free
-            if rows is None and prepared.attempt.batch_id is not None:
-                rows = BatchRows(writer, prepared.attempt.batch_id)
             if webhook_url is not None:
                 prepared = with_webhook(prepared, webhook_url)
             if result.capped is not None:

@@ -22,7 +22,7 @@ from smsctl.errors import (
     StoreUnavailable,
     UsageError,
 )
-from smsctl.history.interface import Attempt, HistoryStore, LocalState
+from smsctl.history.interface import Attempt, HistoryStore, LocalState, SentMessage
 from smsctl.history.optouts import OptoutState
 from smsctl.messages.guards import NO_CAPS, Caps
 from smsctl.messages.numbers import parse_destination, parse_sender
@@ -197,8 +197,7 @@ async def send_prepared(
     writer: StoreWriter,
     prepared: Prepared,
     *,
-    local_id: int | None = None,
-    seen: tuple[LocalState, float] | None = None,
+    earlier: SentMessage | None = None,
     recording: Recording = DEFAULT_RECORDING,
     caps: Caps | None = None,
     uncounted: bool = False,
@@ -206,16 +205,16 @@ async def send_prepared(
     """Send, recording each step durably: `pending` just before the request is written (never while
     it waits for the rate limiter), then what the API said, whatever it said.
 
-    `local_id` is the row of an earlier attempt (a bulk rerun) and `seen` its state and updated_at when
-    it was read; else a row is made at the first write. Every later write to the row is conditional on
-    the version this run last wrote or read (`HistoryStore.claim`): when another run of the batch has
-    changed it since, this one stops (BatchRowTaken) and writes nothing more.
+    `earlier` is the row of an earlier attempt as it was read (a bulk rerun); else a row is made at the
+    first write. Every later write to the row is conditional on the version (state, updated_at) this run
+    last wrote or read (`HistoryStore.claim`): when another run of the batch has changed it since, this
+    one stops (BatchRowTaken) and writes nothing more.
     `uncounted`: that earlier attempt never went out (a cap or the opt-out ledger stopped it), so this
     one counts toward the caps as a new send does.
     """
     attempt = prepared.attempt
-    row: int | None = local_id
-    version = seen  # the row as this run last wrote or read it
+    row = earlier.id if earlier is not None else None
+    version = (earlier.state, earlier.updated_at) if earlier is not None else None  # as last written or read
     caps = caps or NO_CAPS
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
@@ -273,26 +272,23 @@ def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Ca
     refusal if any, and the row's version as written."""
     optout = None if attempt.optout_ignored else store.optout_of(attempt.to, attempt.from_)
     new = row is None or uncounted  # counted toward the caps once: when it first goes out
+    suppressed = None if optout is None else f"opted out ({optout.source})"
     if row is None:
         now = time.time()
         row = store.record_attempt(attempt, now)
         if row is None:  # the batch row was taken by another run: nothing more to write
             return None, None, None
         version = (LocalState.PENDING, now)
+        if suppressed is not None:
+            store.mark_failed(row, LocalState.SUPPRESSED, suppressed)
     else:
         assert seen is not None, "an earlier attempt's row comes with the version it was read at"
-        state, error = (
-            (LocalState.PENDING, None)
-            if optout is None
-            else (LocalState.SUPPRESSED, f"opted out ({optout.source})")
-        )
-        at = store.claim(row, state, error, seen)
+        state = LocalState.PENDING if suppressed is None else LocalState.SUPPRESSED
+        at = store.claim(row, state, suppressed, seen)
         if at is None:
             return None, None, None
         version = (state, at)
     if optout is not None:
-        if version[0] != LocalState.SUPPRESSED:
-            store.mark_failed(row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
         return row, optout, None
     if new:
         counters, refused = caps.counters(store, attempt, time.time())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
-from tests.helpers import ListenProcess
+from tests.helpers import ListenProcess, taken_port
 
 runner = CliRunner()
 
@@ -38,19 +37,14 @@ def test_the_sandbox_stopped_by_a_signal_exits_with_the_documented_code(
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_a_taken_port_is_one_clear_error_without_a_leaked_session(credentials: dict[str, str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        result = subprocess.run([sys.executable, "-m", "smsctl", "sandbox", "--port", port], capture_output=True,
+    with taken_port() as port:
+        result = subprocess.run([sys.executable, "-m", "smsctl", "sandbox", "--port", str(port)], capture_output=True,
                                 text=True, timeout=60)  # fmt: skip
     assert result.returncode == 3 and "another program uses that port" in result.stderr
     assert "Unclosed" not in result.stderr
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_a_port_held_by_another_smsctl_listener_says_so(credentials: dict[str, str]) -> None:
     with ListenProcess() as first:

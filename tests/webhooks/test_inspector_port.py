@@ -10,16 +10,12 @@ import pytest
 
 @pytest.mark.integration  # it binds a port to be in the way
 def test_a_port_in_use_is_a_clear_error(credentials: dict[str, str]) -> None:
-    import socket
-
     from typer.testing import CliRunner
 
     from smsctl.cli import app
+    from tests.helpers import taken_port
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = CliRunner().invoke(app, ["ui", "--port", str(port), "--json"])
     assert result.exit_code == 3 and result.stdout == ""
     error = json.loads(result.stderr.strip().splitlines()[-1])["error"]

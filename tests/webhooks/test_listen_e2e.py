@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import smsctl
 from smsctl.cli import app
-from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers
+from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, taken_port
 
 UUID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 
@@ -97,10 +97,7 @@ def test_warns_about_a_short_secret(credentials: dict[str, str]) -> None:
 
 @pytest.mark.integration
 def test_port_in_use_exits_3_with_a_hint(credentials: dict[str, str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = CliRunner().invoke(app, ["listen", "--port", str(port), "--json"])
     assert result.exit_code == 3, result.output
     assert "another program uses that port" in result.stderr and result.stdout == ""
