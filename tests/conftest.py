@@ -151,3 +151,13 @@ def unit_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
     monkeypatch.setattr(socket.socket, "bind", refuse)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported and collected so far lives until the end: out of the collector's sight, so
+    its full collections walk only what the tests make (a worker's heap holds every test module,
+    Hypothesis and Playwright)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
