@@ -49,10 +49,12 @@ def demo(
 
 
 def _view(json_output: bool) -> Any:
-    from smsctl.webhooks.view import JsonLinesView, LiveTerminalView, PlainLinesView
-
     if json_output:
+        from smsctl.webhooks.jsonlines import JsonLinesView
+
         return JsonLinesView()
+    from smsctl.webhooks.view import LiveTerminalView, PlainLinesView
+
     return LiveTerminalView() if sys.stdout.isatty() else PlainLinesView()
 
 

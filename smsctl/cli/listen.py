@@ -10,8 +10,10 @@ import typer
 from smsctl.cli.options import DebugOption, JsonOption, NoStoreTextOption, flags, store_text_flag
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from smsctl.config import Settings
-    from smsctl.webhooks.listening import Companion
+    from smsctl.webhooks.listening import Companion, ListenerView
 
 
 def listen(
@@ -83,7 +85,6 @@ def listen(
     from smsctl.output import reporting, warn
     from smsctl.webhooks.forwarding import forwarding_from
     from smsctl.webhooks.listening import ListenOptions, run_event_loop, run_listener, startup_warnings
-    from smsctl.webhooks.view import JsonLinesView, LiveTerminalView
 
     with reporting(json_output, debug):
         settings = load_settings(
@@ -100,10 +101,21 @@ def listen(
         _logging(json_lines)
         stop = asyncio.Event()
         # Whoever reads the JSON Lines went away (`| head -2`): stop, as command-line tools do.
-        view = JsonLinesView(on_closed=stop.set) if json_lines else LiveTerminalView()
+        view = _view(json_lines, on_closed=stop.set)
         options = ListenOptions(host, settings.port, public_url, max_token_age, forward, delivery, tunnel_check,
                                 update_app, keep_app_urls, companions, _inspector(settings, ui, ui_port, forward_to))  # fmt: skip
         run_event_loop(run_listener(settings, view, options, stop=stop))
+
+
+def _view(json_lines: bool, on_closed: Callable[[], None]) -> ListenerView:
+    """JSON Lines for scripts (loading no Rich: a scripted listener starts faster), else the live table."""
+    if json_lines:
+        from smsctl.webhooks.jsonlines import JsonLinesView
+
+        return JsonLinesView(on_closed=on_closed)
+    from smsctl.webhooks.view import LiveTerminalView
+
+    return LiveTerminalView()
 
 
 def _reconciler(settings: Settings, every: str) -> Companion:

@@ -18,10 +18,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from jwt.algorithms import HMACAlgorithm
-from jwt.warnings import InsecureKeyLengthWarning
-
 from smsctl.codec import loads
 
 MAX_TOKEN_BYTES = 4096
@@ -95,6 +91,8 @@ def sign(
         claims["api_key"] = api_key
     if application_id:
         claims["application_id"] = application_id
+    import jwt
+
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -107,25 +105,32 @@ DECODE_OPTIONS: dict[str, Any] = {
 }
 
 
-class _PreparedHS256(HMACAlgorithm):
-    """PyJWT's HS256, with its key check (not empty, not an asymmetric key or certificate: ~15 µs of
-    PEM/DER parsing) done once per configured secret instead of once per request. Signing and
-    verification are PyJWT's own; only the result of checking our own, fixed secrets is reused."""
+def _decoder() -> Any:
+    """A private PyJWT whose HS256 reuses prepared keys; PyJWT's global registry is left alone.
+    PyJWT (with `cryptography`) is a fifth of a listener's imports, and well-formed HS256 tokens (all
+    Vonage sends) never need it: it is imported here, when the first odd token arrives."""
+    import jwt
+    from jwt.algorithms import HMACAlgorithm
+    from jwt.warnings import InsecureKeyLengthWarning
 
-    def __init__(self) -> None:
-        super().__init__(HMACAlgorithm.SHA256)
-        self._prepared: dict[bytes, bytes] = {}
+    class _PreparedHS256(HMACAlgorithm):
+        """PyJWT's HS256, with its key check (not empty, not an asymmetric key or certificate: ~15 µs
+        of PEM/DER parsing) done once per configured secret instead of once per request. Signing and
+        verification are PyJWT's own; only the result of checking our own, fixed secrets is reused."""
 
-    def prepare_key(self, key: str | bytes) -> bytes:
-        raw = key.encode() if isinstance(key, str) else key
-        prepared = self._prepared.get(raw)
-        if prepared is None:
-            prepared = self._prepared[raw] = super().prepare_key(raw)
-        return prepared
+        def __init__(self) -> None:
+            super().__init__(HMACAlgorithm.SHA256)
+            self._prepared: dict[bytes, bytes] = {}
 
+        def prepare_key(self, key: str | bytes) -> bytes:
+            raw = key.encode() if isinstance(key, str) else key
+            prepared = self._prepared.get(raw)
+            if prepared is None:
+                prepared = self._prepared[raw] = super().prepare_key(raw)
+            return prepared
 
-def _decoder() -> jwt.PyJWT:
-    """A private PyJWT whose HS256 reuses prepared keys; PyJWT's global registry is left alone."""
+    # `listen` warns about a short secret once at start-up; PyJWT would warn on every request.
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning, module="jwt")
     decoder = jwt.PyJWT()
     jws = getattr(decoder, "_jws", None)  # PyJWT ≥ 2.10 gives each PyJWT its own PyJWS
     if isinstance(jws, jwt.PyJWS):
@@ -240,11 +245,9 @@ class Verifier:
     ) -> None:
         if not secrets or not all(secrets):
             raise ValueError("at least one non-empty signature secret is required")
-        # `listen` warns about a short secret once at start-up; PyJWT would warn on every request.
-        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning, module="jwt")
         self.secrets = secrets
         self._fast = FastHS256(secrets)
-        self._jwt = _decoder()
+        self._jwt: Any = None  # PyJWT, loaded for the first token the fast path cannot decide
         self.api_key = api_key
         self.max_token_age = max_token_age
 
@@ -278,6 +281,10 @@ class Verifier:
         decided = self._fast.decode(token)
         if decided is not None:
             return decided
+        import jwt
+
+        if self._jwt is None:
+            self._jwt = _decoder()
         for index, secret in enumerate(self.secrets):
             try:
                 claims = self._jwt.decode(token, secret, **DECODE_OPTIONS)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from smsctl.webhooks.signing import DECODE_OPTIONS, FastHS256, Rejected, Verifier
+from smsctl.webhooks.signing import DECODE_OPTIONS, FastHS256, Rejected, Verifier, _decoder
 from tests.helpers import SIGNATURE_SECRET
 
 SECRET = SIGNATURE_SECRET.encode()
@@ -34,9 +34,42 @@ def _outcome(decode: Any, token: str) -> Any:
         return ("rejected", type(exc).__name__)
 
 
+@pytest.mark.integration
+def test_a_listener_loads_pyjwt_only_for_a_token_the_fast_path_cannot_decide() -> None:
+    """PyJWT (and `cryptography` under it) is a fifth of a listener's start-up: a fresh process that
+    verifies a well-formed token never imports it; an HS512 one does, and is still refused."""
+    import subprocess
+    import sys
+
+    script = f"""
+import base64, hashlib, hmac, json, sys, time
+from smsctl.webhooks import listening
+from smsctl.webhooks.signing import Rejected, Verifier, payload_hash
+
+def token(body, alg, digest):
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    head = part({{"alg": alg, "typ": "JWT"}}) + "." + part({{"iat": int(time.time()), "payload_hash": payload_hash(body)}})
+    mac = hmac.new({SECRET!r}, head.encode(), digest).digest()
+    return "Bearer " + head + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+body = b'{{"status": "delivered"}}'
+verifier = Verifier([{SECRET!r}])
+verifier.verify([token(body, "HS256", hashlib.sha256)], body)
+assert "jwt" not in sys.modules, "a well-formed token loaded PyJWT"
+try:
+    verifier.verify([token(body, "HS512", hashlib.sha512)], body)
+    raise AssertionError("an HS512 token was accepted")
+except Rejected as exc:
+    assert exc.reason == "bad_algorithm", exc.reason
+assert "jwt" in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_prepared_key_path_is_active() -> None:
     """If a PyJWT upgrade moved its internals, the speed-up would vanish silently: say so here."""
-    decoder = Verifier([SECRET])._jwt
+    decoder = _decoder()
     assert type(decoder._jws.get_algorithm_by_name("HS256")).__name__ == "_PreparedHS256"
     assert type(pyjwt.api_jws._jws_global_obj.get_algorithm_by_name("HS256")).__name__ == "HMACAlgorithm"
 
@@ -53,14 +86,14 @@ def test_decides_exactly_as_pyjwt(claims: dict[str, Any], secret: bytes, algorit
     if position:  # a one-character mutation anywhere: header, payload or signature
         index = position % len(token)
         token = token[:index] + replacement + token[index + 1 :]
-    ours = Verifier([SECRET])._jwt.decode
+    ours = _decoder().decode
     assert _outcome(ours, token) == _outcome(pyjwt.decode, token)
 
 
 @given(st.binary(max_size=300))
 def test_random_bytes_are_rejected_by_both(raw: bytes) -> None:
     token = raw.decode("latin-1")
-    assert _outcome(Verifier([SECRET])._jwt.decode, token) == _outcome(pyjwt.decode, token)
+    assert _outcome(_decoder().decode, token) == _outcome(pyjwt.decode, token)
 
 
 # --- the fast HS256 path, held to PyJWT ---------------------------------------------------------------
