@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from smsctl.webhooks.signing import DECODE_OPTIONS, FastHS256, Rejected, Verifier, _decoder
+from smsctl.webhooks.signing import DECODE_OPTIONS, FastHS256, Rejected, _decoder
 from tests.helpers import SIGNATURE_SECRET
 
 SECRET = SIGNATURE_SECRET.encode()
