@@ -124,7 +124,12 @@ def _render_report(report: dict[str, Any], json_output: bool, dry_run: bool) -> 
     if report["invalid_count"] > len(report["invalid"]):
         note(f"  … and {report['invalid_count'] - len(report['invalid']):,} more invalid rows")
     if report["opted_out"]:
-        note(f"  {report['opted_out']:,} rows are to numbers that opted out: they will be suppressed, not sent "
+        rows = (
+            "1 row is to a number"
+            if report["opted_out"] == 1
+            else f"{report['opted_out']:,} rows are to numbers"
+        )
+        note(f"  {rows} that opted out: suppressed, not sent "
              "(`smsctl optout list`)")  # fmt: skip
     _render_cost(report, per_country=dry_run)
 
