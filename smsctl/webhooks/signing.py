@@ -80,7 +80,10 @@ def sign(
     application_id: str | None = None,
     iat: int | None = None,
 ) -> str:
-    """An HS256 token with the claims Vonage sends: iat, jti, iss, payload_hash, api_key, application_id."""
+    """An HS256 token with the claims Vonage sends: iat, jti, iss, payload_hash, api_key, application_id.
+    (PyJWT is imported here, not with the module: the listener, which only verifies, never loads it.)"""
+    import jwt
+
     claims: dict[str, Any] = {
         "iat": int(time.time()) if iat is None else iat,
         "jti": str(uuid.uuid4()),
@@ -91,8 +94,6 @@ def sign(
         claims["api_key"] = api_key
     if application_id:
         claims["application_id"] = application_id
-    import jwt
-
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
