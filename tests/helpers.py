@@ -85,14 +85,17 @@ class BackgroundSandbox:
 
 
 class ListenProcess:
-    """A real `smsctl listen --json` subprocess whose JSON Lines are collected as they arrive."""
+    """A real `smsctl listen --json` process (forked warm: tests/warm.py) whose JSON Lines are collected
+    as they arrive."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         import os
         import subprocess
         import sys
 
-        self.process = subprocess.Popen(
+        from tests import warm
+
+        self.process = warm.popen(
             [sys.executable, "-m", "smsctl", "listen", "--port", "0", "--json", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

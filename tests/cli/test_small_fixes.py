@@ -13,13 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from tests import warm
 from tests.helpers import ListenProcess, taken_port
 
 runner = CliRunner()
 
 
 def smsctl(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "smsctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return warm.popen([sys.executable, "-m", "smsctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
@@ -39,7 +40,7 @@ def test_the_sandbox_stopped_by_a_signal_exits_with_the_documented_code(
 @pytest.mark.integration
 def test_a_taken_port_is_one_clear_error_without_a_leaked_session(credentials: dict[str, str]) -> None:
     with taken_port() as port:
-        result = subprocess.run([sys.executable, "-m", "smsctl", "sandbox", "--port", str(port)], capture_output=True,
+        result = warm.run([sys.executable, "-m", "smsctl", "sandbox", "--port", str(port)], capture_output=True,
                                 text=True, timeout=60)  # fmt: skip
     assert result.returncode == 3 and "another program uses that port" in result.stderr
     assert "Unclosed" not in result.stderr

@@ -28,6 +28,7 @@ from smsctl.history.events import parse_status
 from smsctl.history.interface import ReportDetails
 from smsctl.history.optouts import OptoutChange, OptoutSource
 from smsctl.history.writer import StoreWriter
+from tests import warm
 from tests.helpers import BackgroundSandbox, ListenProcess, signed_headers, stored, until
 from tests.pg import PASSWORD, Cluster
 
@@ -216,7 +217,7 @@ def test_send_wait_on_another_machine_finishes_through_a_listener_it_did_not_sta
         env = _other_machine(
             tmp_path, "ci-runner", {**credentials, "SMSCTL_DB": pg_url, "VONAGE_API_URL": api.url}
         )
-        done = subprocess.run(
+        done = warm.run(
             [sys.executable, "-m", "smsctl", "send", "+14155550101", "from CI", "--wait", "--timeout", "30", "--json"],
             capture_output=True, text=True, env=env, cwd=Path(env["HOME"]) / "work", timeout=60,
         )  # fmt: skip
@@ -275,7 +276,7 @@ def test_two_listeners_one_killed_halfway_lose_and_double_nothing(
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env = _other_machine(tmp_path, "laptop", {"SMSCTL_DB": pg_url})
-    log = subprocess.run([sys.executable, "-m", "smsctl", "log", "--json", "--limit", "1000"],
+    log = warm.run([sys.executable, "-m", "smsctl", "log", "--json", "--limit", "1000"],
                          capture_output=True, text=True, env=env, cwd=cwd, timeout=60)  # fmt: skip
     assert log.returncode == 0, log.stderr
     messages = json.loads(log.stdout)
@@ -293,7 +294,7 @@ def test_send_wait_survives_a_database_restart(
         health = listener.ready()["local_url"] + "/healthz"
         monkeypatch.setenv("VONAGE_API_URL", api.url)
         # The emulator's slow number: delivered 30 s × 0.2 after the send, so well after the pause.
-        waiter = subprocess.Popen(
+        waiter = warm.popen(
             [sys.executable, "-m", "smsctl", "send", "+14155550130", "restart", "--wait", "--timeout", "60", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
         )  # fmt: skip

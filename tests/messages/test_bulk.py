@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreLocation
+from tests import warm
 from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
@@ -157,7 +158,7 @@ def test_kill_9_and_rerun_sends_no_row_twice(
     sandbox: BackgroundSandbox, tmp_path: Path, db_path: Path
 ) -> None:
     csv = write_csv(tmp_path / "list.csv", 400, ["+14155550101"])
-    process = subprocess.Popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "resume me", "--rate", "150"],
+    process = warm.popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "resume me", "--rate", "150"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     deadline = time.monotonic() + 60
@@ -197,7 +198,7 @@ def test_log_filters_by_batch(on_backend: object, sandbox: BackgroundSandbox, tm
 
 
 def _bulk_process(csv: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "paced", *args],
+    return warm.popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "paced", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
@@ -269,7 +270,7 @@ def test_a_fifo_is_read_once_and_does_not_hang(sandbox: BackgroundSandbox, tmp_p
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    process = subprocess.run([sys.executable, "-m", "smsctl", "bulk", str(fifo), "hi", "--json", "--rate", "0"],
+    process = warm.run([sys.executable, "-m", "smsctl", "bulk", str(fifo), "hi", "--json", "--rate", "0"],
                              capture_output=True, text=True, timeout=60, env=os.environ.copy())  # fmt: skip
     feeder.join(timeout=5)
     assert process.returncode == 0, process.stderr
@@ -332,7 +333,7 @@ def test_one_batch_run_twice_at_once_sends_each_row_once_and_says_so(
     csv = tmp_path / "list.csv"
     csv.write_text("to\n" + "".join(f"+1212555{n:04d}\n" for n in range(300)))
     env = {**os.environ, "VONAGE_API_URL": sandbox.url}
-    runs = [subprocess.Popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "same", "--rate", "200",
+    runs = [warm.popen([sys.executable, "-m", "smsctl", "bulk", str(csv), "same", "--rate", "200",
                               "--concurrency", "8", "--json"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
     outcomes = [run.communicate(timeout=120) for run in runs]

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.config import StoreLocation
+from tests import warm
 from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
@@ -104,7 +105,7 @@ def test_a_daily_cap_holds_across_two_concurrent_bulk_runs_on_one_postgresql(
         home = tmp_path / who
         home.mkdir()
         csv = numbers_csv(home / "list.csv", 120, 3000 if who == "ann" else 6000)
-        runs.append(subprocess.Popen(
+        runs.append(warm.popen(
             [sys.executable, "-m", "smsctl", "bulk", str(csv), f"from {who}", "--rate", "0", "--concurrency", "8",
              "--json"], cwd=home, env={**env, "HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,

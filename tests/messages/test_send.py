@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsctl.cli import app
+from tests import warm
 from tests.helpers import BackgroundSandbox, stored
 
 runner = CliRunner()
@@ -227,14 +228,14 @@ def _env() -> dict[str, str]:
 
 
 def test_send_as_a_subprocess(sandbox: BackgroundSandbox) -> None:
-    process = subprocess.run([sys.executable, "-m", "smsctl", "send", "+14155550101", "from a process"],
+    process = warm.run([sys.executable, "-m", "smsctl", "send", "+14155550101", "from a process"],
                              capture_output=True, text=True, env=_env(), timeout=60)  # fmt: skip
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == sandbox.requests[-1].message_uuid
 
 
 def test_ctrl_c_exits_130_and_keeps_the_attempt(sandbox: BackgroundSandbox, db_path: Path) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "smsctl", "send", "+14155550192", "hang"],
+    process = warm.popen([sys.executable, "-m", "smsctl", "send", "+14155550192", "hang"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
     deadline = time.monotonic() + 30
     while not sandbox.requests and time.monotonic() < deadline:

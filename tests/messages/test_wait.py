@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from smsctl.cli import app
 from smsctl.history.sqlite import Store
+from tests import warm
 from tests.helpers import BackgroundSandbox, ListenProcess, stored
 
 runner = CliRunner()
@@ -124,7 +125,7 @@ def test_wait_needs_a_signature_secret(sandbox: BackgroundSandbox, monkeypatch: 
 
 
 def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundSandbox) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "hi", "--wait"],
+    process = warm.popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "hi", "--wait"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     assert process.stderr is not None
@@ -201,7 +202,7 @@ def test_bulk_wait_with_base_url_listens_on_port(sandbox: BackgroundSandbox, mon
 def test_a_second_wait_never_adopts_the_first_waits_listener(sandbox: BackgroundSandbox) -> None:
     """The first wait's embedded listener disappears when it exits: the second must use its own."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "silent", "--wait"],
+    first = warm.popen([sys.executable, "-m", "smsctl", "send", "+14155550140", "silent", "--wait"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     try:
         assert first.stderr is not None

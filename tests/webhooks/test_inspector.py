@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from smsctl.config import StoreLocation
+from tests import warm
 from tests.helpers import BackgroundSandbox, CaptureApp, ListenProcess, stored, until
 
 pytestmark = pytest.mark.integration
@@ -42,10 +43,9 @@ def browser() -> Iterator[Any]:
 
 def send(number: str) -> str:
     """`smsctl send` as a process: Playwright's sync API holds an event loop on the test's thread."""
-    import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "smsctl", "send", number, "hello", "--json"], capture_output=True,
+    done = warm.run([sys.executable, "-m", "smsctl", "send", number, "hello", "--json"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return str(json.loads(done.stdout)["message_uuid"])
