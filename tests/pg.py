@@ -38,9 +38,31 @@ def find_bindir() -> Path | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, for a server that must know its port before it starts (a PostgreSQL
+    cluster, a listener whose public URL names it). Chosen below the kernel's ephemeral range: a port
+    from bind(0) can be handed to another process's bind(0) or outgoing connection before our server
+    binds it (a listener failed "address already in use" that way); one below the range only to another
+    test choosing the same port at random."""
+    import random
+
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 class Cluster:

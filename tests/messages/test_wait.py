@@ -19,6 +19,7 @@ from smsctl.cli import app
 from smsctl.history.sqlite import Store
 from tests import warm
 from tests.helpers import BackgroundSandbox, ListenProcess, stored
+from tests.pg import free_port
 
 runner = CliRunner()
 
@@ -164,19 +165,11 @@ def test_warns_when_the_listener_stops_mid_wait(
     assert "smsctl listen has stopped" in result.stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_wait_with_base_url_listens_on_port(
     sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """BASE_URL forwards to PORT (as ngrok does), so the embedded listener must listen on PORT."""
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("PORT", str(port))
     monkeypatch.setenv("BASE_URL", f"http://127.0.0.1:{port}")
     result = runner.invoke(app, ["send", "+14155550101", "hi", "--wait", "--timeout", "5"])
@@ -187,7 +180,7 @@ def test_wait_with_base_url_listens_on_port(
 
 def test_bulk_wait_with_base_url_listens_on_port(sandbox: BackgroundSandbox, monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:  # fmt: skip
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("PORT", str(port))
     numbers = tmp_path / "numbers.txt"
     numbers.write_text("+14155550101\n+14155550102\n")
