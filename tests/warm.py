@@ -342,6 +342,12 @@ def run(args: Sequence[str], *, input: str | bytes | None = None, capture_output
 
 if __name__ == "__main__":
     _preload()
+    # What was imported lives in every child: out of the collector's sight, a child's collections do not
+    # write to (and so copy) every page of it.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     command = _serve(sys.argv[1])
     if command is not None:
         command()
