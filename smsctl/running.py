@@ -33,11 +33,22 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return await coro
 
     try:
-        return asyncio.run(main())
+        return run_event_loop(main())
     except asyncio.CancelledError:
         if terminated:
             raise Terminated("terminated (SIGTERM); stopped cleanly") from None
         raise
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop when it is installed (libuv's loop: less per-request overhead in the
+    transports than asyncio's own; see the README's listener and bulk figures), else on asyncio's. Both
+    are asyncio.Runner underneath: Ctrl-C cancels the main task, then KeyboardInterrupt."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def process_alive(pid: int) -> bool:

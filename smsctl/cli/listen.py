@@ -83,8 +83,9 @@ def listen(
 
     from smsctl.config import load_settings
     from smsctl.output import reporting, warn
+    from smsctl.running import run_event_loop
     from smsctl.webhooks.forwarding import forwarding_from
-    from smsctl.webhooks.listening import ListenOptions, run_event_loop, run_listener, startup_warnings
+    from smsctl.webhooks.listening import ListenOptions, run_listener, startup_warnings
 
     with reporting(json_output, debug):
         settings = load_settings(

@@ -29,8 +29,9 @@ def ui(
     from smsctl.config import load_settings
     from smsctl.messages.reconciling import inspector_action
     from smsctl.output import emit_json, note, reporting
+    from smsctl.running import run_event_loop
     from smsctl.webhooks.inspector import InspectorOptions, serve_inspector
-    from smsctl.webhooks.listening import run_event_loop, stop_on_signals
+    from smsctl.webhooks.listening import stop_on_signals
 
     with reporting(json_output, debug):
         settings = load_settings()

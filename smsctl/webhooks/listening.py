@@ -285,16 +285,6 @@ async def running_listener(settings: Settings) -> ListenerRecord | None:
     return None
 
 
-def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run the listener on uvloop when it is installed (libuv's loop: less per-request overhead in
-    the transports than asyncio's own; see the README's listener figures), else on asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def settle_heap() -> None:
     """Once serving: move everything start-up made (modules, Rich, the app) out of the collector's
     sight, and collect the youngest generation less often. Each request makes a few hundred
