@@ -42,7 +42,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` on uvloop when it is installed (libuv's loop: less per-request overhead in the
-    transports than asyncio's own; see the README's listener and bulk figures), else on asyncio's. Both
+    transports than asyncio's own; see the README's listener and --wait figures), else on asyncio's. Both
     are asyncio.Runner underneath: Ctrl-C cancels the main task, then KeyboardInterrupt."""
     try:
         import uvloop
