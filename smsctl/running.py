@@ -51,6 +51,16 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A loop of the kind run_event_loop runs on, for a thread that drives its own (an emulator in a
+    test or benchmark beside the command under test)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process with this pid exists on this machine (owned by us or not)."""
     import os

@@ -17,6 +17,7 @@ from aiohttp.web import BaseRunner
 from smsctl.config import StoreLocation, load_settings
 from smsctl.history.backends import open_store
 from smsctl.history.interface import HistoryStore
+from smsctl.running import new_event_loop
 from smsctl.sandbox.emulator import Sandbox, SandboxConfig, SandboxEvent, config_from_settings
 from smsctl.webhooks.server import WebhookApp
 from smsctl.webhooks.signing import sign
@@ -44,7 +45,7 @@ class BackgroundSandbox:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop `smsctl sandbox` runs on
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.sandbox = Sandbox(config)
         self.url = ""

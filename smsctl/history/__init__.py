@@ -1,4 +1,4 @@
-"""Storage: the interface and its types (`interface`), the SQLite backend (`sqlite`,
+"""Storage: the interface and its types (`interface`, `deferred`), the SQLite backend (`sqlite`,
 `sqlite_migrations`) and the PostgreSQL one (`postgres`, `postgres_migrations`, `schema` for what
 they share), the group-commit writer (`writer`, `scheduling`), the spool of accepted sends not yet
 recorded (`spool`), reading (`reading`), `export` and `copy`.

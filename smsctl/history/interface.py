@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+from smsctl.history.deferred import Deferred
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -24,9 +26,6 @@ if TYPE_CHECKING:
     from smsctl.history.optouts import OptoutChange, OptoutState
     from smsctl.history.pricing import PriceSeen
     from smsctl.history.stats import StatsFigures, StatsQuery
-
-
-T = TypeVar("T")
 
 
 class LocalState(StrEnum):
@@ -474,30 +473,6 @@ COPY_TABLES: dict[str, tuple[str, ...]] = {
 BOOL_COLUMNS = frozenset({"repeated_uuid", "final", "conflict", "optout_ignored", "opted_out"})
 
 
-class Deferred(Generic[T]):
-    """A write's result that the backend fetches later in the same transaction.
-
-    PostgreSQL sends a whole group commit's status events in one pipeline (one round trip instead
-    of one per event); the writer resolves every Deferred before the commit. SQLite's are ready at once.
-    """
-
-    __slots__ = ("_fetch",)
-
-    def __init__(self, fetch: Callable[[], T]) -> None:
-        self._fetch = fetch
-
-    @classmethod
-    def ready(cls, value: T) -> Deferred[T]:
-        return cls(lambda: value)
-
-    def resolve(self) -> T:
-        return self._fetch()
-
-    def then(self, fn: Callable[[T], T]) -> Deferred[T]:
-        """Run `fn` on the result once it is fetched, still inside the transaction."""
-        return Deferred(lambda: fn(self.resolve()))
-
-
 class HistoryStore(Protocol):
     """Everything smsctl reads and writes. Writes run inside `transaction()`, through the writer."""
 
@@ -510,6 +485,7 @@ class HistoryStore(Protocol):
 
     # sends
     def record_attempt(self, attempt: Attempt, at: float | None = None) -> int | None: ...
+    def queue_attempt(self, attempt: Attempt, at: float) -> Deferred[int | None]: ...
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None: ...
     def rows_in_batch(
         self, batch_id: str, first: int, last: int
@@ -518,6 +494,7 @@ class HistoryStore(Protocol):
         self, local_id: int, state: LocalState, error: str | None, seen: tuple[LocalState, float]
     ) -> float | None: ...
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool: ...
+    def queue_accepted(self, local_id: int, message_uuid: str) -> Deferred[bool]: ...
     def mark_failed(self, local_id: int, state: LocalState, error: str) -> None: ...
 
     # webhooks
@@ -557,6 +534,7 @@ class HistoryStore(Protocol):
     # the opt-out ledger (issue 23): history/optouts.py
     def change_optout(self, change: OptoutChange) -> bool: ...
     def optout_of(self, number: str, sender: str) -> OptoutState | None: ...
+    def queue_optout_of(self, number: str, sender: str) -> Deferred[OptoutState | None]: ...
     def opted_out_among(self, numbers: list[str], sender: str) -> set[str]: ...
     def optouts(self, limit: int, include_opted_in: bool = False) -> list[OptoutState]: ...
     def optout_history(self, number: str) -> list[OptoutState]: ...

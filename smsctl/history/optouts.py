@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from smsctl.history.deferred import Deferred
 from smsctl.history.dialect import DialectSql
 
 if TYPE_CHECKING:
@@ -99,12 +100,21 @@ class Optouts(DialectSql):
 
     def optout_of(self, number: str, sender: str) -> OptoutState | None:
         """The opt-out that stops a send from `sender` to `number`, if any (of that sender, or of all)."""
-        row = self._run(
+        return self.queue_optout_of(number, sender).resolve()
+
+    def queue_optout_of(self, number: str, sender: str) -> Deferred[OptoutState | None]:
+        """`optout_of`, read when resolved: on PostgreSQL the send's record travels in the same round trip."""
+        cursor = self._run(
             "SELECT number, sender, opted_out, source, reference, changed_at FROM optouts"
-            " WHERE number = {m} AND sender IN ({m}, {m}) AND opted_out = {true} ORDER BY changed_at DESC",
+            " WHERE number = {m} AND sender IN ({m}, {m}) AND opted_out = {true} ORDER BY changed_at DESC LIMIT 1",
             (number, sender, ALL_SENDERS),
-        ).fetchone()
-        return _state(row) if row else None
+        )
+
+        def fetch() -> OptoutState | None:
+            row = cursor.fetchone()
+            return _state(row) if row else None
+
+        return Deferred(fetch)
 
     def opted_out_among(self, numbers: list[str], sender: str) -> set[str]:
         """Which of these numbers may not be sent to from `sender` (`bulk` validation: one query a chunk)."""

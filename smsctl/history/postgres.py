@@ -33,13 +33,13 @@ from psycopg.rows import dict_row
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
 from smsctl.history.batch_rows import BatchRowsSql
+from smsctl.history.deferred import Deferred
 from smsctl.history.events import InboundMessage, StatusEvent, status_rank
 from smsctl.history.interface import (
     COPY_TABLES,
     Applied,
     Attempt,
     CurrentStatus,
-    Deferred,
     ExportedMessage,
     FoundMessage,
     InboundRecord,
@@ -223,10 +223,13 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, B
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One transaction; waiters are notified at its commit when a status changed in it."""
+        """One transaction; waiters are notified at its commit when a status changed in it.
+
+        The pipeline is outermost so BEGIN and COMMIT travel with the statements instead of costing a
+        round trip each; a failed COMMIT is raised when the pipeline syncs, still inside this block."""
         self._notify = False
         conn = self.conn
-        with conn.transaction(), conn.pipeline():
+        with conn.pipeline(), conn.transaction():
             yield
             if self._notify:
                 conn.execute(f"NOTIFY {CHANNEL}")
@@ -240,17 +243,27 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, B
     # --- messages we send -------------------------------------------------------------------
 
     def record_attempt(self, attempt: Attempt, at: float | None = None) -> int | None:
-        now = time.time() if at is None else at
-        row = self._one(
+        return self.queue_attempt(attempt, time.time() if at is None else at).resolve()
+
+    def queue_attempt(self, attempt: Attempt, at: float) -> Deferred[int | None]:
+        """The insert, answered at the commit (a group commit's sends share one round trip)."""
+        cursor = self.conn.execute(
             """INSERT INTO messages (client_ref, to_number, from_number, text, encoding, segments,
                    batch_id, batch_row, state, created_at, updated_at, optout_ignored, country)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
                ON CONFLICT (batch_id, batch_row) WHERE batch_id IS NOT NULL DO NOTHING RETURNING id""",
             (attempt.client_ref, attempt.to, attempt.from_, attempt.text, attempt.encoding,
-             attempt.segments, attempt.batch_id, attempt.batch_row, now, now, attempt.optout_ignored,
+             attempt.segments, attempt.batch_id, attempt.batch_row, at, at, attempt.optout_ignored,
              attempt.country),
         )  # fmt: skip
-        return None if row is None else int(row[0])  # None: another run of the batch recorded the row first
+
+        def fetch() -> int | None:
+            row = cursor.fetchone()
+            return (
+                None if row is None else int(row[0])
+            )  # None: another run of the batch recorded the row first
+
+        return Deferred(fetch)
 
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         found = self._one(
@@ -259,19 +272,23 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, B
         return _sent(found) if found else None
 
     def mark_accepted(self, local_id: int, message_uuid: str) -> bool:
-        repeated = self._one(
-            "SELECT 1 FROM messages WHERE message_uuid = %s AND id != %s LIMIT 1", (message_uuid, local_id)
+        return self.queue_accepted(local_id, message_uuid).resolve()
+
+    def queue_accepted(self, local_id: int, message_uuid: str) -> Deferred[bool]:
+        """One statement, answered at the commit: a batch's 202s travel in one pipeline. Any other
+        send holding the uuid is flagged in the same statement (both kept, flagged)."""
+        cursor = self.conn.execute(
+            "WITH others AS (UPDATE messages SET repeated_uuid = TRUE WHERE message_uuid = %s AND id != %s"
+            " RETURNING 1) UPDATE messages SET state = 'accepted', message_uuid = %s, error = NULL,"
+            " updated_at = %s, repeated_uuid = EXISTS (SELECT 1 FROM others) WHERE id = %s RETURNING repeated_uuid",
+            (message_uuid, local_id, message_uuid, time.time(), local_id),
         )
-        self.conn.execute(
-            "UPDATE messages SET state = 'accepted', message_uuid = %s, error = NULL, updated_at = %s,"
-            " repeated_uuid = %s WHERE id = %s",
-            (message_uuid, time.time(), bool(repeated), local_id),
-        )
-        if repeated:
-            self.conn.execute(
-                "UPDATE messages SET repeated_uuid = TRUE WHERE message_uuid = %s", (message_uuid,)
-            )
-        return bool(repeated)
+
+        def fetch() -> bool:
+            row = cursor.fetchone()
+            return bool(row and row[0])
+
+        return Deferred(fetch)
 
     def mark_failed(self, local_id: int, state: LocalState, error: str) -> None:
         self._set_state(local_id, state, error)

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
 from smsctl.history.batch_rows import BatchRowsSql
+from smsctl.history.deferred import Deferred
 from smsctl.history.events import InboundMessage, StatusEvent, anomaly_of, status_rank
 from smsctl.history.interface import (
     Applied,
     Attempt,
     CurrentStatus,
-    Deferred,
     FoundMessage,
     InboundRecord,
     ListenerRecord,
@@ -283,6 +283,9 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Batc
         ).fetchall()  # fmt: skip
         return int(found[0][0]) if found else None
 
+    def queue_attempt(self, attempt: Attempt, at: float) -> Deferred[int | None]:
+        return Deferred.ready(self.record_attempt(attempt, at))
+
     def message_in_batch(self, batch_id: str, row: int) -> SentMessage | None:
         """The send recorded for this row of a bulk batch, if any (how a rerun resumes)."""
         found = self.conn.execute(
@@ -303,6 +306,9 @@ class Store(SqliteOutbox, SqliteTransfer, Reconciliation, Optouts, Pricing, Batc
         if repeated:
             self.conn.execute("UPDATE messages SET repeated_uuid = 1 WHERE message_uuid = ?", (message_uuid,))
         return bool(repeated)
+
+    def queue_accepted(self, local_id: int, message_uuid: str) -> Deferred[bool]:
+        return Deferred.ready(self.mark_accepted(local_id, message_uuid))
 
     def mark_failed(self, local_id: int, state: LocalState, error: str) -> None:
         """The API refused the send (`refused`), never got it (`unsent`), or may have (`unknown`)."""

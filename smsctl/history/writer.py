@@ -20,7 +20,8 @@ from smsctl.config import Settings
 from smsctl.errors import SmsctlError, StoreBug, StoreError, StoreUnavailable
 from smsctl.history.backends import Location, location_of, open_store
 from smsctl.history.buckets import BATCH_SIZES, COMMIT_SECONDS, Buckets
-from smsctl.history.interface import Deferred, HistoryStore
+from smsctl.history.deferred import Deferred
+from smsctl.history.interface import HistoryStore
 from smsctl.history.scheduling import batch_scheduling
 
 T = TypeVar("T")

@@ -22,6 +22,7 @@ from smsctl.errors import (
     StoreUnavailable,
     UsageError,
 )
+from smsctl.history.deferred import Deferred
 from smsctl.history.interface import Attempt, HistoryStore, LocalState, SentMessage
 from smsctl.history.optouts import OptoutState
 from smsctl.messages.guards import NO_CAPS, Caps
@@ -219,7 +220,7 @@ async def send_prepared(
 
     async def leaving() -> None:  # from here the message may reach the API: `pending` = maybe sent
         nonlocal row, version
-        row, refusal, version = await writer.run(
+        row, refusal, version = await writer.run_deferred(
             lambda store: first_write(store, attempt, row, caps, uncounted, version)
         )
         if row is None:
@@ -261,40 +262,59 @@ class BatchRowTaken(Exception):
     sends it, this run does not."""
 
 
+FirstWrite = tuple[int | None, "OptoutState | str | None", tuple[LocalState, float] | None]
+
+
 def first_write(store: HistoryStore, attempt: Attempt, row: int | None, caps: Caps = NO_CAPS, uncounted: bool = False,
-                seen: tuple[LocalState, float] | None = None,
-                ) -> tuple[int | None, OptoutState | str | None, tuple[LocalState, float] | None]:  # fmt: skip
+                seen: tuple[LocalState, float] | None = None) -> Deferred[FirstWrite]:  # fmt: skip
     """The write just before a request leaves: the attempt recorded `pending` (or marked so again), in
     the same transaction as the opt-out ledger's check, which every send obeys: an opted-out recipient
     is recorded `suppressed` instead (so `batch` and `export` show it), and the caller raises OptedOut
-    before any request. One write per send, so the check costs no extra round trip (bench/sender.py).
-    Returns the row (None: another run of the batch recorded or changed it first, and sends it), the
-    refusal if any, and the row's version as written."""
-    optout = None if attempt.optout_ignored else store.optout_of(attempt.to, attempt.from_)
-    new = row is None or uncounted  # counted toward the caps once: when it first goes out
-    suppressed = None if optout is None else f"opted out ({optout.source})"
+    before any request. One write per send; the check rides with it (bench/sender.py).
+    Resolves to the row (None: another run of the batch recorded or changed it first, and sends it),
+    the refusal if any, and the row's version as written.
+
+    A new row's check and insert are only queued here and read when the writer resolves them before
+    its commit: on PostgreSQL a whole group commit's sends then share one round trip, not one each."""
+    asked = (
+        Deferred.ready(None) if attempt.optout_ignored else store.queue_optout_of(attempt.to, attempt.from_)
+    )
     if row is None:
         now = time.time()
-        row = store.record_attempt(attempt, now)
-        if row is None:  # the batch row was taken by another run: nothing more to write
-            return None, None, None
-        version = (LocalState.PENDING, now)
-        if suppressed is not None:
-            store.mark_failed(row, LocalState.SUPPRESSED, suppressed)
-    else:
-        assert seen is not None, "an earlier attempt's row comes with the version it was read at"
-        state = LocalState.PENDING if suppressed is None else LocalState.SUPPRESSED
-        at = store.claim(row, state, suppressed, seen)
-        if at is None:
-            return None, None, None
-        version = (state, at)
+        recorded = store.queue_attempt(attempt, now)
+
+        def settle() -> FirstWrite:
+            new_row, optout = recorded.resolve(), asked.resolve()
+            if new_row is None:  # the batch row was taken by another run: nothing more to write
+                return None, None, None
+            if optout is not None:
+                store.mark_failed(new_row, LocalState.SUPPRESSED, f"opted out ({optout.source})")
+                return new_row, optout, None
+            return _counted(store, attempt, caps, new_row, (LocalState.PENDING, now))
+
+        return Deferred(settle)
+    assert seen is not None, "an earlier attempt's row comes with the version it was read at"
+    optout = asked.resolve()
+    suppressed = None if optout is None else f"opted out ({optout.source})"
+    state = LocalState.PENDING if suppressed is None else LocalState.SUPPRESSED
+    at = store.claim(row, state, suppressed, seen)
+    if at is None:
+        return Deferred.ready((None, None, None))
     if optout is not None:
-        return row, optout, None
-    if new:
-        counters, refused = caps.counters(store, attempt, time.time())
-        if refused is not None or (refused := store.count_send(counters)) is not None:
-            store.mark_failed(row, LocalState.UNSENT, caps.row_error(refused))
-            return row, refused, None
+        return Deferred.ready((row, optout, None))
+    if uncounted:  # that earlier attempt never went out: this one counts toward the caps
+        return Deferred.ready(_counted(store, attempt, caps, row, (state, at)))
+    return Deferred.ready((row, None, (state, at)))
+
+
+def _counted(
+    store: HistoryStore, attempt: Attempt, caps: Caps, row: int, version: tuple[LocalState, float]
+) -> FirstWrite:
+    """Count a send toward the caps, once, when it first goes out; a refused one is recorded unsent."""
+    counters, refused = caps.counters(store, attempt, time.time())
+    if refused is not None or (refused := store.count_send(counters)) is not None:
+        store.mark_failed(row, LocalState.UNSENT, caps.row_error(refused))
+        return row, refused, None
     return row, None, version
 
 
@@ -308,7 +328,7 @@ async def record_accepted(writer: StoreWriter, row: int, message_uuid: str, reco
     deadline = time.monotonic() + recording.retry_for
     while True:
         try:
-            return await writer.run(lambda store: store.mark_accepted(row, message_uuid))
+            return await writer.run_deferred(lambda store: store.queue_accepted(row, message_uuid))
         except (StoreUnavailable, StoreBug) as exc:
             if isinstance(exc, StoreBug) or time.monotonic() >= deadline:  # a bug will not pass by waiting
                 kept = spool.keep(writer.spool_path, row, message_uuid)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from smsctl.errors import ConfigError, StoreBug, StoreError, StoreUnavailable
+from smsctl.history.deferred import Deferred
 from smsctl.history.events import (
     DEFAULT_KEYWORDS,
     KNOWN_STATUSES,
@@ -29,7 +30,7 @@ from smsctl.history.events import (
     parse_inbound,
     parse_status,
 )
-from smsctl.history.interface import Applied, Deferred, HistoryStore, NewForward, Route
+from smsctl.history.interface import Applied, HistoryStore, NewForward, Route
 from smsctl.history.writer import StoreWriter
 from smsctl.webhooks.signing import Rejected, Verifier
 from smsctl.webhooks.tunnel import PROBE_HEADER

@@ -367,7 +367,9 @@ def test_a_row_another_run_took_is_neither_sent_again_nor_overwritten(store_at: 
     store = open_store(store_at)
     try:
         with store.transaction():
-            row, refusal, mine = first_write(store, attempt, None)  # run A: recorded pending, request sent
+            row, refusal, mine = first_write(
+                store, attempt, None
+            ).resolve()  # run A: recorded pending, request sent
         assert row is not None and refusal is None and mine is not None
         with store.transaction():
             at = store.claim(row, LocalState.UNSENT, "waiting to retry", mine)  # A: 429, waits to retry
@@ -378,10 +380,12 @@ def test_a_row_another_run_took_is_neither_sent_again_nor_overwritten(store_at: 
         existing = store.message_in_batch("b1", 2)
         assert existing is not None and existing.state == LocalState.UNSENT
         with store.transaction():  # run B takes it, from the version it read
-            taken = first_write(store, attempt, existing.id, seen=(existing.state, existing.updated_at))
+            taken = first_write(
+                store, attempt, existing.id, seen=(existing.state, existing.updated_at)
+            ).resolve()
         assert taken[0] == row and taken[2] is not None and taken[2][0] == LocalState.PENDING
         with store.transaction():  # run A's retry: the row changed since A last wrote it
-            assert first_write(store, attempt, row, seen=mine) == (None, None, None)
+            assert first_write(store, attempt, row, seen=mine).resolve() == (None, None, None)
             assert store.claim(row, LocalState.UNKNOWN, "no answer", mine) is None
         after = store.message_in_batch("b1", 2)
         assert after is not None and after.state == LocalState.PENDING  # B's, untouched
