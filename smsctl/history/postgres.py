@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from smsctl.errors import StoreBug, StoreError, StoreUnavailable
@@ -65,6 +66,7 @@ from smsctl.history.stats import PostgresStats
 if TYPE_CHECKING:
     from smsctl.config import StoreLocation
 
+_IN_TRANSACTION, _IN_ERROR = TransactionStatus.INTRANS, TransactionStatus.INERROR
 CHANNEL = "smsctl_status"
 CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is unavailable, not a hang
 REREAD_EVERY = 1.0  # waiters read anyway this often: the safety net under LISTEN/NOTIFY
@@ -225,14 +227,23 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, B
     def transaction(self) -> Iterator[None]:
         """One transaction; waiters are notified at its commit when a status changed in it.
 
-        The pipeline is outermost so BEGIN and COMMIT travel with the statements instead of costing a
-        round trip each; a failed COMMIT is raised when the pipeline syncs, still inside this block."""
+        BEGIN and COMMIT are statements in the pipeline, so a commit costs one round trip (plus
+        the fetches its statements ask for). psycopg's own transaction() block syncs the pipeline
+        at each edge (three or four round trips). A failure before COMMIT leaves the transaction
+        open or failed on the server: it is rolled back once the pipeline has synced."""
         self._notify = False
         conn = self.conn
-        with conn.pipeline(), conn.transaction():
-            yield
-            if self._notify:
-                conn.execute(f"NOTIFY {CHANNEL}")
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                yield
+                if self._notify:
+                    conn.execute(f"NOTIFY {CHANNEL}")
+                conn.execute("COMMIT")
+        finally:
+            if not conn.closed and conn.info.transaction_status in (_IN_TRANSACTION, _IN_ERROR):
+                with contextlib.suppress(psycopg.Error):  # the failure that got us here is what counts
+                    conn.execute("ROLLBACK")
 
     def _one(self, query: str, params: Sequence[Any] = ()) -> Row | None:
         return self.conn.execute(query, params).fetchone()
