@@ -74,7 +74,6 @@ def test_failed_wait_json_keeps_one_document_on_stdout(sandbox: BackgroundSandbo
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_wait_through_a_running_listener(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,7 +90,6 @@ def test_wait_through_a_running_listener(
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_early_webhooks_are_not_missed(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, db_path: Path
 ) -> None:
@@ -106,7 +104,6 @@ def test_early_webhooks_are_not_missed(
         assert store.counts()["events"] == 10
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_no_way_for_statuses_to_arrive_exits_3_before_sending(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                                                               db_path: Path) -> None:  # fmt: skip
@@ -145,7 +142,6 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
     process.stderr.close()
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_warns_when_the_listener_stops_mid_wait(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -230,7 +226,6 @@ def test_registrations_of_dead_or_silent_listeners_are_not_trusted(
     assert dead_pid not in pids and os.getpid() in pids, "a dead listener's row is removed, a live one kept"
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_a_stopped_listener_unregisters(credentials: dict[str, str], db_path: Path) -> None:
     with ListenProcess() as listener:
