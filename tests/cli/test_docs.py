@@ -9,7 +9,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from smsctl.cli import app
+from smsctl.cli import app, app_for
 from smsctl.config import VARIABLES
 from smsctl.errors import EXIT_CODE_MEANINGS
 from smsctl.sandbox.emulator import SCENARIOS
@@ -24,6 +24,27 @@ def test_every_command_has_help_and_is_in_the_readme(name: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Example:" in result.stdout
     assert f"`smsctl {name}" in README
+
+
+def _invocations() -> list[list[str]]:
+    """Every command and subcommand, with a bad option and with --help."""
+    names = [[name] for name in COMMANDS]
+    for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
+        names += [[name, sub] for sub in getattr(command, "commands", {})]
+    return [[*name, tail] for name in names for tail in ("--help", "--no-such-option")]
+
+
+@pytest.mark.parametrize("args", _invocations(), ids=" ".join)
+def test_a_process_running_one_command_builds_only_it_and_behaves_as_the_whole_app(args: list[str]) -> None:
+    one = app_for(args)
+    assert one is not app and list(get_command(one).commands) == [args[0]]  # type: ignore[attr-defined]
+    alone, whole = CliRunner().invoke(one, args), CliRunner().invoke(app, args)
+    assert (alone.exit_code, alone.stdout, alone.stderr) == (whole.exit_code, whole.stdout, whole.stderr)
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["sendd", "+14155550101"], ["-h", "send"]])
+def test_anything_but_a_command_first_gets_the_whole_app(args: list[str]) -> None:
+    assert app_for(args) is app
 
 
 @pytest.mark.parametrize("variable", [v.name for v in VARIABLES])
