@@ -136,6 +136,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.long)
+    items[:] = long_tests_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """The order xdist hands out: it gives each worker a contiguous share of the list (then idle workers
+    steal from the busiest's end), so a test that runs for seconds goes at the start of a share. Left in
+    file order, the two browser tests ran last, one after the other, 7 s after the rest had finished."""
+    long: dict[str, list[pytest.Item]] = {}  # a test's parametrizations stay together: one browser, one share
+    for item in items:
+        if item.get_closest_marker("long"):
+            long.setdefault(getattr(item, "originalname", item.name), []).append(item)
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    if workers < 2 or not long:
+        return items
+    units = list(long.values())
+    shares = [[item for unit in units[w::workers] for item in unit] for w in range(workers)]
+    remaining = len(items)
+    for w, share in enumerate(shares):  # the sizes xdist's worksteal scheduler gives each worker
+        size = remaining // (workers - w)
+        remaining -= size
+        take = max(0, size - len(share))
+        share.extend(rest[:take])
+        del rest[:take]
+    return [item for share in shares for item in share] + rest
 
 
 @pytest.fixture(autouse=True)

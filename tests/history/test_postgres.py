@@ -285,6 +285,7 @@ def test_two_listeners_one_killed_halfway_lose_and_double_nothing(
     assert counts["events"] == len(bodies), "exactly one row per distinct event"
 
 
+@pytest.mark.long
 def test_send_wait_survives_a_database_restart(
     pg_cluster: Cluster, pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

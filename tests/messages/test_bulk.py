@@ -41,6 +41,7 @@ def accepted_per_ref(sandbox: BackgroundSandbox) -> collections.Counter[str]:
     return collections.Counter(r.body["client_ref"] for r in sandbox.requests if r.status == 202)
 
 
+@pytest.mark.long
 def test_a_thousand_mixed_rows_to_their_final_status(on_backend: object, sandbox: BackgroundSandbox,
                                                     tmp_path: Path) -> None:  # fmt: skip
     csv = write_csv(tmp_path / "list.csv", 1000)

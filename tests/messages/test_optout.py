@@ -104,6 +104,7 @@ def unthrottled(credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) ->
         yield running
 
 
+@pytest.mark.long
 def test_bulk_sends_the_rest_and_reports_the_opted_out_as_suppressed(
     on_backend: StoreLocation, unthrottled: BackgroundSandbox, tmp_path: Path
 ) -> None:

@@ -80,6 +80,7 @@ def finals(store: HistoryStore) -> list[Any]:
     return [m for m in store.recent_messages(10_000) if m.final]
 
 
+@pytest.mark.long
 def test_a_thousand_messages_whose_webhooks_were_missed_become_final_once(
     on_backend: StoreLocation, lost_sandbox: BackgroundSandbox, tmp_path: Path
 ) -> None:
