@@ -1,6 +1,6 @@
-"""The PostgreSQL backend of the storage interface (storage.py): one history shared by a team.
+"""The PostgreSQL backend of the storage interface (interface.py): one history shared by a team.
 
-Same contract as the SQLite backend (store.py), proven by the same tests. What differs:
+Same contract as the SQLite backend (sqlite.py), proven by the same tests. What differs:
 - Several listeners write at once, so a message's current status is read `FOR UPDATE` before an
   event is applied: two conflicting events for one message, committed by two listeners at the same
   moment, are applied one after the other and the status never regresses.
@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
@@ -57,6 +56,7 @@ from smsctl.history.interface import (
     sent_page,
 )
 from smsctl.history.optouts import Optouts
+from smsctl.history.postgres_errors import classify, first_line, hint_for
 from smsctl.history.postgres_migrations import KNOWN, NotOurs, applied, migrate
 from smsctl.history.postgres_outbox import PostgresOutbox
 from smsctl.history.pricing import Pricing
@@ -74,51 +74,6 @@ RECONNECT_PAUSE = 0.25
 MISSED_HEARTBEATS = 5
 _UUID_CHARS = re.compile(r"[0-9A-Fa-f-]{8,36}")
 Row = tuple[Any, ...]
-
-# SQLSTATE classes that are the server's or the network's condition, not our bug.
-_TRANSIENT = (pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
-_UNAVAILABLE = (
-    psycopg.OperationalError,  # connection lost or refused, server shutting down, too many clients
-    pgerrors.InsufficientResources,  # disk full, out of memory
-    pgerrors.ReadOnlySqlTransaction,  # a standby, or default_transaction_read_only
-    pgerrors.LockNotAvailable,  # lock_timeout
-    pgerrors.QueryCanceled,  # statement_timeout
-    pgerrors.InsufficientPrivilege,
-)
-
-
-def classify(exc: BaseException) -> StoreUnavailable | StoreBug:
-    """The server's condition (down, full, read-only, a deadlock: retry later) or ours (SQL or schema
-    errors: a bug, never disguised as unavailable)."""
-    if isinstance(exc, _TRANSIENT):
-        return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}", transient=True)
-    if isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc):
-        return StoreUnavailable("PostgreSQL: the connection was closed", hint=_DOWN_HINT)
-    if isinstance(exc, _UNAVAILABLE):
-        return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}", hint=_hint_for(exc))
-    return StoreBug(exc)
-
-
-_DOWN_HINT = "check that the PostgreSQL server in SMSCTL_DB is running and reachable"
-
-
-def _hint_for(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, pgerrors.InsufficientPrivilege):
-        return "grant the SMSCTL_DB user rights on smsctl's tables (or use the user that created them)"
-    if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
-        return "SMSCTL_DB points at a read-only server (a standby?): point it at the primary"
-    if "password" in text or "authentication" in text:
-        return "check the user and password in SMSCTL_DB (or in ~/.pgpass, PGPASSWORD)"
-    if "does not exist" in text:
-        return "create the database (createdb NAME) or fix its name in SMSCTL_DB"
-    if "translate host name" in text or "Name or service not known" in text:
-        return "check the host name in SMSCTL_DB"
-    return _DOWN_HINT
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _connect(url: str, *, readonly: bool, busy_timeout: float) -> psycopg.Connection[Row]:
@@ -166,7 +121,7 @@ class PgStore(PostgresOutbox, AdvisoryLease, Reconciliation, Optouts, Pricing, B
         except psycopg.Error as exc:
             self.close()
             raise StoreError(
-                f"cannot open the store SMSCTL_DB={self.path}: {_first_line(exc)}", hint=_hint_for(exc)
+                f"cannot open the store SMSCTL_DB={self.path}: {first_line(exc)}", hint=hint_for(exc)
             ) from None
 
     @classmethod
