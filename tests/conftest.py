@@ -143,8 +143,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
     """The order xdist hands out: it gives each worker a contiguous share of the list (then idle workers
-    steal from the busiest's end), so a test that runs for seconds goes at the start of a share. Left in
-    file order, the two browser tests ran last, one after the other, 7 s after the rest had finished."""
+    steal from the busiest's end), so a test that runs for seconds goes at the start of a share, and
+    the rest are interleaved file by file (each file's own order kept). Left in file order, the two
+    browser tests ran last, one after the other, 7 s after the rest had finished."""
     long: dict[str, list[pytest.Item]] = {}  # a test's parametrizations stay together: one browser, one share
     for item in items:
         if item.get_closest_marker("long"):
@@ -152,6 +153,13 @@ def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item
     rest = [item for item in items if not item.get_closest_marker("long")]
     if workers < 2 or not long:
         return items
+    # The rest, one file's test after another's: a file's tests wait alike (on a browser, on timeouts, on
+    # PostgreSQL) or burn CPU alike, and in file order the waiting ones came together, idling both cores.
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in rest:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    files = list(by_file.values())
+    rest = [f[i] for i in range(max(map(len, files))) for f in files if i < len(f)]
     units = list(long.values())
     shares = [[item for unit in units[w::workers] for item in unit] for w in range(workers)]
     remaining = len(items)
