@@ -159,7 +159,7 @@ def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item
     for item in rest:
         by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
     files = list(by_file.values())
-    rest = [f[i] for i in range(max(map(len, files))) for f in files if i < len(f)]
+    rest = [f[i] for i in range(max(map(len, files), default=0)) for f in files if i < len(f)]
     units = list(long.values())
     shares = [[item for unit in units[w::workers] for item in unit] for w in range(workers)]
     remaining = len(items)

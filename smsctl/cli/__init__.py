@@ -139,6 +139,7 @@ def app_for(argv: Sequence[str]) -> typer.Typer:
     annotations inspected, ~25 ms of each start-up for all of them; one is enough to run one. Anything
     else (--help, --version, a typo to suggest a command for, shell completion) gets the whole app."""
     name = argv[0] if argv else ""
+    # __main__.COMPLETE, spelled out: importing __main__ from here would be an import circle.
     if name not in COMMANDS and name not in GROUPS or "_SMSCTL_COMPLETE" in os.environ:
         return app
     return _with(_new_app(), [name])
