@@ -230,6 +230,7 @@ def test_send_wait_on_another_machine_finishes_through_a_listener_it_did_not_sta
     assert not (tmp_path / "ci-runner" / "data").exists(), "the second machine keeps no local store"
 
 
+@pytest.mark.long
 def test_two_listeners_one_killed_halfway_lose_and_double_nothing(
     pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -69,6 +69,7 @@ def test_a_thousand_mixed_rows_to_their_final_status(on_backend: object, sandbox
     assert {f["error_code"] for f in batch["failures"] if f["error_code"]} == {"1240", "1260"}
 
 
+@pytest.mark.long
 def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "list.csv", 45, ["+14155550101"])
     code, _, stderr = bulk(str(csv), "paced", "--rate", "15", "--concurrency", "8")
@@ -84,6 +85,7 @@ def test_the_rate_limit_holds(sandbox: BackgroundSandbox, tmp_path: Path) -> Non
     assert tightest >= 0.75, tightest
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_429_slows_the_whole_batch(
     credentials: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -211,6 +213,7 @@ def _wait_for_requests(sandbox: BackgroundSandbox, count: int) -> None:
     assert len(sandbox.requests) >= count
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_rows_waiting_for_the_rate_limiter_are_plainly_unsent(
     sandbox: BackgroundSandbox, tmp_path: Path, db_path: Path, sig: signal.Signals
@@ -325,6 +328,7 @@ def finals_reach(read: Any, count: int) -> Any:
     return lambda: read() >= count
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_one_batch_run_twice_at_once_sends_each_row_once_and_says_so(
     sandbox: BackgroundSandbox, credentials: dict[str, str], tmp_path: Path

@@ -198,6 +198,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_connection_refused_retries_then_exits_5(credentials: dict[str, str], db_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip

@@ -142,6 +142,7 @@ def test_ctrl_c_during_wait_exits_130_and_keeps_the_message(sandbox: BackgroundS
     process.stderr.close()
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_warns_when_the_listener_stops_mid_wait(
     credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch

@@ -50,6 +50,7 @@ def in_order_per_message(arrivals: list[dict[str, Any]]) -> bool:
     return all(statuses == ["submitted", "delivered"] for statuses in seen.values())
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_app_down_then_up_gets_every_event_once_in_order_and_never_before_its_commit(
     credentials: dict[str, str], db_path: Path
@@ -88,6 +89,7 @@ def test_app_down_then_up_gets_every_event_once_in_order_and_never_before_its_co
     user_app.stop()
 
 
+@pytest.mark.long
 def test_kill_9_with_forwards_pending_then_restart_delivers_them_all(on_backend: object) -> None:
     user_app = CaptureApp().start()
     target = user_app.url()
@@ -110,6 +112,7 @@ def test_kill_9_with_forwards_pending_then_restart_delivers_them_all(on_backend:
     user_app.stop()
 
 
+@pytest.mark.long
 def test_a_400_is_final_shown_and_retried_only_on_request(on_backend: object) -> None:
     with (
         CaptureApp(default=400) as user_app,
@@ -210,6 +213,7 @@ def test_forwarding_options_are_checked_before_anything_starts(credentials: dict
     assert SIGNATURE_SECRET not in result.output
 
 
+@pytest.mark.long
 def test_two_forwarding_listeners_on_one_postgresql_deliver_each_event_once(
     pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,6 +40,7 @@ def post(url: str, body: bytes) -> int:
         return int(response.status)
 
 
+@pytest.mark.long
 def test_two_listeners_with_different_routes_on_one_postgresql_each_deliver_only_their_own(
     pg_url: str, credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

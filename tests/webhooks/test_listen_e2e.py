@@ -177,6 +177,7 @@ def test_sigterm_under_load_drains_and_exits_0(credentials: dict[str, str], db_p
     assert acked <= _stored_events(db_path)
 
 
+@pytest.mark.long
 @pytest.mark.integration
 def test_kill_9_loses_nothing_acknowledged(credentials: dict[str, str], db_path: Path) -> None:
     bodies = [
