@@ -127,7 +127,7 @@ def test_bulk_sends_the_rest_and_reports_the_opted_out_as_suppressed(
     code, again, stderr = invoke("bulk", str(csv), "hello", "--rate", "0", "--concurrency", "64")
     assert code == 0, stderr
     assert again["counts"] == {"already_sent": 9500, "suppressed": 500}  # a rerun sends nothing twice
-    assert sandbox.stop() == 143  # a clean SIGTERM: its request log is whole (the dry run and rerun sent none)
+    assert sandbox.stop() == 143  # a clean SIGTERM: its whole request log (dry run and rerun sent none)
     assert [r["status"] for r in sandbox.requests] == [202] * 9500
     assert {r["to"] for r in sandbox.requests}.isdisjoint(n[1:] for n in numbers[::20])  # none opted out
 
