@@ -123,12 +123,15 @@ class Cluster:
         auth = f"postgres:{password}" if password is not None else "postgres"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        """A fresh, empty database; its URL."""
+    def create_database(self, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of `template` (a database on this cluster nobody is
+        connected to); its URL. A copy is made file by file (FILE_COPY: ~10 ms less server CPU than
+        WAL-logging every page, and this cluster does not fsync)."""
         import psycopg
 
         self._databases += 1
         name = f"t{os.getpid()}_{self._databases}"
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(f"CREATE DATABASE {name}{copy}")
         return self.url(name)
