@@ -165,7 +165,11 @@ class SandboxProcess(SmsctlProcess):
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         super().__init__("sandbox", "--port", "0", "--json", "--time-scale", "0.01", *args, env=env)
-        self.url = str(self.ready()["url"])
+        try:
+            self.url = str(self.ready()["url"])
+        except BaseException:  # it never said ready: it must not outlive the test
+            self.__exit__()
+            raise
 
     @property
     def requests(self) -> list[dict[str, Any]]:
