@@ -73,8 +73,8 @@ def pg_url(pg_cluster: Cluster) -> str:
 @pytest.fixture(scope="session")
 def pg_schema(pg_cluster: Cluster) -> str:
     """The name of a database smsctl's own migrations brought to the current schema, once per test
-    process: the stores `store_at` gives are copies of it (create and migrate cost ~75 ms of server CPU,
-    a copy ~40, and ~120 tests a run ask for one). Tests of the migrations themselves, and of what an
+    process: the stores `store_at` gives are copies of it (a create and first open cost 72–92 ms of
+    server CPU, a copy 37–56, and ~100 tests a run ask for one). Tests of the migrations themselves, and of what an
     empty database gets, use `pg_url`."""
     from smsctl.history.backends import open_store
 
@@ -147,8 +147,8 @@ def on_backend(
 # --- test tiers: `make test-fast` runs the unit tier (no processes, no servers, no PostgreSQL) ---------
 
 # A test that asks for one of these starts a server, a process or a database: integration.
-INTEGRATION_FIXTURES = frozenset({"sandbox", "emulator", "pg_cluster", "pg_url", "pg_store_url", "store_at", "on_backend",
-                                  "aiohttp_client", "aiohttp_server", "client", "history", "writer",
+INTEGRATION_FIXTURES = frozenset({"sandbox", "emulator", "pg_cluster", "pg_url", "pg_store_url", "store_at",
+                                  "on_backend", "aiohttp_client", "aiohttp_server", "client", "history", "writer",
                                   "lost_sandbox", "reports_emulator"})  # fmt: skip
 UNIT_TIER = os.environ.get("SMSCTL_TEST_TIER") == "unit"
 
@@ -164,16 +164,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
     """The order xdist hands out: it gives each worker a contiguous share of the list (then idle workers
-    steal from the busiest's end), so a test that runs for seconds goes at the start of a share, and
-    the rest are interleaved file by file (each file's own order kept). Left in file order, the two
-    browser tests ran last, one after the other, 7 s after the rest had finished."""
+    steal from the busiest's end), so a test that runs or waits for seconds goes at the start of a share
+    (where the CPU-bound tests around it fill both cores), and the rest are interleaved file by file
+    (each file's own order kept). Left in file order, the two browser tests ran last, one after the
+    other, 7 s after the rest had finished."""
     long: dict[str, list[pytest.Item]] = {}  # a test's parametrizations stay together: one browser, one share
     for item in items:
         if item.get_closest_marker("long"):
             long.setdefault(getattr(item, "originalname", item.name), []).append(item)
-    rest = [item for item in items if not item.get_closest_marker("long")]
     if workers < 2 or not long:
         return items
+    rest = [item for item in items if not item.get_closest_marker("long")]
     # The rest, one file's test after another's: a file's tests wait alike (on a browser, on timeouts, on
     # PostgreSQL) or burn CPU alike, and in file order the waiting ones came together, idling both cores.
     by_file: dict[str, list[pytest.Item]] = {}
